@@ -1,0 +1,62 @@
+"""napari-chromagan: ChromaGAN automatic colourisation (Vitoria, Raad & Ballester, WACV 2020).
+
+The public API is imported lazily, so ``import napari_chromagan`` (which napari does while it
+scans plugins) costs neither torch nor Qt.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY = {
+    "Generator": "model",
+    "ModelConfig": "model",
+    "load_vgg16_trunk": "model",
+    "Colorizer": "colorize",
+    "ColorizeResult": "colorize",
+    "Normalization": "normalize",
+    "save_checkpoint": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "Checkpoint": "checkpoint",
+    "resolve_weights": "weights",
+    "user_weights_dir": "weights",
+    "Cancelled": "errors",
+    "CheckpointError": "errors",
+    "ChromaGANError": "errors",
+    "UnsupportedImageError": "errors",
+    "WeightsNotFoundError": "errors",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'napari_chromagan' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"napari_chromagan.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+    from .colorize import Colorizer, ColorizeResult
+    from .errors import (
+        Cancelled,
+        CheckpointError,
+        ChromaGANError,
+        UnsupportedImageError,
+        WeightsNotFoundError,
+    )
+    from .model import Generator, ModelConfig, load_vgg16_trunk
+    from .normalize import Normalization
+    from .weights import resolve_weights, user_weights_dir
