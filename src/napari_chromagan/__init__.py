@@ -27,6 +27,8 @@ _LAZY = {
     "Cancelled": "errors",
     "CheckpointError": "errors",
     "ChromaGANError": "errors",
+    "DeviceError": "errors",
+    "select_device": "colorize",
     "UnsupportedImageError": "errors",
     "WeightsNotFoundError": "errors",
 }
@@ -49,11 +51,12 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-    from .colorize import Colorizer, ColorizeResult
+    from .colorize import Colorizer, ColorizeResult, select_device
     from .errors import (
         Cancelled,
         CheckpointError,
         ChromaGANError,
+        DeviceError,
         UnsupportedImageError,
         WeightsNotFoundError,
     )

@@ -10,6 +10,7 @@ __all__ = [
     "Cancelled",
     "CheckpointError",
     "ChromaGANError",
+    "DeviceError",
     "UnsupportedImageError",
     "WeightsNotFoundError",
 ]
@@ -25,6 +26,10 @@ class UnsupportedImageError(ChromaGANError, ValueError):
 
 class CheckpointError(ChromaGANError, ValueError):
     """A weights file is not a usable napari-chromagan checkpoint."""
+
+
+class DeviceError(ChromaGANError, ValueError):
+    """The requested compute device does not exist on this machine."""
 
 
 class WeightsNotFoundError(ChromaGANError, FileNotFoundError):

@@ -1,0 +1,350 @@
+"""Image files in and out for the ``napari-chromagan colorize`` command line.
+
+Pillow reads PNG, JPEG, WebP and BMP; tifffile reads and writes TIFF, including multi-page
+stacks and 16-bit or floating-point data. Outputs are written atomically: into a hidden
+temporary file next to the target, flushed to disk, then renamed over the final name, so an
+interrupted run never leaves a half-written image behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import tifffile
+from PIL import Image, ImageOps
+
+from napari_chromagan.errors import UnsupportedImageError
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "collect_inputs",
+    "output_path",
+    "output_paths",
+    "read_image",
+    "write_image",
+]
+
+IMAGE_SUFFIXES: frozenset[str] = frozenset(
+    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
+)
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
+_FORMAT_SUFFIXES = {
+    "png": ".png",
+    "jpg": ".jpg",
+    "jpeg": ".jpg",
+    "tif": ".tif",
+    "tiff": ".tif",
+    "webp": ".webp",
+}
+_PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+_READ_HINT = "expected a complete PNG, JPEG, TIFF, WebP or BMP file"
+
+
+def collect_inputs(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Expand command-line arguments into the list of image files to process.
+
+    Parameters
+    ----------
+    paths : sequence of str or path-like
+        Files (taken as given, whatever their suffix) and folders (searched recursively for
+        files with a suffix in `IMAGE_SUFFIXES`, case-insensitively, in sorted order, skipping
+        hidden files and folders).
+
+    Returns
+    -------
+    list of Path
+        The files, in argument order, each only once (the first occurrence is kept).
+
+    Raises
+    ------
+    FileNotFoundError
+        If an argument does not exist, or if no image was found at all.
+    """
+    found: list[Path] = []
+    for arg in paths:
+        path = Path(arg)
+        if path.is_dir():
+            found.extend(_search_folder(path))
+        elif path.exists():
+            found.append(path)
+        else:
+            raise FileNotFoundError(f"{path}: no such file or folder")
+    seen: set[str] = set()
+    unique = []
+    for path in found:
+        key = os.path.normcase(os.path.realpath(path))
+        if key not in seen:
+            seen.add(key)
+            unique.append(path)
+    if not unique:
+        where = ", ".join(str(Path(p)) for p in paths) or "(no paths given)"
+        accepted = ", ".join(sorted(IMAGE_SUFFIXES))
+        raise FileNotFoundError(f"no images found in {where}; accepted: {accepted}")
+    return unique
+
+
+def _search_folder(folder: Path) -> list[Path]:
+    hits = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            path = Path(dirpath, name)
+            wanted = not name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
+            if wanted and path.is_file():
+                hits.append(path)
+    return sorted(hits, key=lambda p: p.relative_to(folder).parts)
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an image file into a numpy array.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A TIFF file (recognised by its content, read with tifffile) or any image Pillow reads.
+
+    Returns
+    -------
+    numpy.ndarray
+        TIFF: the full stored array, any dtype (multi-page -> ``(pages, H, W[, 3])``).
+        Otherwise, after applying the EXIF orientation: ``(H, W)`` for grey images (uint8,
+        uint16, int32 or float32; bilevel as uint8 0/255; the alpha of grey+alpha dropped),
+        ``(H, W, 3)`` uint8 for RGB and palette images, ``(H, W, 4)`` uint8 for RGBA and
+        palette images with transparency.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    UnsupportedImageError
+        If the file is empty, truncated, corrupt or not an image.
+    """
+    path = Path(path)
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not head:
+        raise UnsupportedImageError(f"{path}: cannot read image (the file is empty); {_READ_HINT}")
+    try:
+        array = np.asarray(tifffile.imread(path)) if head in _TIFF_MAGIC else _read_pillow(path)
+    except Exception as exc:  # Pillow and tifffile raise many types for bad files
+        reason = str(exc) or type(exc).__name__
+        raise UnsupportedImageError(f"{path}: cannot read image ({reason}); {_READ_HINT}") from exc
+    if array.size == 0:
+        raise UnsupportedImageError(f"{path}: cannot read image (no pixel data); {_READ_HINT}")
+    return array
+
+
+def _read_pillow(path: Path) -> np.ndarray:
+    with Image.open(path) as opened:
+        img = ImageOps.exif_transpose(opened)  # a loaded copy, turned upright
+    if img.mode == "LA":
+        img = img.getchannel("L")
+    elif img.mode in ("P", "PA"):
+        img = img.convert("RGBA" if img.mode == "PA" or "transparency" in img.info else "RGB")
+    elif img.mode == "1":
+        img = img.convert("L")
+    elif img.mode not in ("L", "I", "F", "RGB", "RGBA") and not img.mode.startswith("I;16"):
+        img = img.convert("RGB")  # CMYK, YCbCr, ...
+    array = np.array(img)
+    if array.dtype.kind == "u" and array.dtype.itemsize == 2:
+        array = array.astype(np.uint16, copy=False)  # big-endian I;16B -> native
+    return array
+
+
+def output_path(
+    input_path: Path, out_dir: Path, suffix: str | None = None, tag: str = "_colorized"
+) -> Path:
+    """Name the output file of one input: ``<out_dir>/<stem><tag><ext>``.
+
+    Parameters
+    ----------
+    input_path : Path
+        The input file.
+    out_dir : Path
+        The output folder.
+    suffix : str, optional
+        Output format: ``png``, ``jpg``/``jpeg``, ``tif``/``tiff`` or ``webp``, with or
+        without a dot, any case. By default TIFF inputs give ``.tif``, JPEG inputs ``.jpg``
+        and all others ``.png``.
+    tag : str
+        Text appended to the input's stem.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    ValueError
+        If `suffix` is not one of the formats above.
+    """
+    if suffix is not None:
+        ext = _FORMAT_SUFFIXES.get(suffix.lower().lstrip("."))
+        if ext is None:
+            raise ValueError(
+                f"unsupported output format {suffix!r}; choose png, jpeg, tiff or webp"
+            )
+    else:
+        ext = {".tif": ".tif", ".tiff": ".tif", ".jpg": ".jpg", ".jpeg": ".jpg"}.get(
+            Path(input_path).suffix.lower(), ".png"
+        )
+    return Path(out_dir) / f"{Path(input_path).stem}{tag}{ext}"
+
+
+def output_paths(
+    inputs: list[Path],
+    out_dir: Path,
+    suffix: str | None = None,
+    roots: list[Path] | None = None,
+    tag: str = "_colorized",
+) -> list[Path]:
+    """Name the output files of several inputs, never twice the same.
+
+    Inputs whose plain names (see `output_path`) collide, case-insensitively, are named after
+    their path relative to the deepest of `roots` that holds them (or else to the common
+    folder of the colliding inputs), folders joined with ``__``: ``a/x.png`` and ``b/x.png``
+    give ``a__x_colorized.png`` and ``b__x_colorized.png``. Names still equal after that get
+    ``_2``, ``_3``... in input order.
+
+    Parameters
+    ----------
+    inputs : list of Path
+        The input files, as returned by `collect_inputs`.
+    out_dir : Path
+        The output folder.
+    suffix : str, optional
+        Output format, as for `output_path`.
+    roots : list of Path, optional
+        The folders the inputs were searched in.
+    tag : str
+        Text appended to each input's stem.
+
+    Returns
+    -------
+    list of Path
+        One output path per input, in the same order.
+    """
+    names = [output_path(p, out_dir, suffix, tag).name for p in inputs]
+    folded = [n.casefold() for n in names]
+    clashing = [i for i, n in enumerate(folded) if folded.count(n) > 1]
+    if clashing:
+        try:
+            common = os.path.commonpath([os.path.abspath(inputs[i]) for i in clashing])
+        except ValueError:  # different drives
+            common = None
+        for i in clashing:
+            rel = _relative(inputs[i], roots or [], common)
+            names[i] = "__".join([*rel.parent.parts, rel.stem]) + tag + Path(names[i]).suffix
+    taken: set[str] = set()
+    for i, name in enumerate(names):
+        stem, ext = os.path.splitext(name)
+        number = 2
+        while name.casefold() in taken:
+            name = f"{stem}_{number}{ext}"
+            number += 1
+        taken.add(name.casefold())
+        names[i] = name
+    return [Path(out_dir) / name for name in names]
+
+
+def _relative(path: Path, roots: list[Path], common: str | None) -> Path:
+    absolute = Path(os.path.abspath(path))
+    holders = [Path(os.path.abspath(r)) for r in roots]
+    holders = [r for r in holders if absolute.is_relative_to(r) and absolute != r]
+    if holders:
+        return absolute.relative_to(max(holders, key=lambda r: len(r.parts)))
+    if common is not None and absolute != Path(common):
+        return absolute.relative_to(common)
+    return Path(absolute.name)
+
+
+def write_image(path: Path, rgb: np.ndarray, *, overwrite: bool = False, quality: int = 95) -> None:
+    """Write an RGB image, or a stack of them, atomically.
+
+    Parameters
+    ----------
+    path : Path
+        Target file; its suffix picks the format (``.png``, ``.jpg``/``.jpeg``, ``.webp``,
+        ``.tif``/``.tiff``). Missing parent folders are created.
+    rgb : numpy.ndarray
+        uint8 ``(H, W, 3)``, or for TIFF a stack ``(..., H, W, 3)`` written as multi-page RGB.
+    overwrite : bool
+        Replace `path` if it exists.
+    quality : int
+        JPEG and WebP quality, 1-100.
+
+    Raises
+    ------
+    FileExistsError
+        If `path` exists and `overwrite` is false; nothing is written.
+    UnsupportedImageError
+        If `rgb` is not uint8 RGB, or is a stack and the format is not TIFF.
+    ValueError
+        If the suffix of `path` is not a format written here.
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    array = np.asarray(rgb)
+    if array.dtype != np.uint8 or array.ndim < 3 or array.shape[-1] != 3 or array.size == 0:
+        raise UnsupportedImageError(
+            f"{path}: expected uint8 RGB data of shape (..., H, W, 3), "
+            f"got {array.dtype} {array.shape}"
+        )
+    if ext in _PIL_FORMATS:
+        if array.ndim > 3 and all(n == 1 for n in array.shape[:-3]):
+            array = array.reshape(array.shape[-3:])
+        if array.ndim > 3:
+            raise UnsupportedImageError(
+                f"{path}: cannot save a stack of {int(np.prod(array.shape[:-3]))} images as "
+                f"{ext}; choose TIFF with `--format tiff`"
+            )
+        options: dict[str, object] = {"format": _PIL_FORMATS[ext]}
+        if ext != ".png":
+            options["quality"] = quality
+        image = Image.fromarray(np.ascontiguousarray(array))
+
+        def write(fh: BinaryIO) -> None:
+            image.save(fh, **options)
+
+    elif ext in (".tif", ".tiff"):
+
+        def write(fh: BinaryIO) -> None:
+            tifffile.imwrite(fh, array, photometric="rgb", compression="zlib")
+
+    else:
+        what = ext or "files without a suffix"
+        raise ValueError(f"{path}: cannot write {what}; use .png, .jpg, .webp or .tif")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, write)
+
+
+def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    # open(..., "xb") rather than mkstemp, so the file gets the usual permissions (umask), not 0o600
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.part")
+    fh = open(tmp, "xb")  # outside the try: on failure there is nothing of ours to remove
+    try:
+        with fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if os.name == "posix":  # make the rename itself durable
+        with contextlib.suppress(OSError):
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)

@@ -1,0 +1,331 @@
+"""The ChromaGAN generator (Vitoria, Raad & Ballester, WACV 2020), written from the specification.
+
+Architecture (docs: chromagan-spec.md §1; kernel shapes given for the paper's width):
+
+* **trunk**: VGG16 up to and including ``block4_conv3`` and its ReLU, laid out exactly like
+  ``torchvision.models.vgg16().features[:23]`` so that torchvision state dicts load by index.
+  224x224x3 -> 28x28x512.
+* **global trunk**: four 3x3 convolutions (stride 2, 1, 2, 1), each Conv -> ReLU -> BatchNorm
+  (eps 1e-3, the Keras default; BatchNorm *after* the activation, as the authors). The stride-2
+  convolutions use TensorFlow's SAME padding, which on even inputs pads 0 before and 1 after.
+  28x28x512 -> 7x7x512.
+* **global branch**: flatten in (h, w, c) order as Keras does, then linear dense layers
+  25088 -> 1024 -> 512 -> 256, broadcast to every pixel of the 28x28 fusion grid.
+* **class branch**: flatten, linear dense 25088 -> 4096 -> 4096, dense 4096 -> 1000, softmax.
+  Only the training loss (KL against an ImageNet teacher) and the class-distribution bars use it.
+* **mid-level branch**: two 3x3 convolutions on the trunk output (512, 256), Conv -> ReLU -> BN.
+* **fusion and decoder**: concatenate [mid, global] (256 + 256), 1x1 conv 256, 3x3 conv 128,
+  nearest x2, 3x3 conv 64, 3x3 conv 64, nearest x2, 3x3 conv 32, 3x3 conv 2 with a sigmoid
+  (112x112x2), then nearest x2 to 224x224x2.
+
+Trainable parameters at width 1: 171,166,090 in all; 123,642,856 in the class head; 7,635,264 in
+the trunk.
+
+Flattening in (h, w, c) order (rather than PyTorch's usual (c, h, w)) keeps the dense kernels of
+the authors' Keras file loadable by a plain transpose, and is a free view of a channels_last tensor.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "Critic",
+    "Generator",
+    "ModelConfig",
+    "SameConv2d",
+    "load_vgg16_trunk",
+    "vgg16_to_trunk_state_dict",
+]
+
+# Keras BatchNormalization defaults: momentum 0.99 on the running average, which is PyTorch's 0.01.
+BN_EPS = 1e-3
+BN_MOMENTUM = 0.01
+
+# VGG16 convolutions up to block4_conv3, with the index each has in torchvision's `features`.
+# "M" is a 2x2 max-pool. Indices in between are the ReLUs.
+_VGG16_TO_BLOCK4 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512)
+VGG16_TRUNK_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What a generator is built from; every checkpoint stores it.
+
+    Parameters
+    ----------
+    width : float
+        Channel multiplier for every convolution and dense layer (the class head's 1000 outputs
+        excepted). 1.0 is the paper's network; 0.25 gives a ~16x smaller model for tests and
+        small domains.
+    image_size : int
+        Side of the square network input, a multiple of 32. The paper uses 224; the dense layers'
+        input size follows from it ((image_size / 32)^2 x channels).
+    num_classes : int
+        Size of the class-distribution head (1000 ImageNet classes in the paper).
+    """
+
+    width: float = 1.0
+    image_size: int = 224
+    num_classes: int = 1000
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.width, (int, float)) and 0 < self.width <= 4):
+            raise ValueError(f"ModelConfig.width must be in (0, 4], got {self.width!r}")
+        if not (isinstance(self.image_size, int) and self.image_size >= 32 and self.image_size % 32 == 0):
+            raise ValueError(
+                f"ModelConfig.image_size must be a positive multiple of 32, got {self.image_size!r}"
+            )
+        if not (isinstance(self.num_classes, int) and self.num_classes >= 1):
+            raise ValueError(f"ModelConfig.num_classes must be a positive int, got {self.num_classes!r}")
+
+    def channels(self, n: int) -> int:
+        """Channel count of a layer that has ``n`` channels in the paper's network."""
+        return max(1, round(n * self.width))
+
+    @property
+    def global_grid(self) -> int:
+        """Side of the global trunk's output (7 for 224 input)."""
+        return self.image_size // 32
+
+    @property
+    def fusion_grid(self) -> int:
+        """Side of the fusion grid (28 for 224 input)."""
+        return self.image_size // 8
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown ModelConfig fields {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**dict(values))
+
+
+def _tf_same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow 'SAME' padding (before, after) along one axis."""
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class SameConv2d(nn.Conv2d):
+    """A Conv2d with TensorFlow's 'SAME' padding, which is asymmetric when the total is odd.
+
+    For a 3x3 stride-2 convolution on an even input TF pads 0 before and 1 after; PyTorch's
+    symmetric ``padding=1`` would shift every output by one pixel against the authors' network.
+    Symmetric cases use the convolution's own padding (no extra copy).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kh, kw = self.kernel_size
+        sh, sw = self.stride
+        top, bottom = _tf_same_pads(x.shape[-2], kh, sh)
+        left, right = _tf_same_pads(x.shape[-1], kw, sw)
+        if top == bottom and left == right:
+            return F.conv2d(x, self.weight, self.bias, self.stride, (top, left))
+        return F.conv2d(F.pad(x, (left, right, top, bottom)), self.weight, self.bias, self.stride)
+
+
+class ConvReLUBN(nn.Sequential):
+    """Conv -> ReLU -> BatchNorm, the authors' order (normalisation after the activation)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+        super().__init__(
+            SameConv2d(in_channels, out_channels, 3, stride),
+            nn.ReLU(inplace=True),
+            nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM),
+        )
+
+
+def _conv_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> list[nn.Module]:
+    return [
+        nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2),
+        nn.ReLU(inplace=True),
+    ]
+
+
+def _vgg_trunk(config: ModelConfig) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    channels = 3
+    for item in _VGG16_TO_BLOCK4:
+        if item == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            out = config.channels(int(item))
+            layers += _conv_relu(channels, out)
+            channels = out
+    return nn.Sequential(*layers)
+
+
+def _flatten_hwc(x: torch.Tensor) -> torch.Tensor:
+    """Flatten (N, C, H, W) in Keras' (h, w, c) order; a view when x is channels_last."""
+    return x.permute(0, 2, 3, 1).flatten(1)
+
+
+class Generator(nn.Module):
+    """The ChromaGAN colourisation generator.
+
+    ``generator(L)`` takes ``L``: float (N, 1, S, S) in [0, 1] = L*/100 with S the configured
+    image size (224), and returns ``(ab, class_probs)``:
+
+    * ``ab``: float (N, 2, S, S) in (0, 1), the sigmoid scale of the authors; Lab a* = 255 s - 128.
+    * ``class_probs``: float (N, num_classes), rows summing to 1 (``None`` when ``with_class`` is
+      False, which skips the 124M-parameter class head).
+    """
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config if config is not None else ModelConfig()
+        c = config.channels
+        grid = config.global_grid
+
+        self.trunk = _vgg_trunk(config)
+        self.global_trunk = nn.Sequential(
+            ConvReLUBN(c(512), c(512), stride=2),
+            ConvReLUBN(c(512), c(512)),
+            ConvReLUBN(c(512), c(512), stride=2),
+            ConvReLUBN(c(512), c(512)),
+        )
+        flat = grid * grid * c(512)
+        self.global_dense = nn.Sequential(
+            nn.Linear(flat, c(1024)), nn.Linear(c(1024), c(512)), nn.Linear(c(512), c(256))
+        )
+        self.class_head = nn.Sequential(
+            nn.Linear(flat, c(4096)), nn.Linear(c(4096), c(4096)), nn.Linear(c(4096), config.num_classes)
+        )
+        self.mid = nn.Sequential(ConvReLUBN(c(512), c(512)), ConvReLUBN(c(512), c(256)))
+        self.decoder = nn.Sequential(
+            *_conv_relu(c(256) + c(256), c(256), kernel_size=1),
+            *_conv_relu(c(256), c(128)),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            *_conv_relu(c(128), c(64)),
+            *_conv_relu(c(64), c(64)),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            *_conv_relu(c(64), c(32)),
+            nn.Conv2d(c(32), 2, 3, padding=1),
+            nn.Sigmoid(),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Keras' defaults: Glorot-uniform kernels, zero biases, BN gamma 1 and beta 0."""
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.BatchNorm2d):
+                module.reset_parameters()
+                module.reset_running_stats()
+
+    def forward(
+        self, L: torch.Tensor, with_class: bool = True, logits: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Colourise a batch of lightness planes.
+
+        Parameters
+        ----------
+        L : Tensor
+            float (N, 1, S, S) in [0, 1] = L*/100.
+        with_class : bool
+            Compute the class head. False skips ~124M parameters' worth of dense layers.
+        logits : bool
+            Return the class head's logits instead of its softmax (for numerically stable
+            log-probabilities in the training loss).
+        """
+        size = self.config.image_size
+        if L.ndim != 4 or L.shape[1] != 1 or L.shape[-2:] != (size, size):
+            raise ValueError(f"Generator expects L of shape (N, 1, {size}, {size}), got {tuple(L.shape)}")
+        features = self.trunk(L.expand(-1, 3, -1, -1))
+        g = self.global_trunk(features)
+        flat = _flatten_hwc(g)
+        global_vec = self.global_dense(flat)
+        grid = self.config.fusion_grid
+        fused = torch.cat(
+            [self.mid(features), global_vec[:, :, None, None].expand(-1, -1, grid, grid)], dim=1
+        )
+        ab = self.decoder(fused)
+        if not with_class:
+            return ab, None
+        class_out = self.class_head(flat)
+        return ab, class_out if logits else torch.softmax(class_out, dim=1)
+
+
+def vgg16_to_trunk_state_dict(
+    vgg_state: Mapping[str, torch.Tensor], prefix: str = "features."
+) -> dict[str, torch.Tensor]:
+    """Map a torchvision-layout VGG16 state dict onto :attr:`Generator.trunk`.
+
+    torchvision's ``vgg16().features`` and the trunk share their module indices, so
+    ``features.0.weight`` ... ``features.21.bias`` become ``0.weight`` ... ``21.bias``; the
+    block5 convolutions and the classifier are ignored. Raises ``KeyError`` naming the first
+    missing key.
+    """
+    mapped = {}
+    for index in VGG16_TRUNK_CONV_INDICES:
+        for name in ("weight", "bias"):
+            key = f"{prefix}{index}.{name}"
+            if key not in vgg_state:
+                raise KeyError(f"{key} is missing: not a torchvision-layout VGG16 state dict")
+            mapped[f"{index}.{name}"] = vgg_state[key]
+    return mapped
+
+
+def load_vgg16_trunk(generator: Generator, vgg_state: Mapping[str, torch.Tensor]) -> None:
+    """Initialise the generator's trunk from a torchvision-layout VGG16 state dict (in place).
+
+    Only a full-width generator can take ImageNet VGG16 weights; the shapes are checked first
+    and a mismatch raises ``ValueError`` naming the layer.
+    """
+    mapped = vgg16_to_trunk_state_dict(vgg_state)
+    own = generator.trunk.state_dict()
+    for key, value in mapped.items():
+        if tuple(value.shape) != tuple(own[key].shape):
+            raise ValueError(
+                f"VGG16 tensor features.{key} has shape {tuple(value.shape)} but the trunk needs "
+                f"{tuple(own[key].shape)} (ImageNet VGG16 weights fit only width=1.0)"
+            )
+    generator.trunk.load_state_dict(mapped)
+
+
+class Critic(nn.Module):
+    """The PatchGAN critic (WGAN, no normalisation, no sigmoid); docs: chromagan-spec.md §2.
+
+    Takes ``L`` (N, 1, S, S) in [0, 1] and ``ab`` (N, 2, S, S) in the sigmoid scale and returns
+    one score per 8x8-strided patch, (N, 1, S/8, S/8) (28x28 for 224 input). 4x4 convolutions with
+    TF-SAME padding (1/1 at stride 2, 1/2 at stride 1) and LeakyReLU 0.3, the Keras default slope.
+    2,764,737 parameters at width 1.
+    """
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config if config is not None else ModelConfig()
+        c = config.channels
+        widths = (3, c(64), c(128), c(256), c(512))
+        strides = (2, 2, 2, 1)
+        layers: list[nn.Module] = []
+        for i, stride in enumerate(strides):
+            layers += [SameConv2d(widths[i], widths[i + 1], 4, stride), nn.LeakyReLU(0.3)]
+        layers.append(SameConv2d(widths[-1], 1, 4, 1))
+        self.net = nn.Sequential(*layers)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def forward(self, L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([L, ab], dim=1))

@@ -1,0 +1,90 @@
+"""Where weights are found: an explicit path, then ``$NAPARI_CHROMAGAN_WEIGHTS``, then the user cache.
+
+The user cache is ``platformdirs.user_cache_dir("napari-chromagan")/weights`` (for instance
+``~/.cache/napari-chromagan/weights`` on Linux), or ``$NAPARI_CHROMAGAN_CACHE/weights`` when
+that variable is set. Imported or downloaded weights land there, so the plugin and the command
+line list them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import WeightsNotFoundError
+
+__all__ = [
+    "CACHE_ENV",
+    "PREFERRED_CACHE_NAMES",
+    "WEIGHTS_ENV",
+    "WEIGHTS_SUFFIXES",
+    "cached_weights",
+    "resolve_weights",
+    "user_weights_dir",
+]
+
+WEIGHTS_ENV = "NAPARI_CHROMAGAN_WEIGHTS"
+CACHE_ENV = "NAPARI_CHROMAGAN_CACHE"
+WEIGHTS_SUFFIXES = (".pt", ".pth")
+# The imported authors' ImageNet model is the best weights a user can have; prefer it.
+PREFERRED_CACHE_NAMES = ("chromagan-imagenet.pt",)
+
+HOW_TO_GET_WEIGHTS = (
+    "To get weights, either import the authors' published ImageNet model "
+    "(`python -m napari_chromagan import-weights my_model_colorization.h5`), or train your own "
+    "(`python -m training train --data DIR --out DIR`, then `python -m training export`). Then pass "
+    f"the file with --weights, set ${WEIGHTS_ENV}, or put it in {{cache}}."
+)
+
+
+def user_weights_dir() -> Path:
+    """The folder where imported and downloaded weights are cached (not created here)."""
+    root = os.environ.get(CACHE_ENV)
+    if root:
+        return Path(root).expanduser() / "weights"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("napari-chromagan", appauthor=False)) / "weights"
+
+
+def cached_weights() -> list[Path]:
+    """Weights files in the user cache: preferred names first, then newest first."""
+    folder = user_weights_dir()
+    if not folder.is_dir():
+        return []
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix in WEIGHTS_SUFFIXES]
+    rank = {name: i for i, name in enumerate(PREFERRED_CACHE_NAMES)}
+    return sorted(
+        files, key=lambda p: (rank.get(p.name, len(rank)), -p.stat().st_mtime_ns, p.name)
+    )
+
+
+def resolve_weights(path: str | os.PathLike[str] | None = None) -> Path:
+    """The weights file to use.
+
+    Order: ``path`` when given (it must exist), then ``$NAPARI_CHROMAGAN_WEIGHTS``, then the
+    user cache folder (:func:`user_weights_dir`).
+
+    Raises
+    ------
+    WeightsNotFoundError
+        With the steps to get weights.
+    """
+    how = HOW_TO_GET_WEIGHTS.format(cache=user_weights_dir())
+    if path is not None:
+        candidate = Path(path).expanduser()
+        if not candidate.is_file():
+            raise WeightsNotFoundError(f"weights file {candidate} does not exist. {how}")
+        return candidate
+    env = os.environ.get(WEIGHTS_ENV)
+    if env:
+        candidate = Path(env).expanduser()
+        if not candidate.is_file():
+            raise WeightsNotFoundError(
+                f"${WEIGHTS_ENV} points to {candidate}, which does not exist. {how}"
+            )
+        return candidate
+    found = cached_weights()
+    if found:
+        return found[0]
+    raise WeightsNotFoundError(f"no ChromaGAN weights found. {how}")
