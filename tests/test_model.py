@@ -171,7 +171,7 @@ def test_torchvision_vgg16_state_dict_loads_into_trunk_and_changes_output():
 def test_vgg16_errors_name_the_problem():
     with pytest.raises(KeyError, match=r"features\.0\.weight is missing"):
         vgg16_to_trunk_state_dict({"classifier.0.weight": torch.zeros(1)})
-    with pytest.raises(ValueError, match="width=1.0"):
+    with pytest.raises(ValueError, match=r"width=1\.0"):
         load_vgg16_trunk(Generator(ModelConfig(width=0.5)), _fake_vgg16_state())
 
 

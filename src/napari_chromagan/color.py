@@ -205,8 +205,8 @@ def fit_chroma_to_gamut(L: Tensor, ab: Tensor, dim: int = -3, iterations: int = 
     chroma = x.to(dtype).movedim(dim, -1).reshape(-1, 2)
     light = L.to(dtype).reshape(-1, 1)
 
-    def inside(l: Tensor, c: Tensor) -> Tensor:
-        rgb = _lab_to_linear(torch.cat([l, c], dim=1), 1)
+    def inside(lightness: Tensor, c: Tensor) -> Tensor:
+        rgb = _lab_to_linear(torch.cat([lightness, c], dim=1), 1)
         return ((rgb >= -_GAMUT_TOL) & (rgb <= 1.0 + _GAMUT_TOL)).all(dim=1)
 
     out_idx = torch.nonzero(~inside(light, chroma)).squeeze(1)
