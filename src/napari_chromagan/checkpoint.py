@@ -117,12 +117,20 @@ def _read(path: Path) -> Any:
         raise CheckpointError(f"{path} does not exist or is not a file")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes): the download or copy did not finish")
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":  # torch.save has written zip archives since PyTorch 1.6
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch file (no zip archive header): another kind of file, "
+            "or a very old PyTorch format. Download or export it again."
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # weights_only refuses any global that is not a tensor or plain value: the file would
         # have run code on load. Say so, without the unpickler's long advice to disable the check.
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        lines = [ln.strip() for ln in str(exc).splitlines() if "Unsupported" in ln or "GLOBAL" in ln]
+        reason = lines[0].split(". Please")[0] if lines else "unsupported content"
         raise CheckpointError(
             f"{path} holds Python objects beyond tensors and plain values, which could run code "
             f"when loaded, so it was refused unopened ({reason}). Use a checkpoint written by "
