@@ -40,7 +40,8 @@ def test_installed_package_carries_the_manifest():
 def test_sample_data_layers():
     from napari_chromagan._sample_data import camera_gray, coffee_gray_and_color
 
-    (camera, meta, kind), = camera_gray()
+    ((camera, meta, kind),) = camera_gray()
+    assert meta["name"] == "camera"
     assert camera.shape == (512, 512) and camera.dtype == np.uint8 and kind == "image"
     original, gray = coffee_gray_and_color()
     assert original[0].ndim == 3 and original[1]["rgb"] is True

@@ -1,0 +1,435 @@
+"""The ``napari-chromagan`` command line (also ``python -m napari_chromagan``).
+
+Subcommands:
+
+* ``colorize INPUT... -o OUTDIR``: colourise image files and folders (recursively), writing
+  ``<stem>_colorized.<ext>`` files. Multi-page TIFF stacks are colourised plane by plane and
+  written as multi-page RGB TIFF.
+
+Exit codes: 0 success; 1 some images failed (the others were written); 2 a usage or input
+problem (bad arguments, missing inputs or weights, an unusable checkpoint or device, outputs
+that exist), nothing written; 130 interrupted (outputs are written atomically, so no partial
+files are left behind).
+
+Torch, numpy and the engine are imported only inside the commands, so ``--help`` is instant.
+Each subcommand is a ``(register, run)`` pair: ``register`` adds its parser, ``run`` takes the
+parsed arguments and returns the exit code; add new ones (``import-weights``...) to `COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from napari_chromagan import __version__
+from napari_chromagan.errors import ChromaGANError, UnsupportedImageError
+
+__all__ = ["main"]
+
+PROG = "napari-chromagan"
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+_FORMATS = ("png", "jpeg", "jpg", "tiff", "tif", "webp")
+_TIFF_SUFFIXES = (".tif", ".tiff")
+_MAX_LISTED = 5
+
+
+class _UsageError(Exception):
+    """A problem with the arguments found after parsing; reported like argparse's errors."""
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def _error(message: str) -> None:
+    _write(f"{PROG}: error: {message}")
+
+
+def _write(message: str) -> None:
+    """One line on stderr, without breaking a progress bar that is being drawn there."""
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        print(message, file=sys.stderr, flush=True)
+    else:
+        tqdm.write(message, file=sys.stderr)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _list_paths(paths: Sequence[Path]) -> str:
+    shown = ", ".join(str(p) for p in paths[:_MAX_LISTED])
+    more = len(paths) - _MAX_LISTED
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+# --------------------------------------------------------------------------- colorize
+
+
+def _register_colorize(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "colorize",
+        help="colourise image files or folders",
+        description=(
+            "Colourise grayscale (or colour) images with ChromaGAN and write "
+            "<stem>_colorized.<ext> files into OUTDIR. Folders are searched recursively for "
+            "PNG, JPEG, TIFF, WebP and BMP files. Multi-page TIFF stacks are colourised plane "
+            "by plane and written as multi-page RGB TIFF. Existing outputs are never replaced "
+            "unless --overwrite is given."
+        ),
+        epilog=(
+            "exit codes: 0 success; 1 some images failed (the others were written); "
+            "2 usage or input problem, nothing written; 130 interrupted. "
+            "Weights: --weights, else $NAPARI_CHROMAGAN_WEIGHTS, else the user cache "
+            "(filled by `import-weights`)."
+        ),
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    p.add_argument(
+        "-o",
+        "--output",
+        "--out-dir",
+        dest="output",
+        metavar="OUTDIR",
+        required=True,
+        help="output folder (created if missing)",
+    )
+    p.add_argument(
+        "--weights",
+        metavar="W",
+        help="checkpoint file (default: $NAPARI_CHROMAGAN_WEIGHTS, then the user cache)",
+    )
+    p.add_argument(
+        "--device",
+        default="auto",
+        metavar="{auto,cpu,cuda,cuda:N,mps}",
+        help="compute device (default: auto = CUDA, then MPS, then CPU)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=8,
+        metavar="B",
+        help="planes per network call (default: 8)",
+    )
+    p.add_argument(
+        "--format",
+        choices=_FORMATS,
+        type=str.lower,
+        metavar="{png,jpeg,tiff,webp}",
+        help="output format (default: .tif for TIFF inputs and stacks, .jpg for JPEG, else .png)",
+    )
+    p.add_argument(
+        "--normalization",
+        choices=("auto", "dtype", "percentile", "manual"),
+        default="auto",
+        help=(
+            "how intensities map to lightness: dtype range, 0.5-99.5 %% percentiles of each "
+            "image or stack, or --range (default: auto = dtype for 8-bit and colour images, "
+            "percentile otherwise; manual when --range is given)"
+        ),
+    )
+    p.add_argument(
+        "--range",
+        nargs=2,
+        type=_finite_float,
+        metavar=("LOW", "HIGH"),
+        dest="value_range",
+        help="intensity range mapped to black..white (implies --normalization manual)",
+    )
+    existing = p.add_mutually_exclusive_group()
+    existing.add_argument(
+        "--overwrite", action="store_true", help="replace outputs that already exist"
+    )
+    existing.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="leave inputs whose output already exists alone",
+    )
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress bars or information lines; errors only",
+    )
+    return p
+
+
+def _run_colorize(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    quiet: bool = args.quiet
+
+    def info(message: str) -> None:
+        if not quiet:
+            _write(f"{PROG}: {message}")
+
+    if args.value_range is not None:
+        low, high = args.value_range
+        if not high > low:
+            raise _UsageError(f"--range needs LOW < HIGH, got {low:g} {high:g}")
+        if args.normalization not in ("auto", "manual"):
+            raise _UsageError(
+                f"--range applies to --normalization manual, not {args.normalization}"
+            )
+    elif args.normalization == "manual":
+        raise _UsageError("--normalization manual needs --range LOW HIGH")
+
+    out_dir = Path(args.output).expanduser()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise _UsageError(f"output {out_dir} exists and is not a folder")
+
+    from napari_chromagan import imageio
+
+    inputs = imageio.collect_inputs(args.inputs)
+    roots = [Path(a) for a in args.inputs if Path(a).is_dir()]
+    outputs = imageio.output_paths(inputs, out_dir, args.format, roots=roots)
+    # An earlier run's outputs found again in a searched folder must not be overwritten while
+    # they are being read: leave out any input that is one of this run's outputs.
+    planned = {os.path.realpath(o) for o in outputs}
+    own = [p for p in inputs if os.path.realpath(p) in planned]
+    if own:
+        inputs = [p for p in inputs if os.path.realpath(p) not in planned]
+        info(
+            f"ignoring {_plural(len(own), 'input')} that would be overwritten by this run's outputs"
+        )
+        if not inputs:
+            raise FileNotFoundError("no images left to colourise")
+        outputs = imageio.output_paths(inputs, out_dir, args.format, roots=roots)
+
+    existing = [o for o in outputs if o.exists()]
+    if existing and not (args.overwrite or args.skip_existing):
+        raise FileExistsError(
+            f"{_plural(len(existing), 'output')} already "
+            f"{'exists' if len(existing) == 1 else 'exist'} ({_list_paths(existing)}); "
+            "pass --overwrite to replace them or --skip-existing to keep them"
+        )
+    jobs = list(zip(inputs, outputs, strict=True))
+    skipped = 0
+    if existing and args.skip_existing:
+        exists = set(existing)
+        jobs = [(i, o) for i, o in jobs if o not in exists]
+        skipped = len(inputs) - len(jobs)
+        info(f"skipping {_plural(skipped, 'image')} whose output already exists")
+    if not jobs:
+        info(f"nothing to do: every output exists in {out_dir}")
+        return EXIT_OK
+
+    import torch
+    from tqdm import tqdm
+
+    from napari_chromagan.colorize import Colorizer, select_device
+
+    select_device(args.device)  # a wrong device fails before a large checkpoint is read
+    colorizer = Colorizer.from_checkpoint(args.weights, args.device)
+    info(f"device: {colorizer.device_info}")
+    info(f"weights: {colorizer.weights}")
+
+    out_of_memory = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    # Failures of one image (unreadable, wrong shape, too large, disk full): report, go on.
+    recoverable = (ChromaGANError, OSError, ValueError, MemoryError, out_of_memory)
+    taken = {o.name.casefold() for o in outputs}
+    done = 0
+    failures: list[Path] = []
+    bar = tqdm(
+        total=len(jobs),
+        unit="image",
+        desc="colourising",
+        file=sys.stderr,
+        disable=True if quiet else None,
+        dynamic_ncols=True,
+    )
+    try:
+        for source, target in jobs:
+            bar.set_postfix_str(source.name, refresh=False)
+            try:
+                written = _colorize_one(colorizer, source, target, args, taken, info, bar, quiet)
+            except recoverable as exc:
+                failures.append(source)
+                message = str(exc) or type(exc).__name__
+                if isinstance(exc, (MemoryError, out_of_memory)):
+                    message = (
+                        f"out of memory ({message.splitlines()[0]}); try --batch-size 1 "
+                        "or --device cpu"
+                    )
+                if str(source) not in message:
+                    message = f"{source}: {message}"
+                _error(message)
+            else:
+                if written:
+                    done += 1
+                else:
+                    skipped += 1
+            bar.update(1)
+    finally:
+        bar.close()
+
+    seconds = time.perf_counter() - start
+    summary = f"colourised {_plural(done, 'image')} into {out_dir} in {seconds:.1f} s"
+    info(f"{summary} ({skipped} skipped: output exists)" if skipped else summary)
+    if failures:
+        total = len(jobs)
+        _error(f"{len(failures)} of {_plural(total, 'image')} failed")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _stack_planes(shape: tuple[int, ...]) -> int:
+    """How many planes the engine sees in an array of this shape (as Colorizer decides)."""
+    rgb = len(shape) >= 3 and shape[-1] in (3, 4)
+    spatial = shape[:-1] if rgb else shape
+    return math.prod(spatial[:-2])
+
+
+def _colorize_one(
+    colorizer: Any,
+    source: Path,
+    target: Path,
+    args: argparse.Namespace,
+    taken: set[str],
+    info: Callable[[str], None],
+    bar: Any,
+    quiet: bool,
+) -> bool:
+    """Colourise one file; return False when it was skipped (its output exists)."""
+    from tqdm import tqdm
+
+    from napari_chromagan import imageio
+
+    image = imageio.read_image(source)
+    planes = _stack_planes(image.shape)
+    if planes > 1 and target.suffix.lower() not in _TIFF_SUFFIXES:
+        if args.format is not None:
+            raise UnsupportedImageError(
+                f"{source} is a stack of {planes} images, which {target.suffix} cannot hold; "
+                "choose --format tiff"
+            )
+        # Only a TIFF holds a stack: switch this output to .tif, under a name not yet taken.
+        taken.discard(target.name.casefold())
+        stem, number = target.stem, 2
+        target = target.with_suffix(".tif")
+        while target.name.casefold() in taken:
+            target = target.with_name(f"{stem}_{number}.tif")
+            number += 1
+        taken.add(target.name.casefold())
+        info(f"{source} is a stack of {planes} images: writing it as TIFF, {target}")
+        if target.exists():
+            if args.skip_existing:
+                info(f"skipping {source}: {target} exists")
+                return False
+            if not args.overwrite:
+                raise FileExistsError(
+                    f"{target} exists; pass --overwrite to replace it or --skip-existing to keep it"
+                )
+
+    plane_bar: Any = None
+
+    def progress(count: int, total: int) -> None:
+        nonlocal plane_bar
+        if total <= 1:
+            return
+        if plane_bar is None:
+            plane_bar = tqdm(
+                total=total,
+                unit="plane",
+                desc=source.name,
+                file=sys.stderr,
+                leave=False,
+                position=1,
+                disable=True if quiet or bar.disable else None,
+                dynamic_ncols=True,
+            )
+        plane_bar.update(count - plane_bar.n)
+
+    try:
+        result = colorizer.colorize(
+            image,
+            batch_size=args.batch_size,
+            normalization=args.normalization,
+            value_range=None if args.value_range is None else tuple(args.value_range),
+            with_class=False,
+            progress=progress,
+        )
+    finally:
+        if plane_bar is not None:
+            plane_bar.close()
+    del image
+    imageio.write_image(target, result.rgb, overwrite=args.overwrite)
+    return True
+
+
+# --------------------------------------------------------------------------- entry point
+
+# (register, run) pairs; register(subparsers) adds the subcommand's parser.
+COMMANDS: tuple[
+    tuple[Callable[[Any], argparse.ArgumentParser], Callable[[argparse.Namespace], int]], ...
+] = ((_register_colorize, _run_colorize),)
+
+
+def _prog() -> str:
+    argv0 = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return "python -m napari_chromagan" if argv0 == "__main__.py" else PROG
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=_prog(),
+        description="ChromaGAN automatic colourisation from the command line.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for register, run in COMMANDS:
+        register(subparsers).set_defaults(run=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code (argparse's own errors give 2, --help 0)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(None if argv is None else list(argv))
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        code = exc.code
+        return code if isinstance(code, int) else (EXIT_OK if code is None else EXIT_USAGE)
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return EXIT_INTERRUPTED
+    except _UsageError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    except (ChromaGANError, FileNotFoundError, FileExistsError, OSError, ValueError) as exc:
+        # Missing inputs or weights, unusable checkpoint or device, outputs in the way.
+        _error(str(exc) or type(exc).__name__)
+        return EXIT_USAGE
