@@ -5,6 +5,8 @@ Subcommands:
 * ``colorize INPUT... -o OUTDIR``: colourise image files and folders (recursively), writing
   ``<stem>_colorized.<ext>`` files. Multi-page TIFF stacks are colourised plane by plane and
   written as multi-page RGB TIFF.
+* ``import-weights FILE.h5 [-o OUT] [--overwrite]``: convert the authors' Keras weights into a
+  checkpoint (by default in the user cache, where ``colorize`` and the plugin find it).
 
 Exit codes: 0 success; 1 some images failed (the others were written); 2 a usage or input
 problem (bad arguments, missing inputs or weights, an unusable checkpoint or device, outputs
@@ -388,12 +390,53 @@ def _colorize_one(
     return True
 
 
+# --------------------------------------------------------------------------- import-weights
+
+
+def _register_import_weights(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "import-weights",
+        help="convert the authors' Keras weights (.h5) into a napari-chromagan checkpoint",
+        description=(
+            "Convert the ChromaGAN authors' Keras weights (my_model_colorization.h5) into a "
+            "napari-chromagan checkpoint, by default in the user cache where the plugin and "
+            "`colorize` find it. Every layer's shape is checked. Needs h5py: "
+            'pip install "napari-chromagan[keras]".'
+        ),
+        epilog="exit codes: 0 written; 2 unreadable or unsuitable file, or OUT exists.",
+    )
+    p.add_argument("h5", metavar="FILE.h5", help="the authors' Keras weights file")
+    p.add_argument(
+        "-o",
+        "--output",
+        dest="output",
+        metavar="OUT",
+        help="checkpoint to write (default: chromagan-imagenet.pt in the user cache)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    return p
+
+
+def _run_import_weights(args: argparse.Namespace) -> int:
+    from napari_chromagan.keras_import import import_keras_weights_to_checkpoint
+
+    try:
+        written = import_keras_weights_to_checkpoint(args.h5, args.output, overwrite=args.overwrite)
+    except ImportError as exc:
+        raise _UsageError(str(exc)) from None
+    print(f"{PROG}: wrote {written}", flush=True)
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- entry point
 
 # (register, run) pairs; register(subparsers) adds the subcommand's parser.
 COMMANDS: tuple[
     tuple[Callable[[Any], argparse.ArgumentParser], Callable[[argparse.Namespace], int]], ...
-] = ((_register_colorize, _run_colorize),)
+] = (
+    (_register_colorize, _run_colorize),
+    (_register_import_weights, _run_import_weights),
+)
 
 
 def _prog() -> str:
