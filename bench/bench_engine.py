@@ -1,0 +1,354 @@
+"""CPU benchmark: the colourisation engine against a plain eager PyTorch forward of the same network.
+
+Run from the repository root::
+
+    PYTHONPATH=src .venv/bin/python bench/bench_engine.py            # paper-size network
+    PYTHONPATH=src .venv/bin/python bench/bench_engine.py --quick    # smoke run (CI)
+
+Every case runs the *same* generator weights:
+
+* **baseline**: a deep copy of the generator in PyTorch's default (contiguous NCHW) layout,
+  ``generator.eval()``, called on a contiguous float32 (N, 1, 224, 224) tensor under
+  ``torch.no_grad()`` with its default arguments (class head included), as a user who just calls
+  ``ab, probs = generator(x)`` would; nothing else is timed. Run at batch 1 and at the engine's
+  batch size.
+* **engine**: :class:`napari_chromagan.Colorizer` on the CPU (channels_last weights,
+  ``torch.inference_mode``); ``predict`` alone, ``colorize`` end to end on a (planes, 224, 224)
+  uint8 stack (normalisation, resizing, network, full-resolution Lab -> uint8 RGB), and
+  ``colorize`` end to end on one 2048x2048 uint16 image (percentile normalisation, antialiased
+  downsizing, network, bilinear chroma upsampling, gamut fitting, uint8 RGB).
+
+The cases are timed round-robin (one sample of each per round) so that load from other
+processes falls on all of them alike, and every ratio comes from the same run. Each sample
+covers ``--planes`` planes (one plane for the 2048x2048 case); the median sample is reported.
+
+Absolute times hold only for the machine they were measured on; the ratios are what to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as dt
+import inspect
+import math
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+try:
+    import napari_chromagan  # noqa: F401
+except ImportError:  # run without PYTHONPATH=src from a source checkout
+    sys.path.insert(0, str(HERE.parent / "src"))
+
+from _common import (  # noqa: E402
+    host_tag,
+    machine_info,
+    print_table,
+    timeit_interleaved,
+    write_json_atomic,
+)
+
+from napari_chromagan.colorize import Colorizer  # noqa: E402
+from napari_chromagan.model import Generator, ModelConfig  # noqa: E402
+
+ACCEPTANCE_RATIO = 1.3
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--width", type=float, default=None, help="generator width (default 1.0, the paper's)"
+    )
+    p.add_argument(
+        "--planes", type=int, default=None, help="224x224 planes per sample (default 16)"
+    )
+    p.add_argument(
+        "--repeats", type=int, default=None, help="timed rounds; the median is reported (default 7)"
+    )
+    p.add_argument("--warmup", type=int, default=None, help="untimed rounds first (default 1)")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="engine batch size (default: colorize's own)"
+    )
+    p.add_argument(
+        "--big", type=int, default=2048, help="side of the large uint16 image (default 2048)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--max-foreign",
+        type=float,
+        default=0.1,
+        help="a sample counts as quiet when other processes used at most this share of the cores "
+        "(default 0.1); medians are over quiet samples when there are any",
+    )
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default os.cpu_count())"
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="smoke run: width 0.25, 8 planes, 1 warm-up, 2 repeats"
+    )
+    p.add_argument(
+        "--out", type=Path, default=None, help="JSON result path (default bench/results/...)"
+    )
+    p.add_argument(
+        "--min-ratio",
+        type=float,
+        default=None,
+        help=f"exit 1 unless colorize(with_class=False) is at least this many times eager bs1 "
+        f"(the acceptance criterion is {ACCEPTANCE_RATIO})",
+    )
+    args = p.parse_args(argv)
+    quick = {"width": 0.25, "planes": 8, "repeats": 2, "warmup": 1}
+    full = {"width": 1.0, "planes": 16, "repeats": 7, "warmup": 1}
+    for key, value in (quick if args.quick else full).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.batch_size is None:
+        args.batch_size = inspect.signature(Colorizer.colorize).parameters["batch_size"].default
+    if (
+        args.planes < 1
+        or args.repeats < 1
+        or args.warmup < 0
+        or args.batch_size < 1
+        or args.big < 1
+    ):
+        p.error("--planes, --repeats, --batch-size and --big must be >= 1, --warmup >= 0")
+    return args
+
+
+def default_out(quick: bool) -> Path:
+    stamp = dt.date.today().strftime("%Y%m%d")
+    suffix = "-quick" if quick else ""
+    return HERE / "results" / f"engine-cpu-{host_tag()}-{stamp}{suffix}.json"
+
+
+def synthetic_planes(
+    rng: np.random.Generator, n: int, size: int, dtype: type, high: int
+) -> np.ndarray:
+    """Smooth gradients with blobs and noise: image-like, deterministic, using the dtype's range."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    out = np.empty((n, size, size), np.float32)
+    for i in range(n):
+        fx, fy = rng.uniform(1, 6, 2)
+        base = 0.5 + 0.25 * np.sin(2 * np.pi * fx * xx) * np.cos(2 * np.pi * fy * yy) + 0.2 * xx
+        out[i] = base + 0.05 * rng.standard_normal((size, size), dtype=np.float32)
+    return (np.clip(out, 0, 1) * high).astype(dtype)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    info_start = machine_info()
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+
+    config = ModelConfig(width=args.width)
+    S = config.image_size
+    bs = args.batch_size
+    planes = args.planes
+    t0 = time.perf_counter()
+    generator = Generator(config).eval()
+    # The baseline gets its own copy in PyTorch's default layout: Colorizer converts the module it
+    # is given to channels_last in place.
+    baseline = copy.deepcopy(generator).eval()
+    engine = Colorizer(generator, device="cpu")
+    build_s = time.perf_counter() - t0
+    same_weights = all(
+        torch.equal(a, b)
+        for a, b in zip(
+            baseline.state_dict().values(), engine.generator.state_dict().values(), strict=True
+        )
+    )
+    baseline_contiguous = all(p.is_contiguous() for p in baseline.parameters())
+    if not (same_weights and baseline_contiguous):
+        raise RuntimeError("the baseline must be the same weights in contiguous NCHW layout")
+
+    x1 = torch.rand(1, 1, S, S)
+    xb = torch.rand(bs, 1, S, S)
+    stack = synthetic_planes(rng, planes, S, np.uint8, 255)
+    big = synthetic_planes(rng, 1, args.big, np.uint16, 65535)[0]
+
+    # Same weights, same answer: the engine's ab against the baseline's (Lab units).
+    with torch.no_grad():
+        ab_base, _ = baseline(xb)
+    ab_engine, _ = engine.predict(xb, with_class=False)
+    max_ab_diff = float((ab_base * 255.0 - 128.0 - ab_engine).abs().max())
+
+    calls_bs1 = planes
+    calls_bs = math.ceil(planes / bs)
+
+    def eager_bs1() -> None:
+        with torch.no_grad():
+            for _ in range(calls_bs1):
+                _ab, _probs = baseline(x1)  # what a user writes: ab, probs = generator(x)
+
+    def eager_bs() -> None:
+        with torch.no_grad():
+            for _ in range(calls_bs):
+                _ab, _probs = baseline(xb)
+
+    def predict(with_class: bool):
+        def run() -> None:
+            for _ in range(calls_bs):
+                engine.predict(xb, with_class=with_class)
+
+        return run
+
+    def colorize_stack(with_class: bool):
+        return lambda: engine.colorize(stack, batch_size=bs, with_class=with_class)
+
+    def colorize_big() -> None:
+        engine.colorize(big, batch_size=bs, with_class=False)
+
+    cases: dict[str, tuple[Any, int, str]] = {
+        # name: (fn, planes per sample, description)
+        "eager fp32 NCHW bs1 (+class head)": (
+            eager_bs1,
+            calls_bs1,
+            "baseline: generator(x), no_grad, batch 1",
+        ),
+        f"eager fp32 NCHW bs{bs} (+class head)": (
+            eager_bs,
+            calls_bs * bs,
+            f"baseline: generator(x), no_grad, batch {bs}",
+        ),
+        f"engine.predict bs{bs} with_class=False": (predict(False), calls_bs * bs, "network only"),
+        f"engine.predict bs{bs} with_class=True": (predict(True), calls_bs * bs, "network only"),
+        f"engine.colorize ({planes},{S},{S}) u8 with_class=False": (
+            colorize_stack(False),
+            planes,
+            "end to end",
+        ),
+        f"engine.colorize ({planes},{S},{S}) u8 with_class=True": (
+            colorize_stack(True),
+            planes,
+            "end to end",
+        ),
+        f"engine.colorize {args.big}x{args.big} u16 with_class=False": (
+            colorize_big,
+            1,
+            "end to end, 1 plane",
+        ),
+    }
+    names = list(cases)
+    key_bs1, key_bs = names[0], names[1]
+    key_accept = names[4]
+
+    print(
+        f"napari-chromagan engine benchmark: width {args.width}, {S}x{S}, {planes} planes/sample, "
+        f"batch {bs}, {args.warmup} warm-up + {args.repeats} timed rounds, "
+        f"{torch.get_num_threads()} torch threads; model built in {build_s:.1f} s",
+        flush=True,
+    )
+    t0 = time.perf_counter()
+    samples, foreign = timeit_interleaved(
+        {n: c[0] for n, c in cases.items()}, repeats=args.repeats, warmup=args.warmup
+    )
+    timing_s = time.perf_counter() - t0
+
+    rows = []
+    for name, (_, n_planes, desc) in cases.items():
+        # Samples during which other processes took more than --max-foreign of the cores are
+        # set aside when at least one quiet sample remains (a 2-core machine shared with test
+        # runs is otherwise measuring the neighbours).
+        quiet = [
+            t
+            for t, f in zip(samples[name], foreign[name], strict=True)
+            if f is not None and f <= args.max_foreign
+        ]
+        used = quiet or samples[name]
+        med = statistics.median(used)
+        rows.append(
+            {
+                "case": name,
+                "description": desc,
+                "planes_per_sample": n_planes,
+                "median_s": med,
+                "min_s": min(samples[name]),
+                "max_s": max(samples[name]),
+                "samples_s": samples[name],
+                "foreign_load": foreign[name],
+                "quiet": f"{len(quiet)}/{len(samples[name])}",
+                "planes/s": n_planes / med,
+                "ms/plane": 1000.0 * med / n_planes,
+            }
+        )
+    by_name = {r["case"]: r for r in rows}
+    for r in rows:
+        r["x vs eager bs1"] = r["planes/s"] / by_name[key_bs1]["planes/s"]
+        r[f"x vs eager bs{bs}"] = r["planes/s"] / by_name[key_bs]["planes/s"]
+
+    ratio = by_name[key_accept]["x vs eager bs1"]
+    passed = ratio >= ACCEPTANCE_RATIO
+    info_end_load = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    result = {
+        "benchmark": "engine-cpu",
+        "machine": info_start,
+        "loadavg_end": info_end_load,
+        "settings": {
+            "width": args.width,
+            "image_size": S,
+            "planes_per_sample": planes,
+            "batch_size": bs,
+            "big_side": args.big,
+            "repeats": args.repeats,
+            "warmup": args.warmup,
+            "seed": args.seed,
+            "quick": args.quick,
+            "timing": "round-robin over cases, median of repeats (quiet samples when any), "
+            "time.perf_counter",
+            "max_foreign": args.max_foreign,
+        },
+        "checks": {
+            "same_weights": same_weights,
+            "baseline_contiguous_nchw": baseline_contiguous,
+            "engine_channels_last": engine.generator.trunk[0].weight.is_contiguous(
+                memory_format=torch.channels_last
+            ),
+            "max_abs_ab_diff_engine_vs_baseline_lab": max_ab_diff,
+        },
+        "build_s": build_s,
+        "timing_s": timing_s,
+        "rows": rows,
+        "acceptance": {
+            "what": f"{key_accept} vs {key_bs1}, planes/s ratio",
+            "ratio": ratio,
+            "required": ACCEPTANCE_RATIO,
+            "passed": passed,
+        },
+    }
+    out = write_json_atomic(args.out or default_out(args.quick), result)
+
+    noisy = [r["case"] for r in rows if r["quiet"].startswith("0/")]
+    if noisy:
+        print(
+            f"warning: other processes loaded the CPU during every sample of {len(noisy)} case(s); "
+            "their times (and ratios) are inflated: rerun on an idle machine"
+        )
+    print(
+        f"same weights: {same_weights}; max |ab engine - ab baseline| = {max_ab_diff:.2e} (Lab units)"
+    )
+    print(f"timed in {timing_s:.1f} s; results written to {out}")
+    print(
+        f"acceptance: colorize end to end, with_class=False, vs eager fp32 NCHW bs1: {ratio:.2f}x "
+        f"(required >= {ACCEPTANCE_RATIO}x) -> {'PASS' if passed else 'FAIL'}"
+    )
+    print()
+    print_table(
+        rows, ["case", "planes/s", "ms/plane", "x vs eager bs1", f"x vs eager bs{bs}", "quiet"]
+    )
+    if args.min_ratio is not None and ratio < args.min_ratio:
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
