@@ -27,6 +27,11 @@ def test_round_trip_gives_bit_identical_outputs(tmp_path, tiny_generator):
     assert torch.equal(a1, a2) and torch.equal(p1, p2)
     # no temporary file is left behind
     assert [p.name for p in tmp_path.iterdir()] == ["w.pt"]
+    # readable like any file the user creates (mkstemp alone would make it private)
+    plain = tmp_path / "plain"
+    plain.touch()
+    assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+    plain.unlink()
 
 
 def test_half_checkpoint_is_smaller_and_close(tmp_path, tiny_generator):
