@@ -152,8 +152,10 @@ def resolve_normalization(
         if dtype == np.uint8 or (rgb and dtype.kind in "ui"):
             mode = "dtype"
         elif rgb:
-            finite = [b[np.isfinite(b)] for b in iter_blocks(image, leading_ndim)]
-            in_unit = all(f.size == 0 or (f.min() >= 0 and f.max() <= 1) for f in finite)
+            # one block at a time, stopping at the first value outside [0, 1]
+            in_unit = all(
+                not ((b < 0) | (b > 1)).any() for b in iter_blocks(image, leading_ndim)
+            )
             mode = "dtype" if in_unit else "percentile"
         else:
             mode = "percentile"
