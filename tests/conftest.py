@@ -33,6 +33,7 @@ def tiny_generator() -> Generator:
 
 @pytest.fixture(autouse=True)
 def _isolated_weights(monkeypatch, tmp_path_factory):
-    """Never look at the user's real cache or environment for weights."""
+    """Never look at (or write) the user's real weights cache, environment or settings."""
     monkeypatch.setenv("NAPARI_CHROMAGAN_CACHE", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.delenv("NAPARI_CHROMAGAN_WEIGHTS", raising=False)
+    monkeypatch.setenv("NAPARI_CHROMAGAN_SETTINGS", str(tmp_path_factory.mktemp("config") / "settings.json"))
