@@ -1,0 +1,129 @@
+"""``python -m training train|evaluate|export``.
+
+The ``train`` flags are generated from :class:`training.config.TrainConfig`, one per field, so the
+command line and the configuration cannot disagree. Values come from, in increasing priority: the
+defaults, ``--config FILE`` (TOML or JSON; when resuming without one, ``OUT/config.json``), and the
+flags given on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import typing
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, TrainConfig, load_config_file
+
+_TYPES = {"str": str, "int": int, "float": float}
+
+
+def _add_train_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="a TOML or JSON file of settings (flags override it)")
+    hints = typing.get_type_hints(TrainConfig)
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        hint = hints[f.name]
+        default = f.default if f.default is not MISSING else None
+        text = f.metadata.get("help", "")
+        if hint is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                                help=f"{text} (default: {default})")
+            continue
+        args = typing.get_args(hint)
+        base = hint
+        if type(None) in args:  # Optional[X]
+            base = next(a for a in args if a is not type(None))
+        kwargs: dict[str, Any] = {"default": None, "help": f"{text} (default: {default})"}
+        if typing.get_origin(base) is typing.Literal:
+            kwargs["choices"] = typing.get_args(base)
+            kwargs["type"] = str
+        else:
+            kwargs["type"] = base
+            kwargs["metavar"] = f.name.upper().split("_")[-1]
+        parser.add_argument(flag, **kwargs)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Defaults < config file (or OUT/config.json when resuming) < flags given."""
+    names = {f.name for f in fields(TrainConfig)}
+    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    values: dict[str, Any] = {}
+    if args.config:
+        values.update(load_config_file(args.config))
+    elif given.get("resume") and given.get("out") and (Path(given["out"]) / "config.json").is_file():
+        saved = load_config_file(Path(given["out"]) / "config.json")
+        values.update({k: v for k, v in saved.items() if k in names})
+    values.update(given)
+    config = TrainConfig.from_dict(values)
+    if not config.data or not config.out:
+        raise ConfigError("--data and --out are required (or a --config file that sets them)")
+    return config
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from .train import TrainingError, train
+
+    try:
+        config = config_from_args(args)
+        result = train(config)
+    except (ConfigError, TrainingError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # typed errors from the core (unreadable weights files...)
+        from napari_chromagan.errors import ChromaGANError
+
+        if isinstance(exc, ChromaGANError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
+    if result.interrupted:
+        print(f"interrupted at step {result.step}; checkpoint: {result.checkpoint}. "
+              "Continue with --resume latest.", file=sys.stderr)
+        return 130
+    if result.checkpoint is not None:
+        print(f"done: {result.step} steps; checkpoint: {result.checkpoint}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import evaluate, export
+
+    parser = argparse.ArgumentParser(
+        prog="python -m training",
+        description="Train, evaluate and export ChromaGAN colourisation models for napari-chromagan.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,export}")
+    train_parser = sub.add_parser(
+        "train",
+        help="train a generator (and critic) on a folder of images",
+        description="Train ChromaGAN on a folder of photographs. Under torchrun, one process per device "
+        "(DDP). Writes OUT/config.json, OUT/metrics.jsonl, OUT/samples/ and OUT/checkpoints/.",
+    )
+    _add_train_flags(train_parser)
+    train_parser.set_defaults(func=_run_train)
+    evaluate.register(sub)
+    export.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    import os
+
+    if int(os.environ.get("RANK", "0")) != 0:  # rank-0 logging
+        logging.getLogger().setLevel(logging.ERROR)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Export: a training checkpoint -> the inference checkpoint the plugin loads (generator only)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from napari_chromagan.checkpoint import load_checkpoint, save_checkpoint
+from napari_chromagan.errors import ChromaGANError
+
+__all__ = ["export", "register", "run"]
+
+
+def export(
+    checkpoint: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    half: bool = False,
+    evaluation: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write the generator of ``checkpoint`` with its metadata to ``out`` (atomically).
+
+    The metadata keeps what the training run recorded (variant, data, steps, whether the class
+    head was trained) and adds the export date, the source checkpoint and, when given, the
+    evaluation summary. ``half`` stores float16 weights (half the size; loaded back as float32).
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; choose another -o or pass --overwrite")
+    ckpt = load_checkpoint(checkpoint)
+    metadata = dict(ckpt.metadata)
+    metadata.update(
+        exported_from=Path(checkpoint).name,
+        exported=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        weights_dtype="float16" if half else "float32",
+    )
+    if ckpt.training:
+        config = ckpt.training.get("config", {})
+        metadata.setdefault("training_config", {k: v for k, v in config.items() if v is not None})
+    if evaluation is not None:
+        metadata["evaluation"] = evaluation
+    if extra:
+        metadata.update(extra)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return save_checkpoint(out, ckpt.generator, metadata, half=half)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="write the inference checkpoint the plugin loads",
+        description="Export a training checkpoint's generator, with its metadata, as the file that the "
+        "napari plugin and `napari-chromagan colorize --weights` load.",
+    )
+    p.add_argument("checkpoint", help="a training checkpoint (OUT/checkpoints/step-*.pt)")
+    p.add_argument("-o", "--output", required=True, help="the file to write, e.g. model.pt")
+    p.add_argument("--half", action="store_true", help="store float16 weights (half the size)")
+    p.add_argument("--evaluation", help="summary.json from `python -m training evaluate`, kept in the metadata")
+    p.add_argument("--label", help="a description stored in the metadata (e.g. 'small demo model')")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    evaluation = None
+    try:
+        if args.evaluation:
+            evaluation = json.loads(Path(args.evaluation).read_text(encoding="utf-8"))
+        extra = {"label": args.label} if args.label else None
+        path = export(args.checkpoint, args.output, half=args.half, evaluation=evaluation,
+                      overwrite=args.overwrite, extra=extra)
+    except (ChromaGANError, FileExistsError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    return 0

@@ -1,0 +1,199 @@
+"""The class-distribution teacher: a frozen ImageNet VGG16 classifier (chromagan-spec.md §3.5).
+
+VGG16 weights come from a local file, either torchvision's ``vgg16-397923af.pth`` (a state dict;
+loaded with ``weights_only=True``) or a Keras VGG16 h5 with its top (read with h5py; no
+TensorFlow). The same files initialise the generator's trunk (``--init-vgg16``).
+
+What the teacher sees matters. The authors fed it the raw L in [0, 1] tiled to three channels,
+while ImageNet VGG16 expects ImageNet-normalised RGB (torchvision) or mean-subtracted 0–255 BGR
+(Keras/caffe). Inputs ~100x too small and uncentred make its softmax almost the same for every
+image, so the class loss teaches little. By default we give it what it was trained on (the gray
+image as 3-channel RGB, normalised for the file's convention); ``teacher_input="raw"`` reproduces
+the authors.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from napari_chromagan.color import lab_to_rgb
+from napari_chromagan.errors import CheckpointError
+from napari_chromagan.model import Generator, load_vgg16_trunk
+
+__all__ = ["Teacher", "VGG16Classifier", "init_trunk_from_vgg16", "load_teacher", "load_vgg16_state"]
+
+Convention = Literal["torchvision", "caffe"]
+_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+_KERAS_CONVS = [f"block{b}_conv{i}" for b, n in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3)) for i in range(1, n + 1)]
+_KERAS_DENSE = ("fc1", "fc2", "predictions")
+_TORCH_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
+_TORCH_DENSE_INDICES = (0, 3, 6)
+# ImageNet statistics: torchvision (RGB in [0, 1]) and caffe/Keras (0-255, BGR means)
+_TORCH_MEAN, _TORCH_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+class VGG16Classifier(nn.Module):
+    """VGG16 with its classifier, in torchvision's module layout (so its state dicts load as they are).
+
+    ``base`` scales the channel counts (64 at full size) and exists so that tests can build a tiny
+    one; real teachers are full size.
+    """
+
+    def __init__(self, base: int = 64, hidden: int = 4096, num_classes: int = 1000) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = 3
+        for item in _CFG:
+            if item == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                out = int(item) * base // 64
+                layers += [nn.Conv2d(channels, out, 3, padding=1), nn.ReLU(inplace=True)]
+                channels = out
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(7)
+        self.classifier = nn.Sequential(
+            nn.Linear(channels * 49, hidden), nn.ReLU(inplace=True), nn.Dropout(),
+            nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(),
+            nn.Linear(hidden, num_classes),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x``: normalised (N, 3, H, W) -> logits (N, num_classes)."""
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Tensor]) -> VGG16Classifier:
+        try:
+            base = state["features.0.weight"].shape[0]
+            hidden = state["classifier.0.weight"].shape[0]
+            classes = state["classifier.6.weight"].shape[0]
+        except KeyError as exc:
+            raise CheckpointError(f"not a torchvision-layout VGG16 classifier: {exc.args[0]} is missing") from None
+        model = cls(base=base, hidden=hidden, num_classes=classes)
+        missing, unexpected = model.load_state_dict(dict(state), strict=False)
+        if missing or unexpected:
+            raise CheckpointError(
+                f"not a VGG16 classifier state dict (missing {missing[:3]}, unexpected {unexpected[:3]})"
+            )
+        return model
+
+
+def _read_torch(path: Path) -> dict[str, Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # weights_only refusals, corrupt zips, foreign formats
+        raise CheckpointError(f"{path} is not a readable PyTorch VGG16 state dict: {str(exc).splitlines()[0]}") from None
+    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
+        state = state["state_dict"]
+    if not isinstance(state, Mapping) or "features.0.weight" not in state:
+        raise CheckpointError(f"{path} is not a torchvision-layout VGG16 state dict (no features.0.weight)")
+    return {k: v for k, v in state.items() if isinstance(v, Tensor)}
+
+
+def _read_keras(path: Path) -> dict[str, Tensor]:
+    try:
+        import h5py
+    except ImportError:
+        raise CheckpointError("reading Keras h5 files needs h5py: pip install 'napari-chromagan[keras]'") from None
+    state: dict[str, Tensor] = {}
+    try:
+        with h5py.File(path, "r") as f:
+            root = f["model_weights"] if "model_weights" in f else f
+
+            def arrays(layer: str) -> tuple[np.ndarray, np.ndarray]:
+                if layer not in root:
+                    raise CheckpointError(f"{path}: layer {layer!r} is missing: not a Keras VGG16 file")
+                found: list[np.ndarray] = []
+
+                def visit(_: str, obj: object) -> None:
+                    if isinstance(obj, h5py.Dataset):
+                        found.append(np.asarray(obj))
+
+                root[layer].visititems(visit)
+                kernels = [a for a in found if a.ndim >= 2]
+                biases = [a for a in found if a.ndim == 1]
+                if len(kernels) != 1 or len(biases) != 1:
+                    raise CheckpointError(f"{path}: layer {layer!r} should hold one kernel and one bias")
+                return kernels[0], biases[0]
+
+            for name, index in zip(_KERAS_CONVS, _TORCH_CONV_INDICES, strict=True):
+                kernel, bias = arrays(name)  # (kh, kw, in, out) -> (out, in, kh, kw)
+                state[f"features.{index}.weight"] = torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))
+                state[f"features.{index}.bias"] = torch.from_numpy(bias.copy())
+            channels = state["features.28.weight"].shape[0]
+            for name, index in zip(_KERAS_DENSE, _TORCH_DENSE_INDICES, strict=True):
+                kernel, bias = arrays(name)  # (in, out)
+                if index == 0:
+                    # Keras flattens (h, w, c); torchvision flattens (c, h, w)
+                    kernel = kernel.reshape(7, 7, channels, -1).transpose(2, 0, 1, 3).reshape(channels * 49, -1)
+                state[f"classifier.{index}.weight"] = torch.from_numpy(np.ascontiguousarray(kernel.T))
+                state[f"classifier.{index}.bias"] = torch.from_numpy(bias.copy())
+    except OSError as exc:
+        raise CheckpointError(f"{path} is not a readable HDF5 file: {exc}") from None
+    return state
+
+
+def load_vgg16_state(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], Convention]:
+    """A torchvision-layout VGG16 state dict from a ``.pth``/``.pt`` or Keras ``.h5`` file.
+
+    Returns the state dict and the input convention its weights were trained with.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"VGG16 weights file {path} does not exist")
+    if path.suffix.lower() in (".h5", ".hdf5", ".keras"):
+        return _read_keras(path), "caffe"
+    return _read_torch(path), "torchvision"
+
+
+class Teacher(nn.Module):
+    """A frozen classifier turning the generator's input L into ImageNet class probabilities."""
+
+    def __init__(self, classifier: VGG16Classifier, convention: Convention, input_mode: Literal["imagenet", "raw"]):
+        super().__init__()
+        self.classifier = classifier.eval().requires_grad_(False)
+        self.convention = convention
+        self.input_mode = input_mode
+        if convention == "torchvision":
+            mean, scale = torch.tensor(_TORCH_MEAN), 1.0 / torch.tensor(_TORCH_STD)
+        else:  # caffe: BGR 0-255 minus the mean; gray has equal channels, so only the means' order matters
+            mean, scale = torch.tensor(_CAFFE_MEAN_BGR) / 255.0, torch.full((3,), 255.0)
+        self.register_buffer("mean", mean.view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("scale", scale.view(1, 3, 1, 1), persistent=False)
+
+    def train(self, mode: bool = True) -> Teacher:  # always frozen, always in eval mode
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, L: Tensor) -> Tensor:
+        """``L``: (N, 1, S, S) in [0, 1] -> class probabilities (N, num_classes), float32."""
+        if self.input_mode == "raw":
+            x = L.expand(-1, 3, -1, -1)
+        else:
+            # the exact sRGB gray of each L* (ab = 0), then the weights' own normalisation
+            lab = torch.cat([L.float() * 100.0, torch.zeros_like(L, dtype=torch.float32).expand(-1, 2, -1, -1)], 1)
+            x = (lab_to_rgb(lab, dim=1) - self.mean) * self.scale
+        return torch.softmax(self.classifier(x).float(), dim=1)
+
+
+def load_teacher(path: str | os.PathLike[str], input_mode: Literal["imagenet", "raw"] = "imagenet") -> Teacher:
+    state, convention = load_vgg16_state(path)
+    return Teacher(VGG16Classifier.from_state_dict(state), convention, input_mode)
+
+
+def init_trunk_from_vgg16(generator: Generator, path: str | os.PathLike[str]) -> None:
+    """Initialise the generator's VGG16 trunk from a VGG16 file (pth or h5), in place."""
+    state, _ = load_vgg16_state(path)
+    try:
+        load_vgg16_trunk(generator, state)
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"{path}: {exc.args[0]}") from None
