@@ -20,13 +20,18 @@ __all__ = ["KERAS_EPSILON", "critic_loss", "gradient_penalty", "kl_teacher_stude
 KERAS_EPSILON = 1e-7  # Keras clips both distributions to [1e-7, 1] inside its `kld`
 
 
+def _full(x: Tensor) -> Tensor:
+    """float32 for low-precision tensors; float64 stays float64 (for numerical checks)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 def mse_ab(pred: Tensor, target: Tensor) -> Tensor:
     """Mean squared error over every element of the ab maps (Keras ``mse`` as the authors used it).
 
     The paper writes a squared L2 norm; the code averages per element, which only rescales λ.
     Computed in float32 even under autocast.
     """
-    return F.mse_loss(pred.float(), target.float())
+    return F.mse_loss(_full(pred), _full(target))
 
 
 def kl_teacher_student(teacher_probs: Tensor, student_logits: Tensor) -> Tensor:
@@ -35,8 +40,8 @@ def kl_teacher_student(teacher_probs: Tensor, student_logits: Tensor) -> Tensor:
     As Keras' ``kld``: both distributions are clipped to [1e-7, 1] before ``Σ t·log(t / p)``.
     The student is given as logits; its probabilities come from a float32 softmax.
     """
-    p = torch.softmax(student_logits.float(), dim=1).clamp(KERAS_EPSILON, 1.0)
-    t = teacher_probs.float().clamp(KERAS_EPSILON, 1.0)
+    p = torch.softmax(_full(student_logits), dim=1).clamp(KERAS_EPSILON, 1.0)
+    t = _full(teacher_probs).clamp(KERAS_EPSILON, 1.0)
     return (t * (t.log() - p.log())).sum(dim=1).mean()
 
 
@@ -54,8 +59,8 @@ def gradient_penalty(critic: nn.Module, L: Tensor, ab_real: Tensor, ab_fake: Ten
     the double backward of a low-precision norm is where mixed precision goes wrong.
     """
     with torch.autocast(device_type=L.device.type, enabled=False):
-        x_hat = (epsilon * ab_real.float() + (1.0 - epsilon) * ab_fake.float()).detach().requires_grad_(True)
-        return _penalty(critic(L.float(), x_hat), x_hat)
+        x_hat = (epsilon * _full(ab_real) + (1.0 - epsilon) * _full(ab_fake)).detach().requires_grad_(True)
+        return _penalty(critic(_full(L), x_hat), x_hat)
 
 
 def critic_loss(
@@ -74,9 +79,9 @@ def critic_loss(
     """
     n = L.shape[0]
     with torch.autocast(device_type=L.device.type, enabled=False):
-        real, fake = ab_real.float(), ab_fake.detach().float()
+        real, fake = _full(ab_real), _full(ab_fake.detach())
         x_hat = (epsilon * real + (1.0 - epsilon) * fake).detach().requires_grad_(gp_weight > 0)
-        scores = critic(L.float().repeat(3, 1, 1, 1), torch.cat([real, fake, x_hat]))
+        scores = critic(_full(L).repeat(3, 1, 1, 1), torch.cat([real, fake, x_hat]))
         s_real, s_fake, s_hat = scores[:n].mean(), scores[n : 2 * n].mean(), scores[2 * n :]
         gp = _penalty(s_hat, x_hat) if gp_weight > 0 else s_real.new_zeros(())
         loss = s_fake - s_real + gp_weight * gp

@@ -1,0 +1,213 @@
+"""The training loop end to end on a tiny model and generated images (CPU; nothing downloaded)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from napari_chromagan.checkpoint import load_checkpoint
+from napari_chromagan.colorize import Colorizer
+from training.__main__ import main
+from training.config import TrainConfig
+from training.train import TrainingError, checkpoint_files, train
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["--width", "0.125", "--image-size", "64", "--num-workers", "0", "--log-every", "1", "--sample-every", "0"]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    """16 smooth colour images (a colour per quadrant, blurred), 80x96."""
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for i in range(16):
+        small = rng.integers(0, 256, (2, 2, 3), dtype=np.uint8)
+        Image.fromarray(small).resize((96, 80), Image.BILINEAR).save(folder / f"img{i:02d}.png")
+    return folder
+
+
+def _metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_three_steps_write_checkpoint_metrics_config_and_samples(images, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(images), "--out", str(out), "--preset", "chromagan-noclass",
+            "--batch-size", "4", "--max-steps", "3", *TINY, "--sample-every", "2"]
+    assert main(argv) == 0
+    records = _metrics(out)
+    assert [r["step"] for r in records] == [1, 2, 3]
+    for r in records:
+        assert {"mse", "adversarial", "loss_g", "loss_d", "disc_gp", "images_per_s"} <= set(r)
+        assert np.isfinite(r["loss_g"]) and r["mse"] > 0
+        # the generator's objective is MSE + 0.1 x adversarial (noclass preset)
+        assert r["loss_g"] == pytest.approx(r["mse"] + 0.1 * r["adversarial"], rel=1e-5)
+    config = json.loads((out / "config.json").read_text())
+    assert config["preset"] == "chromagan-noclass" and config["effective"] == {"lambda_g": 0.1, "lambda_s": 0.0}
+    (ckpt_path,) = checkpoint_files(out)
+    assert ckpt_path.name == "step-00000003.pt"
+    ckpt = load_checkpoint(ckpt_path)
+    assert ckpt.training["step"] == 3 and ckpt.class_head_trained is False
+    assert ckpt.metadata["variant"] == "chromagan-noclass"
+    assert {"critic", "optimizer_generator", "optimizer_critic", "scaler", "rng_epsilon"} <= set(ckpt.training)
+    sample = np.asarray(Image.open(out / "samples" / "step-00000002.png"))
+    assert sample.shape == (3 * 64, 8 * 64, 3)  # gray / colourised / truth rows of the first 8 images
+    # the plugin's engine loads a training checkpoint directly
+    result = Colorizer(ckpt.generator, "cpu").colorize(np.full((30, 40), 128, np.uint8))
+    assert result.rgb.shape == (30, 40, 3)
+    # refusing to overwrite the run
+    assert main(argv) == 2
+    assert "already holds checkpoints" in capsys.readouterr().err
+
+
+def test_resume_reproduces_an_uninterrupted_run(images, tmp_path):
+    common = ["--data", str(images), "--preset", "chromagan-noclass", "--batch-size", "3", *TINY]
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert main(["train", *common, "--out", str(whole), "--max-steps", "7"]) == 0
+    assert main(["train", *common, "--out", str(split), "--max-steps", "3"]) == 0
+    # resuming needs only --out: the rest comes from OUT/config.json
+    assert main(["train", "--out", str(split), "--resume", "latest", "--max-steps", "7"]) == 0
+    a, b = _metrics(whole), _metrics(split)
+    assert [r["step"] for r in b] == list(range(1, 8))
+    assert {r["epoch"] for r in a} == {0, 1}  # 16 images / 3 = 5 steps per epoch: crosses an epoch
+    for x, y in zip(a, b, strict=True):
+        for key in ("mse", "adversarial", "loss_g", "loss_d", "disc_gp"):
+            assert x[key] == y[key], (x["step"], key)
+    final_a = load_checkpoint(checkpoint_files(whole)[-1]).generator.state_dict()
+    final_b = load_checkpoint(checkpoint_files(split)[-1]).generator.state_dict()
+    for k in final_a:
+        assert torch.equal(final_a[k], final_b[k]), k
+
+
+def test_resume_refuses_a_different_model(images, tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["train", "--data", str(images), "--out", str(out), "--preset", "chromagan-noclass", "--batch-size", "4", *TINY]
+    assert main([*base, "--max-steps", "1"]) == 0
+    assert main([*base, "--max-steps", "2", "--resume", "latest", "--width", "0.25"]) == 2
+    assert "width" in capsys.readouterr().err
+
+
+def test_unreadable_and_gray_images_are_skipped_and_counted(images, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for p in sorted(images.iterdir())[:6]:
+        (data / p.name).write_bytes(p.read_bytes())
+    (data / "empty.jpg").write_bytes(b"")
+    (data / "text.png").write_text("not an image")
+    good = (data / "img00.png").read_bytes()
+    (data / "cut.png").write_bytes(good[: len(good) // 2])
+    Image.fromarray(np.full((50, 50), 90, np.uint8)).save(data / "gray.png")
+    out = tmp_path / "run"
+    # 10 files, batch 2: five steps are one epoch
+    assert main(["train", "--data", str(data), "--out", str(out), "--preset", "chromagan-noclass",
+                 "--batch-size", "2", "--epochs", "1", "--grayscale", "skip", *TINY]) == 0
+    last = _metrics(out)[-1]
+    assert last["unreadable"] == 3
+    assert last["skipped_grayscale"] == 1
+    ckpt = load_checkpoint(checkpoint_files(out)[-1])
+    assert ckpt.training["totals"]["images"] == 6
+
+
+def test_non_finite_losses_stop_the_run(images, tmp_path, monkeypatch):
+    import training.train as loop
+
+    monkeypatch.setattr(loop, "mse_ab", lambda pred, target: torch.tensor(float("nan")))
+    config = TrainConfig(data=str(images), out=str(tmp_path / "run"), preset="chromagan-noclass", width=0.125,
+                         image_size=64, batch_size=4, max_steps=10, num_workers=0, sample_every=0, max_nonfinite=3)
+    with pytest.raises(TrainingError, match="3 non-finite losses in a row"):
+        train(config)
+
+
+def test_class_loss_needs_a_teacher_and_uses_it(images, tmp_path, capsys):
+    from training.teacher import VGG16Classifier
+
+    base = ["train", "--data", str(images), "--batch-size", "4", "--max-steps", "2", *TINY]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 2
+    assert "--preset chromagan-noclass" in capsys.readouterr().err
+    torch.manual_seed(0)
+    torch.save(VGG16Classifier(base=4, hidden=16).state_dict(), tmp_path / "vgg.pth")
+    out = tmp_path / "b"
+    assert main([*base, "--out", str(out), "--teacher", str(tmp_path / "vgg.pth")]) == 0
+    for r in _metrics(out):
+        assert r["kl"] > 0
+        assert r["loss_g"] == pytest.approx(r["mse"] + 0.003 * r["kl"] + 0.1 * r["adversarial"], rel=1e-5)
+    assert load_checkpoint(checkpoint_files(out)[-1]).class_head_trained is True
+    # chromanet: no critic at all
+    out = tmp_path / "c"
+    assert main([*base, "--out", str(out), "--preset", "chromanet", "--teacher", str(tmp_path / "vgg.pth")]) == 0
+    assert "loss_d" not in _metrics(out)[0]
+    assert load_checkpoint(checkpoint_files(out)[-1]).training["critic"] is None
+
+
+def test_overfitting_one_image_beats_the_no_colour_floor(tmp_path):
+    from training.evaluate import evaluate
+
+    data = tmp_path / "one"
+    data.mkdir()
+    x = np.linspace(0, 1, 64)
+    rgb = np.stack([np.outer(x, np.ones(64)), np.outer(np.ones(64), x), 1 - np.outer(x, x)], -1)
+    Image.fromarray((rgb * 200 + 30).astype(np.uint8)).save(data / "gradient.png")
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(out), "--preset", "chromagan-noclass",
+                 "--lambda-g", "0", "--lr", "5e-3", "--batch-size", "1", "--max-steps", "200",
+                 "--width", "0.125", "--image-size", "64", "--num-workers", "0", "--log-every", "50",
+                 "--sample-every", "0", "--checkpoint-every", "1000"]) == 0
+    summary = evaluate(checkpoint_files(out)[-1], data, device="cpu", progress=False)
+    psnr = summary["metrics"]["psnr_64"]
+    # 200 steps take ~5 s on one core; BatchNorm's slow running averages (Keras momentum 0.99)
+    # are what keeps eval-mode PSNR from climbing faster
+    assert psnr["model"] > psnr["floor"] + 3.0, psnr
+
+
+def test_sigint_writes_a_checkpoint_and_exits_cleanly(images, tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "training", "train", "--data", str(images), "--out", str(out),
+         "--preset", "chromagan-noclass", "--batch-size", "2", "--max-steps", "100000", *TINY],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    metrics = out / "metrics.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (metrics.is_file() and metrics.read_text().count("\n") >= 2):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "--resume latest" in err
+    (ckpt,) = checkpoint_files(out)
+    step = load_checkpoint(ckpt).training["step"]
+    assert step >= 2 and ckpt.name == f"step-{step:08d}.pt"
+    assert _metrics(out)[-1]["step"] == step
+
+
+def test_torchrun_gloo_two_processes(images, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "training", "train", "--data", str(images), "--out", str(out), "--preset", "chromagan-noclass",
+         "--batch-size", "2", "--max-steps", "3", "--checkpoint-every", "2", *TINY],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = json.loads((out / "config.json").read_text())
+    assert config["world_size"] == 2
+    records = _metrics(out)
+    assert [r["step"] for r in records] == [1, 2, 3]  # one writer: rank 0
+    assert [p.name for p in checkpoint_files(out)] == ["step-00000002.pt", "step-00000003.pt"]
+    ckpt = load_checkpoint(checkpoint_files(out)[-1])
+    assert ckpt.training["world_size"] == 2 and len(ckpt.training["rng_epsilon"]) == 2
+    assert ckpt.metadata["batch_size"] == 4  # 2 per process x 2 processes
+    # only rank 0 wrote: no stray temporary files, one metrics file
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "config.json", "metrics.jsonl"]
