@@ -36,4 +36,6 @@ def _isolated_weights(monkeypatch, tmp_path_factory):
     """Never look at (or write) the user's real weights cache, environment or settings."""
     monkeypatch.setenv("NAPARI_CHROMAGAN_CACHE", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.delenv("NAPARI_CHROMAGAN_WEIGHTS", raising=False)
+    # the shipped demo model is the last fallback; tests that want it ask for it
+    monkeypatch.setattr("napari_chromagan.weights.PACKAGED_WEIGHTS", tmp_path_factory.mktemp("none") / "absent.pt")
     monkeypatch.setenv("NAPARI_CHROMAGAN_SETTINGS", str(tmp_path_factory.mktemp("config") / "settings.json"))

@@ -1,9 +1,14 @@
-"""Where weights are found: an explicit path, then ``$NAPARI_CHROMAGAN_WEIGHTS``, then the user cache.
+"""Where weights are found: an explicit path, ``$NAPARI_CHROMAGAN_WEIGHTS``, the user cache, the demo model.
 
 The user cache is ``platformdirs.user_cache_dir("napari-chromagan")/weights`` (for instance
 ``~/.cache/napari-chromagan/weights`` on Linux), or ``$NAPARI_CHROMAGAN_CACHE/weights`` when
 that variable is set. Imported or downloaded weights land there, so the plugin and the command
 line list them.
+
+Last comes the small demo model shipped inside the package (``_weights/``), so that the plugin
+and the command line work out of the box. It is a width-reduced generator trained briefly on a
+few thousand photographs (see the README for its measured figures): far weaker than the authors'
+ImageNet model, and labelled as such in its metadata.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from .errors import WeightsNotFoundError
 
 __all__ = [
     "CACHE_ENV",
+    "PACKAGED_WEIGHTS",
     "PREFERRED_CACHE_NAMES",
     "WEIGHTS_ENV",
     "WEIGHTS_SUFFIXES",
     "cached_weights",
+    "packaged_weights",
     "resolve_weights",
     "user_weights_dir",
 ]
@@ -28,6 +35,8 @@ CACHE_ENV = "NAPARI_CHROMAGAN_CACHE"
 WEIGHTS_SUFFIXES = (".pt", ".pth")
 # The imported authors' ImageNet model is the best weights a user can have; prefer it.
 PREFERRED_CACHE_NAMES = ("chromagan-imagenet.pt",)
+# The small demo model shipped with the package (trained with `python -m training`; see README).
+PACKAGED_WEIGHTS = Path(__file__).with_name("_weights") / "chromagan-demo-small.pt"
 
 HOW_TO_GET_WEIGHTS = (
     "To get weights, either import the authors' published ImageNet model "
@@ -59,11 +68,17 @@ def cached_weights() -> list[Path]:
     )
 
 
+def packaged_weights() -> Path | None:
+    """The demo model shipped inside the package, when this installation has it."""
+    return PACKAGED_WEIGHTS if PACKAGED_WEIGHTS.is_file() else None
+
+
 def resolve_weights(path: str | os.PathLike[str] | None = None) -> Path:
     """The weights file to use.
 
     Order: ``path`` when given (it must exist), then ``$NAPARI_CHROMAGAN_WEIGHTS``, then the
-    user cache folder (:func:`user_weights_dir`).
+    user cache folder (:func:`user_weights_dir`), then the small demo model shipped with the
+    package (:func:`packaged_weights`).
 
     Raises
     ------
@@ -87,4 +102,7 @@ def resolve_weights(path: str | os.PathLike[str] | None = None) -> Path:
     found = cached_weights()
     if found:
         return found[0]
+    demo = packaged_weights()
+    if demo is not None:
+        return demo
     raise WeightsNotFoundError(f"no ChromaGAN weights found. {how}")
