@@ -18,6 +18,7 @@ _LAZY = {
     "load_vgg16_trunk": "model",
     "Colorizer": "colorize",
     "ColorizeResult": "colorize",
+    "colorize_layer": "layers",
     "Normalization": "normalize",
     "save_checkpoint": "checkpoint",
     "load_checkpoint": "checkpoint",
@@ -60,6 +61,7 @@ if TYPE_CHECKING:  # pragma: no cover
         UnsupportedImageError,
         WeightsNotFoundError,
     )
+    from .layers import colorize_layer
     from .model import Generator, ModelConfig, load_vgg16_trunk
     from .normalize import Normalization
     from .weights import resolve_weights, user_weights_dir

@@ -1,0 +1,447 @@
+"""The Colorize dock widget: pick an image layer, weights and device, run, cancel.
+
+A thin front end to :mod:`napari_chromagan.layers`: the network runs in a ``thread_worker``
+that yields progress per batch; the output layer is made or updated on the main thread, in the
+``returned`` handler. Expected problems (no weights, an unusable image or device, out of memory,
+cancel) become napari notifications that say what to do; nothing raises into the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    RadioButtons,
+    SpinBox,
+)
+from napari.layers import Image
+from napari.qt.threading import thread_worker
+from napari.utils import progress as napari_progress
+from napari.utils.notifications import show_error, show_info, show_warning
+
+from ..errors import Cancelled, ChromaGANError
+from ..layers import (
+    ColorizeOutput,
+    ColorizeRequest,
+    Progress,
+    add_or_update_layer,
+    iter_run_request,
+    prepare_request,
+)
+from ..settings import load_settings, save_settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+
+__all__ = ["ColorizeWidget"]
+
+log = logging.getLogger(__name__)
+
+SETTINGS_SECTION = "colorize"
+DEFAULT_WEIGHTS = "default"
+CHOOSE_WEIGHTS = "choose"
+WHOLE_STACK = "whole stack"
+CURRENT_PLANE = "current plane"
+_NORMALIZATIONS = [
+    ("auto", "auto"),
+    ("dtype range", "dtype"),
+    ("percentiles", "percentile"),
+    ("manual min/max", "manual"),
+]
+
+
+@dataclass
+class _Failed:
+    """What the worker returns instead of raising (an exception would reach napari's dialog)."""
+
+    error: BaseException
+
+
+def _available_devices() -> list[str]:
+    import torch
+
+    devices = ["auto", "cpu"]
+    devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def _colorize_work(request: ColorizeRequest, options: dict[str, Any], cancel: threading.Event):
+    """The worker: yields :class:`Progress` and warning strings, returns the output or _Failed."""
+    try:
+        return (yield from iter_run_request(request, cancel=cancel, **options))
+    except (ChromaGANError, MemoryError) as exc:
+        return _Failed(exc)
+    except Exception as exc:
+        log.error("napari-chromagan: colourising %r failed", request.source, exc_info=exc)
+        return _Failed(exc)
+
+
+class ColorizeWidget(Container):
+    """Colourise an image layer with ChromaGAN.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        The viewer whose Image layers are offered, and where the output layer goes.
+
+    Attributes
+    ----------
+    worker : GeneratorWorker or None
+        The last run's worker (tests wait on ``worker.finished``).
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self.worker: Any = None
+        self._running = False
+        self._cancel: threading.Event | None = None
+        self._pbar: napari_progress | None = None
+        self._extra_weights: list[str] = []
+        self._weights_value = DEFAULT_WEIGHTS
+        self._restoring = True
+
+        self._layer = ComboBox(label="Image", choices=self._image_layer_choices)
+        self._weights = ComboBox(label="Weights", choices=self._weights_choices)
+        self._device = ComboBox(label="Device", choices=_available_devices(), value="auto")
+        self._batch = SpinBox(label="Batch size", value=8, min=1, max=256)
+        self._normalization = ComboBox(label="Normalization", choices=_NORMALIZATIONS, value="auto")
+        self._p_low = FloatSpinBox(label="Low %", value=0.5, min=0.0, max=100.0, step=0.1)
+        self._p_high = FloatSpinBox(label="High %", value=99.5, min=0.0, max=100.0, step=0.1)
+        self._v_min = FloatSpinBox(label="Min", min=-1e12, max=1e12, step=1.0)
+        self._v_max = FloatSpinBox(label="Max", min=-1e12, max=1e12, step=1.0)
+        for control, value in ((self._v_min, 0.0), (self._v_max, 255.0)):
+            control.native.setDecimals(6)  # magicgui's 2 decimals cannot hold a float image's range
+            control.value = value
+        self._scope = RadioButtons(
+            label="Scope", choices=[WHOLE_STACK, CURRENT_PLANE], value=WHOLE_STACK, orientation="horizontal"
+        )
+        self._run_button = PushButton(text="Run")
+        self._cancel_button = PushButton(text="Cancel", enabled=False)
+        self._status = Label(value="")
+        self.extend(
+            [
+                self._layer,
+                self._weights,
+                self._device,
+                self._batch,
+                self._normalization,
+                self._p_low,
+                self._p_high,
+                self._v_min,
+                self._v_max,
+                self._scope,
+                Container(widgets=[self._run_button, self._cancel_button], layout="horizontal", labels=False),
+                self._status,
+            ]
+        )
+
+        self._restore_settings()
+        self._update_normalization_controls()
+        self._restoring = False
+
+        self._run_button.changed.connect(self.run)
+        self._cancel_button.changed.connect(self.cancel)
+        self._weights.changed.connect(self._on_weights_changed)
+        self._normalization.changed.connect(self._on_normalization_changed)
+        for control in (self._device, self._batch, self._p_low, self._p_high, self._v_min, self._v_max, self._scope):
+            control.changed.connect(self._save_settings)
+
+        viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        viewer.layers.events.removed.connect(self._on_layer_removed)
+        viewer.layers.events.moved.connect(self._refresh_layers)
+        for layer in viewer.layers:
+            self._watch_name(layer)
+        self._refresh_layers()
+
+    # ------------------------------------------------------------------ layer picker
+
+    def _image_layer_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
+
+    def _watch_name(self, layer: Any) -> None:
+        if isinstance(layer, Image):
+            layer.events.name.connect(self._refresh_layers)
+
+    def _on_layer_inserted(self, event: Any) -> None:
+        self._watch_name(event.value)
+        self._refresh_layers()
+
+    def _on_layer_removed(self, event: Any) -> None:
+        if isinstance(event.value, Image):
+            event.value.events.name.disconnect(self._refresh_layers)
+        self._refresh_layers()
+
+    def _refresh_layers(self, _event: Any = None) -> None:
+        current = self._layer.value
+        self._layer.reset_choices()
+        if current is not None and any(current is layer for _, layer in self._image_layer_choices()):
+            self._layer.value = current
+
+    # ------------------------------------------------------------------ weights
+
+    def _weights_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
+        from ..errors import WeightsNotFoundError
+        from ..weights import cached_weights, resolve_weights
+
+        try:
+            default = resolve_weights(None)
+        except WeightsNotFoundError:
+            default = None
+        choices = [(f"default: {default.name}" if default else "default: none found", DEFAULT_WEIGHTS)]
+        seen = {str(default)} if default else set()
+        for path in [*(str(p) for p in cached_weights()), *self._extra_weights]:
+            if path not in seen:
+                seen.add(path)
+                choices.append((Path(path).name, path))
+        choices.append(("Choose file…", CHOOSE_WEIGHTS))
+        return choices
+
+    def _ask_weights_file(self) -> str | None:
+        """Open a file picker; return the chosen path (None when cancelled)."""
+        from qtpy.QtWidgets import QFileDialog
+
+        from ..weights import user_weights_dir
+
+        folder = user_weights_dir()
+        path, _ = QFileDialog.getOpenFileName(
+            self.native,
+            "Choose ChromaGAN weights",
+            str(folder if folder.is_dir() else Path.home()),
+            "PyTorch weights (*.pt *.pth);;All files (*)",
+        )
+        return path or None
+
+    def _select_weights(self, path: str) -> None:
+        if path not in self._extra_weights:
+            self._extra_weights.append(path)
+        self._weights.reset_choices()
+        self._weights.value = path
+
+    def _on_weights_changed(self, value: str) -> None:
+        if value == CHOOSE_WEIGHTS:
+            path = self._ask_weights_file()
+            if path is None:  # back to what was chosen before
+                self._weights.value = self._weights_value
+                return
+            self._select_weights(path)
+            return
+        self._weights_value = value
+        self._save_settings()
+
+    def _weights_path(self) -> str | None:
+        value = self._weights.value
+        return None if value in (DEFAULT_WEIGHTS, CHOOSE_WEIGHTS, None) else value
+
+    # ------------------------------------------------------------------ normalisation
+
+    def _on_normalization_changed(self, value: str) -> None:
+        if value == "manual":
+            layer = self._layer.value
+            if layer is not None and self._v_min.value == 0.0 and self._v_max.value == 255.0:
+                low, high = (float(v) for v in layer.contrast_limits)
+                self._v_min.value, self._v_max.value = low, high
+        self._update_normalization_controls()
+        self._save_settings()
+
+    def _update_normalization_controls(self) -> None:
+        mode = self._normalization.value
+        for control in (self._p_low, self._p_high):
+            control.visible = mode == "percentile"
+        for control in (self._v_min, self._v_max):
+            control.visible = mode == "manual"
+
+    # ------------------------------------------------------------------ settings
+
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "device": self._device.value,
+            "batch_size": int(self._batch.value),
+            "normalization": self._normalization.value,
+            "percentiles": [float(self._p_low.value), float(self._p_high.value)],
+            "value_range": [float(self._v_min.value), float(self._v_max.value)],
+            "scope": self._scope.value,
+            "weights": self._weights_path(),
+        }
+
+    def _save_settings(self, _value: Any = None) -> None:
+        if not self._restoring:
+            save_settings(SETTINGS_SECTION, self._settings())
+
+    def _restore_settings(self) -> None:
+        saved = load_settings(SETTINGS_SECTION)
+
+        def restore(control: Any, key: str, convert: Any = None) -> None:
+            if key not in saved:
+                return
+            try:
+                control.value = saved[key] if convert is None else convert(saved[key])
+            except (TypeError, ValueError) as exc:  # an old or hand-edited file
+                log.info("ignoring saved colorize setting %s=%r: %s", key, saved[key], exc)
+
+        if saved.get("device") in self._device.choices:
+            restore(self._device, "device")
+        restore(self._batch, "batch_size", int)
+        if saved.get("normalization") in self._normalization.choices:
+            restore(self._normalization, "normalization")
+        if saved.get("scope") in self._scope.choices:
+            restore(self._scope, "scope")
+        for key, (low, high) in (("percentiles", (self._p_low, self._p_high)), ("value_range", (self._v_min, self._v_max))):
+            values = saved.get(key)
+            if isinstance(values, list) and len(values) == 2:
+                try:
+                    low.value, high.value = float(values[0]), float(values[1])
+                except (TypeError, ValueError):
+                    pass
+        weights = saved.get("weights")
+        if isinstance(weights, str) and Path(weights).is_file():
+            self._select_weights(weights)
+            self._weights_value = weights
+
+    # ------------------------------------------------------------------ running
+
+    @property
+    def running(self) -> bool:
+        """True from :meth:`run` until the run's results are handled on the main thread."""
+        return self._running
+
+    def _current_plane(self, layer: Any) -> tuple[int, ...] | None:
+        leading = layer.ndim - 2
+        if leading <= 0:
+            return None
+        shape = (layer.data[0] if layer.multiscale else layer.data).shape[:leading]
+        position = np.asarray(layer.world_to_data(self._viewer.dims.point), float)[:leading]
+        return tuple(int(np.clip(round(p), 0, n - 1)) for p, n in zip(position, shape, strict=True))
+
+    def _options(self) -> dict[str, Any] | None:
+        mode = self._normalization.value
+        options: dict[str, Any] = {
+            "weights": self._weights_path(),
+            "device": self._device.value,
+            "batch_size": int(self._batch.value),
+            "normalization": mode,
+            "percentiles": (float(self._p_low.value), float(self._p_high.value)),
+            "value_range": None,
+            "with_class": True,
+        }
+        if mode == "percentile" and not options["percentiles"][0] < options["percentiles"][1]:
+            show_error("Colorize: the low percentile must be below the high one.")
+            return None
+        if mode == "manual":
+            low, high = float(self._v_min.value), float(self._v_max.value)
+            if not low < high:
+                show_error("Colorize: the manual minimum must be below the maximum.")
+                return None
+            options["value_range"] = (low, high)
+        return options
+
+    def run(self, _value: Any = None) -> Any:
+        """Colourise the chosen layer in a worker thread; return the worker (None if not started)."""
+        if self.running:
+            show_info("Colorize is already running: wait for it, or press Cancel.")
+            return None
+        layer = self._layer.value
+        if layer is None:
+            show_info("Colorize: open or add an image layer first.")
+            return None
+        options = self._options()
+        if options is None:
+            return None
+        self._save_settings()
+        plane = self._current_plane(layer) if self._scope.value == CURRENT_PLANE else None
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                request = prepare_request(layer, plane)
+        except (TypeError, ValueError) as exc:
+            show_error(f"Colorize: {exc}")
+            return None
+        for warning in caught:
+            show_warning(f"Colorize: {warning.message}")
+
+        # Running from here on: making a napari progress bar processes Qt events (a second
+        # click on Run must find the widget busy).
+        self._running = True
+        self._set_running(True)
+        self._cancel = cancel = threading.Event()
+        # closing the dock widget (or the viewer) stops the run at its next batch
+        self.native.destroyed.connect(lambda *_: cancel.set())
+        self._status.value = f"colourising {request.source}…"
+        self._pbar = napari_progress(total=request.planes, desc=f"Colorize {request.source}")
+        worker = thread_worker(_colorize_work, start_thread=False)(request, options, cancel)
+        worker.yielded.connect(self._on_yielded)
+        worker.returned.connect(lambda value: self._on_returned(request, value))
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        worker.start()
+        return worker
+
+    def cancel(self, _value: Any = None) -> None:
+        """Stop the running colourisation at its next batch; no layer is made."""
+        if self._cancel is not None and self.running:
+            self._cancel.set()
+            self._status.value = "cancelling…"
+
+    def _set_running(self, running: bool) -> None:
+        self._run_button.enabled = not running
+        self._cancel_button.enabled = running
+
+    def _on_yielded(self, event: Progress | str) -> None:
+        if isinstance(event, str):
+            show_warning(f"Colorize: {event}")
+            return
+        # Status first: napari's progress bar processes Qt events when it moves, so the later
+        # events of this run (even `returned` and `finished`) may be handled inside `update`.
+        self._status.value = f"{event.done} / {event.total} planes"
+        pbar = self._pbar
+        if pbar is None:
+            return
+        if event.done < pbar.n:  # an out-of-memory retry starts again
+            pbar.reset(total=event.total)
+        if event.done > pbar.n:
+            pbar.update(event.done - pbar.n)
+
+    def _on_returned(self, request: ColorizeRequest, value: ColorizeOutput | _Failed) -> None:
+        if isinstance(value, _Failed):
+            self._report(value.error)
+            return
+        try:
+            layer = add_or_update_layer(self._viewer, request, value)
+        except Exception as exc:
+            log.error("napari-chromagan: adding the colourised layer failed", exc_info=exc)
+            self._report(exc)
+            return
+        self._status.value = (
+            f"{layer.name}: {request.planes} plane(s) on {value.result.device} in {value.seconds:.1f} s"
+        )
+
+    def _report(self, exc: BaseException) -> None:
+        if isinstance(exc, Cancelled):
+            show_info("Colorize cancelled: no layer was made.")
+            self._status.value = "cancelled"
+        elif isinstance(exc, (ChromaGANError, MemoryError)):
+            show_error(f"Colorize: {exc}")
+            self._status.value = "failed (see the notification)"
+        else:
+            show_error(f"Colorize failed ({type(exc).__name__}: {exc}). The traceback is in the log.")
+            self._status.value = "failed (see the log)"
+
+    def _on_finished(self) -> None:
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        self._set_running(False)
+        self._running = False
