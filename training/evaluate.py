@@ -139,6 +139,22 @@ def _lab_to_rgb8(L: torch.Tensor, ab: torch.Tensor) -> np.ndarray:
     return rgb.permute(0, 2, 3, 1).cpu().numpy()
 
 
+def _predict_at(colorizer: Colorizer, L: torch.Tensor, size: int) -> torch.Tensor:
+    """Predicted ab (N, 2, S, S) for L (N, S, S) in L* units.
+
+    At the network's own size this is one network call, as the authors. At another size (a
+    128-pixel model scored in the 224 protocol) the L is resized to the network (antialiased) and
+    the chroma bilinearly back, as the plugin's engine does.
+    """
+    x = (L / 100.0)[:, None].float()
+    model_size = colorizer.config.image_size
+    if size == model_size:
+        return colorizer.predict(x, with_class=False)[0]
+    small = F.interpolate(x, size=(model_size, model_size), mode="bilinear", align_corners=False, antialias=True)
+    ab, _ = colorizer.predict(small.clamp_(0.0, 1.0), with_class=False)
+    return F.interpolate(ab, size=(size, size), mode="bilinear", align_corners=False)
+
+
 def _score_batch(
     colorizer: Colorizer, batch: list[tuple[str, np.ndarray]], size: int
 ) -> list[dict[str, Any]]:
@@ -147,7 +163,7 @@ def _score_batch(
     lab = rgb_to_lab(small.double() / 255.0, dim=-1)  # (N, S, S, 3) float64
     L = lab[..., 0]
     ab_truth = lab[..., 1:].permute(0, 3, 1, 2)
-    ab_pred, _ = colorizer.predict((L / 100.0)[:, None].float(), with_class=False)
+    ab_pred = _predict_at(colorizer, L, size)
     truth = _lab_to_rgb8(L, ab_truth)
     pred = _lab_to_rgb8(L, ab_pred.double().cpu())
     floor = _lab_to_rgb8(L, torch.zeros_like(ab_truth))
@@ -267,6 +283,7 @@ def evaluate(
     batch_size: int = 8,
     overwrite: bool = False,
     progress: bool = True,
+    size: int | None = None,
 ) -> dict[str, Any]:
     """Score a colouriser against the truth and the no-colour floor on a set of colour images.
 
@@ -325,7 +342,10 @@ def evaluate(
         colorizer = weights
     else:
         colorizer = Colorizer.from_checkpoint(weights, device)
-    size = colorizer.config.image_size
+    if size is None:
+        size = colorizer.config.image_size
+    elif size < 16:
+        raise ValueError(f"size must be at least 16 pixels, got {size}")
 
     rows: list[dict[str, Any]] = []
     skipped = {"gray": 0, "unreadable": 0}
@@ -361,6 +381,7 @@ def evaluate(
         "unreadable": skipped["unreadable"],
         "metrics": _summarise(rows, size),
         "image_size": size,
+        "network_size": colorizer.config.image_size,
         "device": str(colorizer.device),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -385,7 +406,7 @@ def format_table(summary: dict[str, Any]) -> str:
     lines = [
         f"{summary['images']} image(s) scored from {summary['data']} "
         f"({summary['skipped_gray']} gray skipped, {summary['unreadable']} unreadable); "
-        f"network at {size}x{size} on {summary['device']}",
+        f"protocol at {size}x{size}, network at {summary.get('network_size', size)} px, on {summary['device']}",
         f"weights: {summary['weights']}",
         "",
     ]
@@ -478,6 +499,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace existing outputs in --out"
     )
+    parser.add_argument(
+        "--size", type=_positive_int, default=None, metavar="S",
+        help="the square size of the authors' protocol (default: the network's own; 224 compares with the paper)",
+    )  # fmt: skip
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -494,6 +519,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             overwrite=args.overwrite,
             progress=not args.quiet,
+            size=args.size,
         )
     except (ChromaGANError, FileNotFoundError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -314,3 +314,15 @@ def test_kodak_floor_is_plausible_and_reproduced_by_a_zero_chroma_model(tmp_path
     for r in rows:
         assert float(r[f"psnr_{S}"]) == float(r[f"psnr_{S}_floor"])  # same L, no chroma
         assert float(r[f"ssim_{S}"]) == float(r[f"ssim_{S}_floor"])
+
+
+def test_protocol_size_other_than_the_networks(dataset, weights):
+    """A 64-pixel network scored in a 96-pixel protocol: the keys follow the protocol, the
+    network input is resized, and a zero-chroma model still scores exactly the floor."""
+    summary = evaluate(weights, dataset, device="cpu", size=96, progress=False)
+    assert summary["image_size"] == 96 and summary["network_size"] == 64
+    assert {"psnr_96", "ssim_96"} <= set(summary["metrics"])
+    zero = Colorizer(_zero_chroma_generator(), "cpu")
+    flat = evaluate(zero, dataset, size=96, progress=False)["metrics"]["psnr_96"]
+    assert flat["model"] == pytest.approx(flat["floor"], abs=1e-9)
+    assert flat["floor"] == pytest.approx(summary["metrics"]["psnr_96"]["floor"], abs=1e-9)
