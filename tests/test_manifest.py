@@ -30,6 +30,17 @@ def test_every_python_name_imports():
         assert callable(getattr(importlib.import_module(module), attr)), command.python_name
 
 
+def test_dock_widgets_are_contributed():
+    m = manifest()
+    commands = {c.id: c.python_name for c in m.contributions.commands}
+    widgets = {w.display_name: commands[w.command] for w in m.contributions.widgets}
+    assert widgets == {
+        "Colorize": "napari_chromagan._widgets.colorize:ColorizeWidget",
+        "Class distribution": "napari_chromagan._widgets.classes:ClassDistributionWidget",
+        "Chroma blend": "napari_chromagan._widgets.blend:ChromaBlendWidget",
+    }
+
+
 def test_installed_package_carries_the_manifest():
     from importlib.resources import files
 
@@ -61,7 +72,7 @@ def test_importing_the_package_loads_neither_torch_nor_qt():
 def test_core_modules_import_no_qt():
     code = (
         "import sys, napari_chromagan.colorize, napari_chromagan.checkpoint, napari_chromagan.weights, "
-        "napari_chromagan.normalize, napari_chromagan.color, napari_chromagan.model; "
+        "napari_chromagan.normalize, napari_chromagan.color, napari_chromagan.model, napari_chromagan.layers; "
         "print(sorted(m for m in ('qtpy', 'PyQt6', 'PyQt5', 'PySide6', 'napari', 'magicgui', 'training') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

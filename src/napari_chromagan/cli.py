@@ -428,6 +428,33 @@ def _run_import_weights(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- napari
+
+
+def _register_napari(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "napari",
+        help="open napari with the Colorize, Class distribution and Chroma blend widgets and a sample",
+        description=(
+            "Open napari with the plugin's three dock widgets and a sample photograph from "
+            "scikit-image, and colourise it with the default weights."
+        ),
+    )
+    p.add_argument("--sample", choices=("coffee", "camera"), default="coffee",
+                   help="coffee: a colour photograph in gray, with its original (default); camera: a gray photograph")
+    p.add_argument("--no-run", dest="colorize", action="store_false", help="open without colourising")
+    p.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the window once done, then exit")
+    return p
+
+
+def _run_napari(args: argparse.Namespace) -> int:
+    from napari_chromagan._widgets.launch import open_viewer
+
+    if args.screenshot and Path(args.screenshot).exists():
+        raise _UsageError(f"{args.screenshot} exists; remove it or choose another name")
+    return open_viewer(args.sample, run=args.colorize, screenshot=args.screenshot)
+
+
 # --------------------------------------------------------------------------- entry point
 
 # (register, run) pairs; register(subparsers) adds the subcommand's parser.
@@ -436,6 +463,7 @@ COMMANDS: tuple[
 ] = (
     (_register_colorize, _run_colorize),
     (_register_import_weights, _run_import_weights),
+    (_register_napari, _run_napari),
 )
 
 

@@ -10,7 +10,7 @@ This module imports neither Qt nor napari: it works on anything with a ``metadat
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -100,7 +100,9 @@ class LayerResult:
 
     def to_metadata(self) -> dict[str, Any]:
         """The dict stored under ``layer.metadata[METADATA_KEY]``."""
-        values = asdict(self)
+        # not dataclasses.asdict: it deep-copies, and L/ab of a big stack must not exist twice
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["blend"] = dict(self.blend)
         values["version"] = _VERSION
         return values
 

@@ -1,0 +1,44 @@
+"""`napari-chromagan napari`: the README's main command opens napari with the widgets and a sample."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_generator
+
+from napari_chromagan.checkpoint import save_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.qt
+def test_napari_command_docks_the_widgets_colourises_and_screenshots(tmp_path):
+    if not os.environ.get("DISPLAY"):
+        pytest.skip("needs an X display (pytest-xvfb provides one)")
+    weights = save_checkpoint(tmp_path / "tiny.pt", make_generator())
+    shot = tmp_path / "shot.png"
+    env = {**os.environ, "NAPARI_CHROMAGAN_WEIGHTS": str(weights),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "napari_chromagan", "napari", "--sample", "camera", "--screenshot", str(shot)],
+        capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from PIL import Image
+
+    image = np.asarray(Image.open(shot).convert("RGB"))
+    assert image.shape[0] > 500 and image.shape[1] > 800
+    # the colourised photograph is on screen: some pixels are far from gray
+    spread = image.max(axis=2).astype(int) - image.min(axis=2)
+    assert (spread > 30).mean() > 0.01
+    # refusing to overwrite a screenshot
+    again = subprocess.run(
+        [sys.executable, "-m", "napari_chromagan", "napari", "--screenshot", str(shot)],
+        capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
+    )
+    assert again.returncode == 2 and "exists" in again.stderr
