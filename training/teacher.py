@@ -2,7 +2,9 @@
 
 VGG16 weights come from a local file, either torchvision's ``vgg16-397923af.pth`` (a state dict;
 loaded with ``weights_only=True``) or a Keras VGG16 h5 with its top (read with h5py; no
-TensorFlow). The same files initialise the generator's trunk (``--init-vgg16``).
+TensorFlow). The same files initialise the generator's trunk (``--init-vgg16``), which also takes
+Keras' VGG16 h5 without top (``vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5``: the 13
+convolutions only); the teacher cannot use that one, because it needs the classifier layers.
 
 What the teacher sees matters. The authors fed it the raw L in [0, 1] tiled to three channels,
 while ImageNet VGG16 expects ImageNet-normalised RGB (torchvision) or mean-subtracted 0–255 BGR
@@ -129,6 +131,15 @@ def _read_keras(path: Path) -> dict[str, Tensor]:
                 kernel, bias = arrays(name)  # (kh, kw, in, out) -> (out, in, kh, kw)
                 state[f"features.{index}.weight"] = torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))
                 state[f"features.{index}.bias"] = torch.from_numpy(bias.copy())
+            present = [name for name in _KERAS_DENSE if name in root]
+            if not present:  # a Keras "notop" file: the convolutions only, enough for the trunk
+                return state
+            if len(present) != len(_KERAS_DENSE):
+                missing = [name for name in _KERAS_DENSE if name not in root]
+                raise CheckpointError(
+                    f"{path}: VGG16 classifier layer(s) {', '.join(missing)} are missing while "
+                    f"{', '.join(present)} are present: the file is incomplete"
+                )
             channels = state["features.28.weight"].shape[0]
             for name, index in zip(_KERAS_DENSE, _TORCH_DENSE_INDICES, strict=True):
                 kernel, bias = arrays(name)  # (in, out)
@@ -145,7 +156,8 @@ def _read_keras(path: Path) -> dict[str, Tensor]:
 def load_vgg16_state(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], Convention]:
     """A torchvision-layout VGG16 state dict from a ``.pth``/``.pt`` or Keras ``.h5`` file.
 
-    Returns the state dict and the input convention its weights were trained with.
+    Returns the state dict and the input convention its weights were trained with. A Keras file
+    without top (``..._notop.h5``) gives the ``features.*`` tensors only, without ``classifier.*``.
     """
     path = Path(path)
     if not path.is_file():
@@ -186,12 +198,20 @@ class Teacher(nn.Module):
 
 
 def load_teacher(path: str | os.PathLike[str], input_mode: Literal["imagenet", "raw"] = "imagenet") -> Teacher:
+    """The frozen teacher from a VGG16 file with its classifier (not a Keras "notop" file)."""
     state, convention = load_vgg16_state(path)
+    if "features.0.weight" in state and "classifier.0.weight" not in state:
+        raise CheckpointError(
+            f"{path} holds only VGG16's convolutional layers (a file without top), but the "
+            "teacher needs the classifier layers too: use the Keras file with top "
+            "(vgg16_weights_tf_dim_ordering_tf_kernels.h5) or torchvision's vgg16-397923af.pth. "
+            "A file without top is enough for --init-vgg16."
+        )
     return Teacher(VGG16Classifier.from_state_dict(state), convention, input_mode)
 
 
 def init_trunk_from_vgg16(generator: Generator, path: str | os.PathLike[str]) -> None:
-    """Initialise the generator's VGG16 trunk from a VGG16 file (pth or h5), in place."""
+    """Initialise the generator's VGG16 trunk from a VGG16 file (pth, or h5 with or without top), in place."""
     state, _ = load_vgg16_state(path)
     try:
         load_vgg16_trunk(generator, state)

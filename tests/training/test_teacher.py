@@ -26,11 +26,16 @@ def tiny_vgg() -> VGG16Classifier:
     return VGG16Classifier(base=4, hidden=16).eval()
 
 
-def _write_keras_h5(model: VGG16Classifier, path) -> None:
-    """The layout of Keras' VGG16 h5 (layer groups, 'name/kernel:0' datasets, HWIO kernels)."""
+def _write_keras_h5(model: VGG16Classifier, path, top: bool = True) -> None:
+    """The layout of Keras' VGG16 h5 (layer groups, 'name/kernel:0' datasets, HWIO kernels).
+
+    ``top=False``: the layout of ``vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5``, the 13
+    convolutions and the pooling layers, no classifier.
+    """
     h5py = pytest.importorskip("h5py")
     state = model.state_dict()
-    layers = ["input_1", *_CONVS, "flatten", "fc1", "fc2", "predictions"]
+    pools = [f"block{b}_pool" for b in range(1, 6)]
+    layers = ["input_1", *_CONVS, *(("flatten", "fc1", "fc2", "predictions") if top else pools)]
     with h5py.File(path, "w") as f:
         f.attrs["layer_names"] = [n.encode() for n in layers]
         for name in layers:
@@ -41,6 +46,8 @@ def _write_keras_h5(model: VGG16Classifier, path) -> None:
             g.attrs["weight_names"] = [f"{name}/kernel:0".encode(), f"{name}/bias:0".encode()]
             g.create_dataset(f"{name}/kernel:0", data=w)
             g.create_dataset(f"{name}/bias:0", data=state[f"features.{index}.bias"].numpy())
+        if not top:
+            return
         channels = state["features.28.weight"].shape[0]
         for name, index in zip(("fc1", "fc2", "predictions"), (0, 3, 6), strict=True):
             w = state[f"classifier.{index}.weight"].numpy().T  # (in, out)
@@ -125,3 +132,44 @@ def test_trunk_init_refuses_a_mismatched_vgg(tiny_vgg, tmp_path):
         init_trunk_from_vgg16(generator, path)
     for k, v in generator.trunk.state_dict().items():
         torch.testing.assert_close(v, before[k])
+
+
+def test_keras_h5_without_top_initialises_the_trunk(tmp_path):
+    """The "notop" file gives every conv tensor (HWIO -> OIHW) and no classifier; the trunk takes it."""
+    torch.manual_seed(1)
+    vgg = VGG16Classifier(base=8, hidden=16).eval()  # base 8 = the channels of a width-0.125 trunk
+    path = tmp_path / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    _write_keras_h5(vgg, path, top=False)
+    state, convention = load_vgg16_state(path)
+    assert convention == "caffe"
+    source = vgg.state_dict()
+    assert sorted(state) == sorted(k for k in source if k.startswith("features."))
+    for key, value in state.items():
+        torch.testing.assert_close(value, source[key], rtol=0, atol=0)
+
+    generator = Generator(ModelConfig(width=0.125, image_size=64))
+    init_trunk_from_vgg16(generator, path)
+    trunk = generator.trunk.state_dict()
+    for index in _CONV_INDICES[:10]:  # the trunk stops at block4_conv3
+        for name in ("weight", "bias"):
+            torch.testing.assert_close(trunk[f"{index}.{name}"], source[f"features.{index}.{name}"], rtol=0, atol=0)
+
+
+def test_teacher_refuses_a_file_without_top(tiny_vgg, tmp_path):
+    path = tmp_path / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    _write_keras_h5(tiny_vgg, path, top=False)
+    with pytest.raises(CheckpointError, match="teacher needs the classifier layers") as info:
+        load_teacher(path)
+    message = str(info.value)
+    assert "vgg16_weights_tf_dim_ordering_tf_kernels.h5" in message
+    assert "vgg16-397923af.pth" in message
+
+
+def test_keras_h5_with_part_of_the_top_is_refused(tiny_vgg, tmp_path):
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "vgg16.h5"
+    _write_keras_h5(tiny_vgg, path)
+    with h5py.File(path, "a") as f:
+        del f["predictions"]
+    with pytest.raises(CheckpointError, match="predictions are missing"):
+        load_vgg16_state(path)
