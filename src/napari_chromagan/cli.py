@@ -4,7 +4,8 @@ Subcommands:
 
 * ``colorize INPUT... -o OUTDIR``: colourise image files and folders (recursively), writing
   ``<stem>_colorized.<ext>`` files. Multi-page TIFF stacks are colourised plane by plane and
-  written as multi-page RGB TIFF.
+  written as multi-page RGB TIFF. Under ``torchrun`` each process colourises its share of the
+  files (see `shard`); ``--skip-existing`` (alias ``--resume``) resumes an interrupted run.
 * ``import-weights FILE.h5 [-o OUT] [--overwrite]``: convert the authors' Keras weights into a
   checkpoint (by default in the user cache, where ``colorize`` and the plugin find it).
 * ``download-weights [NAME] [--list] [--overwrite]``: download known weights into the user cache
@@ -25,16 +26,19 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from napari_chromagan import __version__
 from napari_chromagan.errors import ChromaGANError, UnsupportedImageError
 
-__all__ = ["main"]
+__all__ = ["main", "shard"]
+
+_T = TypeVar("_T")
 
 PROG = "napari-chromagan"
 EXIT_OK = 0
@@ -45,6 +49,8 @@ EXIT_INTERRUPTED = 130
 _FORMATS = ("png", "jpeg", "jpg", "tiff", "tif", "webp")
 _TIFF_SUFFIXES = (".tif", ".tiff")
 _MAX_LISTED = 5
+# The temporary name imageio.write_image gives a file while writing it: ".<name>.<12 hex>.part".
+_PART = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{12}\.part")
 
 
 class _UsageError(Exception):
@@ -98,6 +104,73 @@ def _finite_float(text: str) -> float:
     return value
 
 
+# --------------------------------------------------------------------------- torchrun
+
+
+def _torchrun_env() -> tuple[int, int, int]:
+    """``(RANK, WORLD_SIZE, LOCAL_RANK)`` as torchrun sets them; ``(0, 1, 0)`` without torchrun.
+
+    The same variables as ``training/distributed.py`` reads, but no process group is set up:
+    the processes share no tensors, so plain torchrun (one machine or several through its
+    rendezvous, where RANK and WORLD_SIZE are global) is all it takes.
+    """
+    values = {}
+    for name, default in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0)):
+        text = os.environ.get(name, "").strip()
+        try:
+            values[name] = int(text) if text else default
+        except ValueError:
+            raise _UsageError(f"${name} must be a whole number, got {text!r}") from None
+    rank, world_size, local_rank = values["RANK"], values["WORLD_SIZE"], values["LOCAL_RANK"]
+    if world_size < 1 or not 0 <= rank < world_size or local_rank < 0:
+        raise _UsageError(
+            f"inconsistent torchrun environment: RANK={rank}, WORLD_SIZE={world_size}, "
+            f"LOCAL_RANK={local_rank}"
+        )
+    return rank, world_size, local_rank
+
+
+def shard(items: Sequence[_T], rank: int, world_size: int) -> list[_T]:
+    """This process's share of `items`: those at positions ``i % world_size == rank``.
+
+    Every process computes the same input list from the same arguments, so the shares are
+    disjoint, cover all items and differ in size by at most one, with no communication.
+    """
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+    return list(items[rank::world_size])
+
+
+def _rank_device(device: str, local_rank: int) -> str:
+    """Under torchrun, "auto" (when CUDA exists) and "cuda" mean this process's local GPU."""
+    if device.strip().lower() in ("auto", "cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            return f"cuda:{local_rank}"
+    return device
+
+
+def _remove_stale_parts(targets: Sequence[Path]) -> int:
+    """Remove temporary files a killed run left next to `targets`; return how many."""
+    wanted = {(t.parent, t.name) for t in targets}
+    removed = 0
+    for folder in {t.parent for t in targets}:
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            match = _PART.fullmatch(name)
+            if match and (folder, match["name"]) in wanted:
+                try:
+                    os.unlink(folder / name)
+                except OSError:
+                    continue
+                removed += 1
+    return removed
+
+
 # --------------------------------------------------------------------------- colorize
 
 
@@ -110,13 +183,18 @@ def _register_colorize(subparsers: Any) -> argparse.ArgumentParser:
             "<stem>_colorized.<ext> files into OUTDIR. Folders are searched recursively for "
             "PNG, JPEG, TIFF, WebP and BMP files. Multi-page TIFF stacks are colourised plane "
             "by plane and written as multi-page RGB TIFF. Existing outputs are never replaced "
-            "unless --overwrite is given."
+            "unless --overwrite is given. Launched by torchrun (WORLD_SIZE > 1), each process "
+            "colourises every WORLD_SIZE-th file starting at its RANK, on cuda:LOCAL_RANK with "
+            "--device auto or cuda, and prints its own summary; no process group is needed."
         ),
         epilog=(
             "exit codes: 0 success; 1 some images failed (the others were written); "
-            "2 usage or input problem, nothing written; 130 interrupted. "
+            "2 usage or input problem, nothing written; 130 interrupted (under torchrun: "
+            "each process its own). "
             "Weights: --weights, else $NAPARI_CHROMAGAN_WEIGHTS, else the user cache "
-            "(filled by `import-weights`)."
+            "(filled by `import-weights`). Resume an interrupted run, with or without "
+            "torchrun, by running it again with --resume: outputs are written atomically, so "
+            "each one that exists is complete."
         ),
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
@@ -178,8 +256,13 @@ def _register_colorize(subparsers: Any) -> argparse.ArgumentParser:
     )
     existing.add_argument(
         "--skip-existing",
+        "--resume",
+        dest="skip_existing",
         action="store_true",
-        help="leave inputs whose output already exists alone",
+        help=(
+            "leave inputs whose output already exists alone; the way to resume an interrupted "
+            "run (temporary files it left are removed)"
+        ),
     )
     p.add_argument(
         "-q",
@@ -193,10 +276,15 @@ def _register_colorize(subparsers: Any) -> argparse.ArgumentParser:
 def _run_colorize(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     quiet: bool = args.quiet
+    rank, world_size, local_rank = _torchrun_env()
+    tag = f"[rank {rank}/{world_size}] " if world_size > 1 else ""
 
     def info(message: str) -> None:
         if not quiet:
-            _write(f"{PROG}: {message}")
+            _write(f"{PROG}: {tag}{message}")
+
+    def error(message: str) -> None:
+        _error(f"{tag}{message}")
 
     if args.value_range is not None:
         low, high = args.value_range
@@ -217,6 +305,16 @@ def _run_colorize(args: argparse.Namespace) -> int:
 
     inputs = imageio.collect_inputs(args.inputs)
     roots = [Path(a) for a in args.inputs if Path(a).is_dir()]
+    if world_size > 1:
+        # Another rank's fresh outputs would turn up in this rank's search, and the ranks
+        # would then share out different lists.
+        real_out = Path(os.path.realpath(out_dir))
+        inside = [r for r in roots if real_out.is_relative_to(os.path.realpath(r))]
+        if inside:
+            raise _UsageError(
+                f"under torchrun, OUTDIR {out_dir} must not be inside an input folder "
+                f"({inside[0]}); choose an output folder outside it"
+            )
     outputs = imageio.output_paths(inputs, out_dir, args.format, roots=roots)
     # An earlier run's outputs found again in a searched folder must not be overwritten while
     # they are being read: leave out any input that is one of this run's outputs.
@@ -231,15 +329,30 @@ def _run_colorize(args: argparse.Namespace) -> int:
             raise FileNotFoundError("no images left to colourise")
         outputs = imageio.output_paths(inputs, out_dir, args.format, roots=roots)
 
+    # Names are given over the whole list (so clashes resolve the same way on every rank),
+    # then each rank keeps its share; from here on only this rank's files are looked at.
+    taken = {o.name.casefold() for o in outputs}
+    total_inputs = len(inputs)
+    if world_size > 1:
+        inputs, outputs = shard(inputs, rank, world_size), shard(outputs, rank, world_size)
+        info(f"{len(inputs)} of {_plural(total_inputs, 'image')} are this process's share")
+        if not inputs:
+            return EXIT_OK
+
     existing = [o for o in outputs if o.exists()]
     if existing and not (args.overwrite or args.skip_existing):
         raise FileExistsError(
-            f"{_plural(len(existing), 'output')} already "
+            f"{tag}{_plural(len(existing), 'output')} already "
             f"{'exists' if len(existing) == 1 else 'exist'} ({_list_paths(existing)}); "
             "pass --overwrite to replace them or --skip-existing to keep them"
         )
     jobs = list(zip(inputs, outputs, strict=True))
     skipped = 0
+    if args.skip_existing:
+        found = set(existing)
+        stale = _remove_stale_parts([o for o in outputs if o not in found])
+        if stale:
+            info(f"removed {_plural(stale, 'temporary file')} left by an interrupted run")
     if existing and args.skip_existing:
         exists = set(existing)
         jobs = [(i, o) for i, o in jobs if o not in exists]
@@ -254,23 +367,24 @@ def _run_colorize(args: argparse.Namespace) -> int:
 
     from napari_chromagan.colorize import Colorizer, select_device
 
-    select_device(args.device)  # a wrong device fails before a large checkpoint is read
-    colorizer = Colorizer.from_checkpoint(args.weights, args.device)
+    device = _rank_device(args.device, local_rank) if world_size > 1 else args.device
+    select_device(device)  # a wrong device fails before a large checkpoint is read
+    colorizer = Colorizer.from_checkpoint(args.weights, device)
     info(f"device: {colorizer.device_info}")
     info(f"weights: {colorizer.weights}")
 
     out_of_memory = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
     # Failures of one image (unreadable, wrong shape, too large, disk full): report, go on.
     recoverable = (ChromaGANError, OSError, ValueError, MemoryError, out_of_memory)
-    taken = {o.name.casefold() for o in outputs}
     done = 0
     failures: list[Path] = []
     bar = tqdm(
         total=len(jobs),
         unit="image",
-        desc="colourising",
+        desc=f"colourising {tag}".rstrip(),
         file=sys.stderr,
-        disable=True if quiet else None,
+        # ranks share a terminal: one bar (rank 0's share) rather than several fighting
+        disable=True if quiet or rank > 0 else None,
         dynamic_ncols=True,
     )
     try:
@@ -288,7 +402,7 @@ def _run_colorize(args: argparse.Namespace) -> int:
                     )
                 if str(source) not in message:
                     message = f"{source}: {message}"
-                _error(message)
+                error(message)
             else:
                 if written:
                     done += 1
@@ -303,7 +417,7 @@ def _run_colorize(args: argparse.Namespace) -> int:
     info(f"{summary} ({skipped} skipped: output exists)" if skipped else summary)
     if failures:
         total = len(jobs)
-        _error(f"{len(failures)} of {_plural(total, 'image')} failed")
+        error(f"{len(failures)} of {_plural(total, 'image')} failed")
         return EXIT_FAILED
     return EXIT_OK
 
