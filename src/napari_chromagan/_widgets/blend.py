@@ -38,7 +38,7 @@ from ..blend import (
     smooth_plane_ab,
 )
 from ..layer_result import METADATA_KEY, LayerResult, get_layer_result, is_colorized
-from .classes import plane_index
+from ._common import LayerWatcher, plane_index
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -72,7 +72,7 @@ def _axis_name(layer: Any, axis: int) -> str:
     return f"axis {axis}"
 
 
-class ChromaBlendWidget(Container):
+class ChromaBlendWidget(LayerWatcher, Container):
     """Adjust the colours of a colourised layer without re-running the network.
 
     Parameters
@@ -282,30 +282,6 @@ class ChromaBlendWidget(Container):
 
     def _layer_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
         return [(layer.name, layer) for layer in self._viewer.layers if is_colorized(layer)]
-
-    def _watch(self, layer: Any) -> None:
-        if id(layer) in self._watched:
-            return
-        self._watched.add(id(layer))
-        layer.events.name.connect(self._refresh_layers)
-        layer.events.metadata.connect(self._on_layer_changed)
-        layer.events.data.connect(self._on_layer_changed)
-
-    def _unwatch(self, layer: Any) -> None:
-        if id(layer) not in self._watched:
-            return
-        self._watched.discard(id(layer))
-        layer.events.name.disconnect(self._refresh_layers)
-        layer.events.metadata.disconnect(self._on_layer_changed)
-        layer.events.data.disconnect(self._on_layer_changed)
-
-    def _on_inserted(self, event: Any) -> None:
-        self._watch(event.value)
-        self._refresh_layers()
-
-    def _on_removed(self, event: Any) -> None:
-        self._unwatch(event.value)
-        self._refresh_layers()
 
     def _refresh_layers(self, _event: Any = None) -> None:
         current = self._layer.value

@@ -4,8 +4,6 @@ It reads the class probabilities that Colorize stored on the layer (never re-run
 and shows the top k of the plane under the dims slider as horizontal bars. It follows layers being
 added, removed, renamed or re-colourised, the dims slider and k. The names and the CSV come from
 :mod:`napari_chromagan.classes`; only Qt lives here.
-
-:func:`colorized_layers` and :func:`plane_index` are shared with the Chroma blend widget.
 """
 
 from __future__ import annotations
@@ -13,7 +11,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QApplication,
@@ -31,11 +28,12 @@ from qtpy.QtWidgets import (
 from ..classes import ClassRow, to_csv, top_k
 from ..layer_result import LayerResult, get_layer_result, is_colorized
 from ..settings import load_settings, save_settings
+from ._common import LayerWatcher, colorized_layers, plane_index
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
-__all__ = ["ClassDistributionWidget", "colorized_layers", "plane_index"]
+__all__ = ["ClassDistributionWidget"]
 
 log = logging.getLogger(__name__)
 
@@ -45,34 +43,6 @@ UNTRAINED = "These weights' class head was not trained; class distribution not a
 SKIPPED = "The class head was skipped for this result: no class distribution was computed."
 UNKNOWN_TRAINING = "The weights do not say whether their class head was trained."
 _BAR_STEPS = 10000  # bar resolution: 0.01 %
-
-
-def colorized_layers(viewer: napari.viewer.Viewer) -> list[Any]:
-    """The viewer's layers that carry a colourisation result, in layer-list order."""
-    return [layer for layer in viewer.layers if is_colorized(layer)]
-
-
-def plane_index(
-    viewer: napari.viewer.Viewer, layer: Any, stack_shape: tuple[int, ...]
-) -> tuple[int, ...]:
-    """The index, on a result's stack axes, of the plane under the viewer's dims slider.
-
-    Maps the viewer's dims point to the layer's data coordinates (so translated or scaled layers
-    work), then takes the stack axes: the leading axes of the layer before its two displayed
-    (last) ones. Rounded and clipped into ``stack_shape``; () for a 2D result.
-    """
-    if not stack_shape:
-        return ()
-    leading = layer.ndim - 2  # an RGB layer's ndim does not count the colour axis
-    position = np.asarray(layer.world_to_data(viewer.dims.point), float)[:leading]
-    position = (
-        position[-len(stack_shape) :]
-        if len(position) >= len(stack_shape)
-        else np.zeros(len(stack_shape))
-    )
-    return tuple(
-        int(np.clip(round(p), 0, n - 1)) for p, n in zip(position, stack_shape, strict=True)
-    )
 
 
 class _ClassBars(QWidget):
@@ -116,7 +86,7 @@ class _ClassBars(QWidget):
         ]
 
 
-class ClassDistributionWidget(QWidget):
+class ClassDistributionWidget(LayerWatcher, QWidget):
     """Top-k ImageNet classes of the plane under the dims slider, for a colourised layer.
 
     Parameters
@@ -210,31 +180,6 @@ class ClassDistributionWidget(QWidget):
         self._update()
 
     # ------------------------------------------------------------------ layers
-
-    def _watch(self, layer: Any) -> None:
-        # Every layer: one can become colourised later (Colorize updating its output in place).
-        if id(layer) in self._watched:
-            return
-        self._watched.add(id(layer))
-        layer.events.name.connect(self._refresh_layers)
-        layer.events.metadata.connect(self._on_layer_changed)
-        layer.events.data.connect(self._on_layer_changed)
-
-    def _unwatch(self, layer: Any) -> None:
-        if id(layer) not in self._watched:
-            return
-        self._watched.discard(id(layer))
-        layer.events.name.disconnect(self._refresh_layers)
-        layer.events.metadata.disconnect(self._on_layer_changed)
-        layer.events.data.disconnect(self._on_layer_changed)
-
-    def _on_inserted(self, event: Any) -> None:
-        self._watch(event.value)
-        self._refresh_layers()
-
-    def _on_removed(self, event: Any) -> None:
-        self._unwatch(event.value)
-        self._refresh_layers()
 
     def _on_layer_changed(self, event: Any = None) -> None:
         source = getattr(event, "source", None)
