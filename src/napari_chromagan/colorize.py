@@ -15,6 +15,11 @@ Two improvements on the authors' pipeline, both measurable:
 
 The full-resolution steps (upsampling ab, Lab -> RGB, uint8) run in row strips on the compute
 device, so a 10000x10000 image needs only its outputs plus a few strips of host memory.
+
+Fast-path options (all off the CPU's default path unless asked for): ``precision`` chooses bf16
+autocast for the network (lightness never goes through it, so L* is unaffected); ``compile``
+runs the generator through :func:`torch.compile`; on CUDA, planes go to the device and strips
+come back through pinned host memory with non-blocking copies.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 import numpy as np
 import torch
@@ -37,11 +42,12 @@ from .model import Generator
 from .normalize import Mode, Normalization, resolve_normalization
 from .weights import resolve_weights
 
-__all__ = ["ColorizeResult", "Colorizer", "select_device"]
+__all__ = ["ColorizeResult", "Colorizer", "Precision", "select_device"]
 
 log = logging.getLogger(__name__)
 
 MISSING_L = 50.0  # L* given to NaN/inf pixels: they come out mid-gray, with no chroma
+Precision = Literal["auto", "fp32", "bf16"]
 _ACCEPTED = "uint8, uint16, int16, int32 and other integer types, float32 and float64"
 
 
@@ -174,6 +180,17 @@ class Colorizer:
         What is known about the weights (``class_head_trained``, variant...).
     weights : path, optional
         The file the generator came from, kept for the record.
+    precision : {"auto", "fp32", "bf16"}
+        The network's arithmetic. "auto": bf16 autocast on CUDA, float32 elsewhere. "bf16": bf16
+        autocast on any device (on the CPU it pays off on processors with AVX512-BF16 or AMX;
+        the predicted a*, b* move by about 0.2 Lab units on average, under 1 at worst).
+        "fp32": no autocast anywhere.
+        Only the network is affected: L* and the colour conversions always run in float32.
+    compile : bool
+        Run the generator through ``torch.compile(dynamic=False)``: one graph per batch shape
+        (the last, partial batch of a stack is padded to ``batch_size``, so a run compiles
+        once). The first call pays for compilation; if compilation fails, a warning is logged
+        and the colourizer falls back to eager mode.
     """
 
     def __init__(
@@ -183,7 +200,11 @@ class Colorizer:
         *,
         metadata: dict[str, Any] | None = None,
         weights: str | os.PathLike[str] | None = None,
+        precision: Precision = "auto",
+        compile: bool = False,
     ) -> None:
+        if precision not in get_args(Precision):
+            raise ValueError(f"precision must be one of {get_args(Precision)}, got {precision!r}")
         self.device, self.device_info = select_device(device)
         log.info("napari-chromagan runs on %s", self.device_info)
         memory_format = torch.channels_last if self.device.type != "mps" else torch.contiguous_format
@@ -193,15 +214,42 @@ class Colorizer:
         self.weights = None if weights is None else str(weights)
         # Rows of full-resolution work per strip: small on the host, large on a GPU.
         self.strip_pixels = (1 << 26) if self.device.type == "cuda" else (1 << 21)
+        self.precision = precision
+        self.autocast_dtype: torch.dtype | None = (
+            torch.bfloat16
+            if precision == "bf16" or (precision == "auto" and self.device.type == "cuda")
+            else None
+        )
+        # Pinned staging only pays (and only works) with a CUDA device.
+        self._pinned = self.device.type == "cuda"
+        self.compiled = bool(compile)
+        self._forward: Callable[..., Any] = self.generator
+        if compile:
+            self._forward = torch.compile(self.generator, dynamic=False)
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | os.PathLike[str] | None = None, device: str | torch.device = "auto"
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        device: str | torch.device = "auto",
+        *,
+        precision: Precision = "auto",
+        compile: bool = False,
     ) -> Colorizer:
-        """Load weights (``path``, else ``$NAPARI_CHROMAGAN_WEIGHTS``, else the user cache)."""
+        """Load weights (``path``, else ``$NAPARI_CHROMAGAN_WEIGHTS``, else the user cache).
+
+        ``precision`` and ``compile`` are passed to :class:`Colorizer`.
+        """
         resolved = resolve_weights(path)
         ckpt = load_checkpoint(resolved)
-        return cls(ckpt.generator, device, metadata=ckpt.metadata, weights=resolved)
+        return cls(
+            ckpt.generator,
+            device,
+            metadata=ckpt.metadata,
+            weights=resolved,
+            precision=precision,
+            compile=compile,
+        )
 
     @property
     def class_head_trained(self) -> bool | None:
@@ -209,9 +257,22 @@ class Colorizer:
         return None if value is None else bool(value)
 
     def _autocast(self) -> Any:
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return torch.autocast("cpu", enabled=False)
+        if self.autocast_dtype is None:
+            return torch.autocast("cuda" if self.device.type == "cuda" else "cpu", enabled=False)
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def _run_generator(
+        self, x: torch.Tensor, with_class: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The generator's forward, compiled when asked for; eager if compilation fails."""
+        if self._forward is not self.generator:
+            try:
+                return self._forward(x, with_class=with_class)
+            except Exception as exc:  # compilation errors have many types (dynamo, inductor, C++)
+                log.warning("torch.compile failed (%s: %s); running eagerly", type(exc).__name__, exc)
+                self._forward = self.generator
+                self.compiled = False
+        return self.generator(x, with_class=with_class)
 
     @torch.inference_mode()
     def predict(self, L: torch.Tensor, with_class: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -222,7 +283,7 @@ class Colorizer:
         """
         x = L.to(self.device, torch.float32, non_blocking=True).contiguous(memory_format=torch.channels_last)
         with self._autocast():
-            ab, probs = self.generator(x, with_class=with_class)
+            ab, probs = self._run_generator(x, with_class)
         ab = ab.float() * 255.0 - 128.0
         return ab, None if probs is None else probs.float()
 
@@ -286,20 +347,29 @@ class Colorizer:
             if cancel is not None and cancel.is_set():
                 raise Cancelled(f"colourisation cancelled after {start} of {planes} planes")
             batch = range(start, min(start + batch_size, planes))
-            small, masks = [], []
-            for p in batch:
+            # A compiled graph is specialised to its batch size: pad the last batch to match.
+            rows = batch_size if self.compiled else len(batch)
+            small = torch.empty((rows, 1, S, S), dtype=torch.float32, pin_memory=self._pinned)
+            if rows > len(batch):
+                small[len(batch) :] = 0.0
+            masks = []
+            for i, p in enumerate(batch):
                 plane_missing = self._lightness(image, indices[p], norm, is_rgb, L_flat[p])
                 if plane_missing is not None:
                     if missing is None:
                         missing = np.zeros(spatial, bool)
                     missing.reshape(planes, H, W)[p] = plane_missing
                 masks.append(plane_missing)
-                small.append(self._resize(L_flat[p], S))
-            ab_small, probs = self.predict(torch.stack(small), with_class=with_class)
+                small[i] = self._resize(L_flat[p], S)
+            if self._pinned:
+                # From pinned memory the copy is asynchronous; the caching host allocator keeps
+                # the buffer alive until the copy has finished.
+                small = small.to(self.device, non_blocking=True)
+            ab_small, probs = self.predict(small, with_class=with_class)
             for i, p in enumerate(batch):
                 self._full_resolution(ab_small[i], L_flat[p], ab_flat[p], rgb_flat[p], masks[i])
             if probs_out is not None and probs is not None:
-                probs_out[batch.start : batch.stop] = probs.cpu().numpy()
+                probs_out[batch.start : batch.stop] = probs[: len(batch)].cpu().numpy()
             if progress is not None:
                 progress(batch.stop, planes)
 
@@ -380,11 +450,33 @@ class Colorizer:
             ab = cols[:, r0:r1] if H < S else _rows_bilinear(cols, r0, r1, H)
             if missing is not None:
                 ab = ab.masked_fill(torch.from_numpy(missing[r0:r1]).to(ab.device), 0.0)
-            ab_dst[r0:r1] = ab.permute(1, 2, 0).cpu().numpy()
             L = torch.from_numpy(L_plane[r0:r1]).to(self.device, non_blocking=True)
+            if self._pinned:
+                # Both strips come back through pinned buffers with asynchronous copies and one
+                # synchronisation, instead of two blocking copies through pageable memory.
+                ab_host = _pinned_copy(ab.permute(1, 2, 0))
+                fitted = fit_chroma_to_gamut(L, ab, dim=-3)
+                rgb_host = _pinned_copy(
+                    lab_to_rgb_uint8(torch.cat([L[None], fitted], dim=0), dim=-3).permute(1, 2, 0)
+                )
+                torch.cuda.current_stream(self.device).synchronize()
+                ab_dst[r0:r1] = ab_host.numpy()
+                rgb_dst[r0:r1] = rgb_host.numpy()
+                continue
+            ab_dst[r0:r1] = ab.permute(1, 2, 0).cpu().numpy()
             ab = fit_chroma_to_gamut(L, ab, dim=-3)
             rgb = lab_to_rgb_uint8(torch.cat([L[None], ab], dim=0), dim=-3)
             rgb_dst[r0:r1] = rgb.permute(1, 2, 0).cpu().numpy()
+
+
+def _pinned_copy(t: torch.Tensor) -> torch.Tensor:
+    """Start an asynchronous copy of the CUDA tensor ``t`` into pinned host memory.
+
+    The result may be read only after the current stream has been synchronised.
+    """
+    host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+    host.copy_(t, non_blocking=True)
+    return host
 
 
 def _rows_bilinear(cols: torch.Tensor, r0: int, r1: int, H: int) -> torch.Tensor:

@@ -1,0 +1,161 @@
+"""The engine's fast-path options on the CPU: bf16 autocast, torch.compile, and their guards.
+
+The pinned-memory staging only runs with a CUDA device; here we check that the CPU never takes it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY, make_generator
+from skimage import data
+
+import napari_chromagan.weights as weights_module
+from napari_chromagan import Colorizer
+from napari_chromagan.checkpoint import save_checkpoint
+from napari_chromagan.colorize import Colorizer as EngineColorizer
+
+SHIPPED = weights_module.PACKAGED_WEIGHTS  # the real path (conftest redirects it only inside tests)
+
+# bf16 keeps 8 bits of mantissa: the sigmoid output s in (0, 1) moves by up to ~2**-9 per
+# rounding, and a* = 255 s - 128 magnifies that 255 times. Asserted, in Lab units:
+BF16_MEAN_AB = 0.5  # mean |delta a*b*| over all pixels and both channels (seen: 0.19-0.25)
+BF16_MAX_AB = 3.0  # worst pixel (seen: 0.56-0.70)
+
+
+def _photos() -> dict[str, np.ndarray]:
+    """Real photographs from skimage.data, gray and colour, at a few sizes."""
+    return {
+        "camera": data.camera(),  # (512, 512) uint8 gray
+        "coffee": data.coffee()[::2, ::2],  # (200, 300, 3) colour, recoloured from its L*
+        "astronaut": data.astronaut()[::3, ::3],  # (171, 171, 3)
+    }
+
+
+def _assert_bf16_close(fp32, bf16, label: str) -> None:
+    diff = np.abs(bf16.ab - fp32.ab)
+    assert diff.mean() < BF16_MEAN_AB and diff.max() < BF16_MAX_AB, (label, diff.mean(), diff.max())
+    # bf16 really ran: the outputs are not bit-identical
+    assert diff.max() > 0, label
+    # lightness never goes through the network: identical, bit for bit
+    np.testing.assert_array_equal(bf16.L, fp32.L)
+
+
+def test_precision_resolves_per_device(tiny_generator):
+    assert Colorizer(tiny_generator, "cpu").autocast_dtype is None  # "auto" is fp32 on the CPU
+    assert Colorizer(tiny_generator, "cpu", precision="fp32").autocast_dtype is None
+    bf16 = Colorizer(tiny_generator, "cpu", precision="bf16")
+    assert bf16.autocast_dtype is torch.bfloat16 and bf16.precision == "bf16"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        Colorizer(tiny_generator, "cpu", precision="fp16")  # type: ignore[arg-type]
+
+
+def test_bf16_autocast_runs_the_network_in_bf16_on_the_cpu(tiny_generator):
+    seen = []
+    conv = tiny_generator.trunk[0]
+    conv.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    L = torch.rand(2, 1, TINY.image_size, TINY.image_size)
+    for precision in ("auto", "fp32", "bf16"):
+        ab, probs = Colorizer(tiny_generator, "cpu", precision=precision).predict(L)
+        assert ab.dtype == torch.float32 and probs.dtype == torch.float32  # outputs stay float32
+    assert seen == [torch.float32, torch.float32, torch.bfloat16]
+
+
+def test_bf16_agrees_with_fp32_on_a_random_tiny_generator(tiny_generator):
+    fp32 = Colorizer(tiny_generator, "cpu", precision="fp32")
+    bf16 = Colorizer(tiny_generator, "cpu", precision="bf16")
+    stack = np.random.default_rng(0).integers(0, 65535, (3, 90, 120), dtype=np.uint16)
+    ref, fast = fp32.colorize(stack, batch_size=2), bf16.colorize(stack, batch_size=2)
+    _assert_bf16_close(ref, fast, "random")
+    np.testing.assert_allclose(fast.class_probs, ref.class_probs, atol=5e-3)
+    for label, image in _photos().items():
+        _assert_bf16_close(fp32.colorize(image), bf16.colorize(image), label)
+
+
+def test_bf16_agrees_with_fp32_on_photos_with_the_trained_demo_model(tmp_path):
+    ref = Colorizer.from_checkpoint(SHIPPED, "cpu", precision="fp32")
+    fast = Colorizer.from_checkpoint(SHIPPED, "cpu", precision="bf16")
+    assert fast.autocast_dtype is torch.bfloat16 and ref.autocast_dtype is None
+    for label, image in _photos().items():
+        a, b = ref.colorize(image, with_class=False), fast.colorize(image, with_class=False)
+        _assert_bf16_close(a, b, label)
+        # the colours are real, not gray: the tolerance is small next to the signal
+        assert np.abs(a.ab).mean() > 3 * BF16_MEAN_AB, label
+
+
+def test_from_checkpoint_passes_precision_and_compile_through(tmp_path, tiny_generator, monkeypatch):
+    path = save_checkpoint(tmp_path / "w.pt", tiny_generator, {})
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: compiled.append(kw) or module)
+    c = Colorizer.from_checkpoint(path, device="cpu", precision="bf16", compile=True)
+    assert c.precision == "bf16" and c.autocast_dtype is torch.bfloat16
+    assert c.compiled and compiled == [{"dynamic": False}]
+
+
+def test_the_cpu_never_touches_pinned_memory(tiny_generator, monkeypatch):
+    c = EngineColorizer(tiny_generator, "cpu")
+    assert c._pinned is False
+    real_empty = torch.empty
+
+    def empty(*args, **kwargs):
+        assert not kwargs.get("pin_memory", False), "pinned memory requested on the CPU"
+        return real_empty(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "empty", empty)
+    r = c.colorize(np.random.default_rng(1).integers(0, 255, (3, 40, 50), dtype=np.uint8), batch_size=2)
+    assert r.rgb.shape == (3, 40, 50, 3)
+
+
+def test_compile_failure_falls_back_to_eager_with_a_warning(tiny_generator, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: broken)
+    c = Colorizer(tiny_generator, "cpu", compile=True)
+    eager = Colorizer(make_generator(), "cpu")
+    image = np.random.default_rng(2).integers(0, 255, (50, 60), dtype=np.uint8)
+    with caplog.at_level(logging.WARNING, logger="napari_chromagan.colorize"):
+        r = c.colorize(image)
+    assert "torch.compile failed (RuntimeError: no C++ compiler)" in caplog.text
+    assert c.compiled is False
+    np.testing.assert_array_equal(r.rgb, eager.colorize(image).rgb)
+
+
+def test_compiled_stack_pads_the_last_batch_to_one_shape(tiny_generator, monkeypatch):
+    shapes = []
+
+    def fake_compile(module, **kwargs):
+        def forward(x, with_class=True):
+            shapes.append(tuple(x.shape))
+            return module(x, with_class=with_class)
+
+        return forward
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    c = Colorizer(tiny_generator, "cpu", compile=True)
+    stack = np.random.default_rng(3).integers(0, 255, (5, 30, 40), dtype=np.uint8)
+    r = c.colorize(stack, batch_size=2)
+    S = TINY.image_size
+    assert shapes == [(2, 1, S, S)] * 3  # the last batch (one plane) is padded to two
+    ref = Colorizer(make_generator(), "cpu").colorize(stack, batch_size=2)
+    np.testing.assert_allclose(r.ab, ref.ab, atol=1e-3)
+    np.testing.assert_allclose(r.class_probs, ref.class_probs, atol=1e-5)
+    assert r.class_probs.shape == (5, 1000)
+
+
+@pytest.mark.slow
+def test_compiled_and_eager_outputs_agree(tiny_generator):
+    """Real torch.compile (inductor, C++ on the CPU): 12-20 s on two cores, mostly compiling."""
+    compiled = Colorizer(tiny_generator, "cpu", precision="fp32", compile=True)
+    eager = Colorizer(make_generator(), "cpu", precision="fp32")
+    stack = np.random.default_rng(4).integers(0, 65535, (3, 70, 90), dtype=np.uint16)
+    a = compiled.colorize(stack, batch_size=2, with_class=False)
+    assert compiled.compiled, "torch.compile fell back to eager"
+    b = eager.colorize(stack, batch_size=2, with_class=False)
+    # predict's a*, b* are 255x the network's sigmoid output: compare at the network's scale
+    np.testing.assert_allclose(a.ab / 255.0, b.ab / 255.0, atol=1e-4)
+    np.testing.assert_array_equal(a.L, b.L)
+    assert np.abs(a.rgb.astype(int) - b.rgb).max() <= 1
