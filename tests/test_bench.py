@@ -34,3 +34,34 @@ def test_training_benchmark_quick_run_writes_consistent_json(tmp_path):
     assert baseline["x vs baseline"] == 1.0
     assert default["images/s"] > 0 and default["x vs baseline"] == baseline["s/step"] / default["s/step"]
     assert result["device"] == "cpu" and result["preset"] == "chromagan-noclass"
+
+
+def test_inference_benchmark_quick_run_writes_consistent_json(tmp_path):
+    out = tmp_path / "inference.json"
+    subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_inference.py"), "--quick", "--device", "cpu", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=True,
+    )
+    result = json.loads(out.read_text())
+    assert result["torch"] and result["machine"]["cpu_count"] and result["device"] == "cpu"
+    assert result["settings"]["quick"] is True and result["settings"]["width"] == 0.25
+    assert result["checks"]["same_weights"] is True
+    assert result["checks"]["max_abs_ab_diff_engine_vs_baseline_lab"] < 0.05
+    assert [row["batch"] for row in result["rows"]] == [1, 4]
+    for row in result["rows"]:
+        assert row["eager img/s"] > 0 and row["engine img/s"] > 0
+        assert row["x vs eager"] > 0 and abs(row["x vs eager"] - row["engine img/s"] / row["eager img/s"]) < 1e-9
+    assert set(result["breakdown"]) == {"image 1024x1024 u16", "stack 4x256x256 u8"}
+    for case in result["breakdown"].values():
+        # the engine's steps, called one by one, reproduce colorize's output exactly
+        assert case["staged_matches_colorize"] is True
+        assert case["staged_vs_colorize_max_diff"] == {"rgb": 0, "ab": 0.0, "exact_required": True}
+        stages = case["breakdown_s"]
+        assert set(stages) == {"normalise", "resize", "network", "full_resolution", "remainder"}
+        assert all(stages[k] > 0 for k in ("normalise", "resize", "network", "full_resolution"))
+        assert abs(sum(stages.values()) - case["colorize_s"]) < 1e-9
+        assert case["memory"]["peak_rss_growth_mib"] > 0
+    target = result["target"]
+    assert target["ratio"] > 0 and target["required_at_most"] == 1.5
+    assert target["passed"] == (target["ratio"] <= 1.5)
+    assert target["ratio"] == target["colorize_s"] / (target["predict_1x224_s"] + target["full_resolution_s"])
