@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from napari_chromagan.cli import positive_int
 from napari_chromagan.color import (
     fit_chroma_to_gamut,
     lab_to_rgb_uint8,
@@ -452,16 +453,6 @@ def _signed(fmt: str, value: float) -> str:
 # command line
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def register(subparsers: Any) -> None:
     """Add the ``evaluate`` command to an ``argparse`` subparsers object (sets ``func=run``)."""
     parser = subparsers.add_parser(
@@ -486,21 +477,21 @@ def register(subparsers: Any) -> None:
         "--out", type=Path, metavar="DIR", help="write per_image.csv and summary.json here"
     )
     parser.add_argument(
-        "--limit", type=_positive_int, metavar="N", help="score at most N colour images"
+        "--limit", type=positive_int, metavar="N", help="score at most N colour images"
     )
     parser.add_argument(
         "--device", default="auto", metavar="D",
         help="auto (default: CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps",
     )  # fmt: skip
     parser.add_argument(
-        "--batch-size", type=_positive_int, default=8, metavar="B",
+        "--batch-size", type=positive_int, default=8, metavar="B",
         help="images per network call (default 8)",
     )  # fmt: skip
     parser.add_argument(
         "--overwrite", action="store_true", help="replace existing outputs in --out"
     )
     parser.add_argument(
-        "--size", type=_positive_int, default=None, metavar="S",
+        "--size", type=positive_int, default=None, metavar="S",
         help="the square size of the authors' protocol (default: the network's own; 224 compares with the paper)",
     )  # fmt: skip
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

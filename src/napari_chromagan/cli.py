@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 from napari_chromagan import __version__
 from napari_chromagan.errors import ChromaGANError, UnsupportedImageError
 
-__all__ = ["main", "shard"]
+__all__ = ["main", "positive_int", "shard"]
 
 _T = TypeVar("_T")
 
@@ -84,7 +84,8 @@ def _list_paths(paths: Sequence[Path]) -> str:
     return f"{shown} and {more} more" if more > 0 else shown
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (also used by ``python -m training evaluate``)."""
     try:
         value = int(text)
     except ValueError:
@@ -220,7 +221,7 @@ def _register_colorize(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=8,
         metavar="B",
         help="planes per network call (default: 8)",
