@@ -40,7 +40,6 @@ import json
 import logging
 import math
 import os
-import secrets
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from napari_chromagan.atomic import atomic_write_text
 from napari_chromagan.cli import positive_int
 from napari_chromagan.color import (
     fit_chroma_to_gamut,
@@ -250,16 +250,7 @@ def _write_atomic(path: Path, text: str, overwrite: bool) -> None:
     """Write ``text`` to a temporary file beside ``path``, fsync, then rename it over ``path``."""
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.part")
-    try:
-        with open(tmp, "x", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text)
 
 
 def _csv_text(rows: list[dict[str, Any]], size: int) -> str:

@@ -33,6 +33,7 @@ import torch.distributed as dist
 from torch import nn
 
 from napari_chromagan import __version__
+from napari_chromagan.atomic import atomic_write, atomic_write_text
 from napari_chromagan.checkpoint import load_checkpoint, save_checkpoint
 from napari_chromagan.errors import CheckpointError
 from napari_chromagan.model import Critic, Generator
@@ -85,9 +86,7 @@ def latest_checkpoint(out: str | os.PathLike[str]) -> Path | None:
 
 
 def _write_json_atomic(path: Path, values: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(values, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(values, indent=2, sort_keys=True, default=str) + "\n")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -522,9 +521,8 @@ class _SampleBatch:
         grid = torch.cat(rows, dim=1).permute(1, 2, 0).cpu().numpy()
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"step-{step:08d}.png"
-        tmp = path.with_name(f".{path.name}.tmp")
-        Image.fromarray(grid).save(tmp, format="PNG")
-        os.replace(tmp, path)
+        image = Image.fromarray(grid)
+        atomic_write(path, lambda fh: image.save(fh, format="PNG"))
         return path
 
 

@@ -8,10 +8,8 @@ interrupted run never leaves a half-written image behind.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -20,6 +18,8 @@ import tifffile
 from PIL import Image, ImageOps
 
 from napari_chromagan.errors import UnsupportedImageError
+
+from .atomic import atomic_write
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -324,27 +324,4 @@ def write_image(path: Path, rgb: np.ndarray, *, overwrite: bool = False, quality
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, write)
-
-
-def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    # open(..., "xb") rather than mkstemp, so the file gets the usual permissions (umask), not 0o600
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.part")
-    fh = open(tmp, "xb")  # outside the try: on failure there is nothing of ours to remove
-    try:
-        with fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if os.name == "posix":  # make the rename itself durable
-        with contextlib.suppress(OSError):
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+    atomic_write(path, write)

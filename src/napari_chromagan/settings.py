@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from .atomic import atomic_write_text
 
 __all__ = ["SETTINGS_ENV", "load_settings", "save_settings", "settings_path"]
 
@@ -56,9 +57,6 @@ def save_settings(section: str, values: dict[str, Any]) -> None:
     text = json.dumps(everything, indent=2, sort_keys=True)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".settings-", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        atomic_write_text(path, text)
     except OSError as exc:  # a read-only home must not break the widget
         log.warning("could not save napari-chromagan settings to %s: %s", path, exc)
