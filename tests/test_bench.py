@@ -33,7 +33,12 @@ def test_training_benchmark_quick_run_writes_consistent_json(tmp_path):
     baseline, default = result["rows"]
     assert baseline["x vs baseline"] == 1.0
     assert default["images/s"] > 0 and default["x vs baseline"] == baseline["s/step"] / default["s/step"]
-    assert result["device"] == "cpu" and result["preset"] == "chromagan-noclass"
+    assert result["device"] == "cpu" and result["presets"] == {"tiny (w0.125, 64 px)": "chromagan-noclass"}
+    (phases,) = result["breakdown_seconds_per_step"].values()
+    timed = {k: v for k, v in phases.items() if k not in ("sum of phases", "untimed step")}
+    assert {"batch to Lab", "generator forward", "generator backward", "critic backward"} <= set(timed)
+    assert all(v > 0 for v in timed.values())
+    assert phases["sum of phases"] == sum(timed.values())
 
 
 def test_inference_benchmark_quick_run_writes_consistent_json(tmp_path):

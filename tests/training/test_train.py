@@ -89,6 +89,34 @@ def test_resume_reproduces_an_uninterrupted_run(images, tmp_path):
         assert torch.equal(final_a[k], final_b[k]), k
 
 
+def test_a_signal_mid_epoch_then_resume_reproduces_an_uninterrupted_run(images, tmp_path, monkeypatch):
+    """Ctrl-C during step 3: the checkpoint is at step 3, and the batch drawn after it is not lost."""
+    import training.train as loop
+
+    common = ["--data", str(images), "--preset", "chromagan-noclass", "--batch-size", "3", *TINY]
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert main(["train", *common, "--out", str(whole), "--max-steps", "6"]) == 0
+    step = loop.Trainer.train_step
+    calls = []
+
+    def interrupted_step(self, L, ab):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # the loop's handler only sets a flag
+        return step(self, L, ab)
+
+    monkeypatch.setattr(loop.Trainer, "train_step", interrupted_step)
+    assert main(["train", *common, "--out", str(split), "--max-steps", "6"]) == 130
+    assert len(calls) == 3
+    assert load_checkpoint(checkpoint_files(split)[-1]).training["step"] == 3
+    monkeypatch.setattr(loop.Trainer, "train_step", step)
+    assert main(["train", "--out", str(split), "--resume", "latest"]) == 0
+    a, b = _metrics(whole), _metrics(split)
+    assert [r["step"] for r in b] == list(range(1, 7))
+    for x, y in zip(a, b, strict=True):
+        assert x["loss_g"] == y["loss_g"] and x["loss_d"] == y["loss_d"], x["step"]
+
+
 def test_resume_refuses_a_different_model(images, tmp_path, capsys):
     out = tmp_path / "run"
     base = ["train", "--data", str(images), "--out", str(out), "--preset", "chromagan-noclass", "--batch-size", "4", *TINY]
