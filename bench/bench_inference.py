@@ -277,25 +277,27 @@ def staged_colorize(engine: Colorizer, image: np.ndarray, batch_size: int, sync:
     indices = list(np.ndindex(*leading))
     S = engine.config.image_size
     for b0 in range(0, planes, batch_size):
-        batch = range(b0, min(b0 + batch_size, planes))
-        small, masks = [], []
-        for p in batch:
-            c = clock()
-            masks.append(engine._lightness(image, indices[p], norm, False, L_flat[p]))
-            t["normalise"] += clock() - c
-            c = clock()
-            small.append(engine._resize(L_flat[p], S))
-            t["resize"] += clock() - c
+        batch = slice(b0, min(b0 + batch_size, planes))
+        n = batch.stop - batch.start
         c = clock()
-        x = torch.stack(small)
+        for p in range(batch.start, batch.stop):
+            if engine._lightness(image, indices[p], norm, False, L_flat[p]) is not None:
+                raise ValueError("the benchmark's images have no missing (NaN) pixels")
+        t["normalise"] += clock() - c
+        c = clock()
+        L_device = engine._to_device(L_flat[batch]) if n * H * W <= engine.strip_pixels else None
+        if L_device is not None:
+            x = engine._resize(L_device, S)
+        else:
+            x = torch.cat([engine._resize(engine._to_device(L_flat[p : p + 1]), S) for p in range(b0, batch.stop)])
+        sync()
         t["resize"] += clock() - c
         c = clock()
         ab_small, _ = engine.predict(x, with_class=False)
         sync()
         t["network"] += clock() - c
         c = clock()
-        for i, p in enumerate(batch):
-            engine._full_resolution(ab_small[i], L_flat[p], ab_flat[p], rgb_flat[p], masks[i])
+        engine._full_resolution(ab_small[:n], L_flat[batch], ab_flat[batch], rgb_flat[batch], None, L_device)
         sync()
         t["full_resolution"] += clock() - c
     return rgb_out, ab_out, t, clock() - start

@@ -128,10 +128,27 @@ def test_strips_give_the_same_result_as_one_block(colorizer):
     np.testing.assert_array_equal(strips.L, whole.L)
 
 
+@pytest.mark.parametrize("shape", [(5, 40, 33), (3, 100, 90)])  # smaller and larger than the network's 64
+def test_a_batch_processed_as_one_block_equals_plane_by_plane(colorizer, shape):
+    """Small planes of a batch go through upsampling and Lab -> RGB together; nothing may change."""
+    image = np.random.default_rng(7).random(shape).astype(np.float32)
+    image[-1, 3:9, 4:7] = np.nan  # missing pixels in one plane only
+    together = colorizer.colorize(image, batch_size=2)
+    colorizer.strip_pixels = 200  # no two planes fit in a strip: each plane alone, in strips of rows
+    apart = colorizer.colorize(image, batch_size=2)
+    np.testing.assert_array_equal(together.rgb, apart.rgb)
+    np.testing.assert_array_equal(together.ab, apart.ab)
+    assert together.missing.sum() == 18 and not together.missing[:-1].any()
+    np.testing.assert_array_equal(together.ab[together.missing], 0)
+    norm = together.normalization
+    alone = colorizer.colorize(image[1], normalization="manual", value_range=(norm.low, norm.high))
+    np.testing.assert_array_equal(alone.rgb, together.rgb[1])
+
+
 def test_upsampled_ab_equals_bilinear_resize_of_the_prediction(colorizer):
     image = np.random.default_rng(6).integers(0, 255, (150, 90), dtype=np.uint8)
-    L_small = colorizer._resize((image / 255 * 100).astype(np.float32), 64)
-    ab_small, _ = colorizer.predict(L_small[None], with_class=False)
+    L_small = colorizer._resize(torch.from_numpy((image / 255 * 100).astype(np.float32))[None], 64)
+    ab_small, _ = colorizer.predict(L_small, with_class=False)
     expected = F.interpolate(ab_small, size=(150, 90), mode="bilinear", align_corners=False)[0]
     r = colorizer.colorize(image)
     np.testing.assert_allclose(r.ab, expected.permute(1, 2, 0).numpy(), atol=1e-3)

@@ -104,7 +104,11 @@ def test_the_cpu_never_touches_pinned_memory(tiny_generator, monkeypatch):
         assert not kwargs.get("pin_memory", False), "pinned memory requested on the CPU"
         return real_empty(*args, **kwargs)
 
+    def pin_memory(self, *args, **kwargs):
+        raise AssertionError("pinned memory requested on the CPU")
+
     monkeypatch.setattr(torch, "empty", empty)
+    monkeypatch.setattr(torch.Tensor, "pin_memory", pin_memory)
     r = c.colorize(np.random.default_rng(1).integers(0, 255, (3, 40, 50), dtype=np.uint8), batch_size=2)
     assert r.rgb.shape == (3, 40, 50, 3)
 

@@ -13,8 +13,11 @@ Two improvements on the authors' pipeline, both measurable:
   rather than by clipping R, G and B (cv2's Lab2BGR), which shifts L*. So the output's L* matches
   the input's to within the 8-bit rounding (< 0.5).
 
-The full-resolution steps (upsampling ab, Lab -> RGB, uint8) run in row strips on the compute
-device, so a 10000x10000 image needs only its outputs plus a few strips of host memory.
+Everything after the normalisation runs on the compute device: the resize to the network, the
+network, the ab upsampling, the gamut fit and Lab -> uint8 RGB. A batch of small planes (a stack
+of 512x512 frames, say) goes to the device in one copy and is processed as one block; a large
+plane is processed in row strips, so a 10000x10000 image needs only its outputs plus a few strips
+of host memory.
 
 Fast-path options (all off the CPU's default path unless asked for): ``precision`` chooses bf16
 autocast for the network (lightness never goes through it, so L* is unaffected); ``compile``
@@ -346,30 +349,31 @@ class Colorizer:
         for start in range(0, planes, batch_size):
             if cancel is not None and cancel.is_set():
                 raise Cancelled(f"colourisation cancelled after {start} of {planes} planes")
-            batch = range(start, min(start + batch_size, planes))
-            # A compiled graph is specialised to its batch size: pad the last batch to match.
-            rows = batch_size if self.compiled else len(batch)
-            small = torch.empty((rows, 1, S, S), dtype=torch.float32, pin_memory=self._pinned)
-            if rows > len(batch):
-                small[len(batch) :] = 0.0
-            masks = []
-            for i, p in enumerate(batch):
+            batch = slice(start, min(start + batch_size, planes))
+            n = batch.stop - batch.start
+            for p in range(batch.start, batch.stop):
                 plane_missing = self._lightness(image, indices[p], norm, is_rgb, L_flat[p])
                 if plane_missing is not None:
                     if missing is None:
-                        missing = np.zeros(spatial, bool)
-                    missing.reshape(planes, H, W)[p] = plane_missing
-                masks.append(plane_missing)
-                small[i] = self._resize(L_flat[p], S)
-            if self._pinned:
-                # From pinned memory the copy is asynchronous; the caching host allocator keeps
-                # the buffer alive until the copy has finished.
-                small = small.to(self.device, non_blocking=True)
+                        missing = np.zeros((planes, H, W), bool)
+                    missing[p] = plane_missing
+            # A batch of small planes goes to the device in one copy and is processed as one
+            # block from there on; large planes go one at a time and come back in row strips.
+            L_device = self._to_device(L_flat[batch]) if n * H * W <= self.strip_pixels else None
+            if L_device is not None:
+                small = self._resize(L_device, S)
+            else:
+                small = torch.cat([self._resize(self._to_device(L_flat[p : p + 1]), S) for p in range(start, batch.stop)])
+            if self.compiled and n < batch_size:
+                # a compiled graph is specialised to its batch size: pad the last batch to match
+                small = torch.cat([small, small.new_zeros((batch_size - n, *small.shape[1:]))])
             ab_small, probs = self.predict(small, with_class=with_class)
-            for i, p in enumerate(batch):
-                self._full_resolution(ab_small[i], L_flat[p], ab_flat[p], rgb_flat[p], masks[i])
+            self._full_resolution(
+                ab_small[:n], L_flat[batch], ab_flat[batch], rgb_flat[batch],
+                None if missing is None else missing[batch], L_device,
+            )
             if probs_out is not None and probs is not None:
-                probs_out[batch.start : batch.stop] = probs[: len(batch)].cpu().numpy()
+                probs_out[batch] = probs[:n].cpu().numpy()
             if progress is not None:
                 progress(batch.stop, planes)
 
@@ -379,7 +383,7 @@ class Colorizer:
             ab=ab_out,
             class_probs=None if probs_out is None else probs_out.reshape(*leading, -1),
             normalization=norm,
-            missing=missing,
+            missing=None if missing is None else missing.reshape(spatial),
             device=str(self.device),
             weights=self.weights,
         )
@@ -413,60 +417,77 @@ class Colorizer:
                 mask[r0 : r0 + rows] = bad
         return mask
 
-    def _resize(self, L_plane: np.ndarray, size: int) -> torch.Tensor:
-        """(H, W) L* -> (1, size, size) in [0, 1], antialiased when shrinking."""
-        t = torch.from_numpy(L_plane)[None, None]
-        shrink = L_plane.shape[0] > size or L_plane.shape[1] > size
-        t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
-        return (t[0] / 100.0).clamp_(0.0, 1.0)
+    def _to_device(self, planes: np.ndarray) -> torch.Tensor:
+        """Host float32 planes -> the compute device (no copy on the CPU).
+
+        On CUDA the planes are first copied into page-locked memory, so that the transfer itself
+        is asynchronous and the host goes on queueing work.
+        """
+        t = torch.from_numpy(planes)
+        if self.device.type == "cpu":
+            return t
+        if self._pinned:
+            t = t.pin_memory()
+        return t.to(self.device, non_blocking=True)
+
+    def _resize(self, L: torch.Tensor, size: int) -> torch.Tensor:
+        """(n, H, W) L* on the compute device -> (n, 1, size, size) in [0, 1], antialiased when shrinking."""
+        shrink = L.shape[-2] > size or L.shape[-1] > size
+        t = F.interpolate(L[:, None], size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
+        return (t / 100.0).clamp_(0.0, 1.0)
 
     def _full_resolution(
         self,
         ab_small: torch.Tensor,
-        L_plane: np.ndarray,
+        L_planes: np.ndarray,
         ab_dst: np.ndarray,
         rgb_dst: np.ndarray,
         missing: np.ndarray | None,
+        L_device: torch.Tensor | None = None,
     ) -> None:
-        """Upsample one plane's (2, S, S) ab to (H, W), join with L*, write ab and uint8 RGB.
+        """Upsample (n, 2, S, S) ab to the planes' (H, W), join with L*, write ab and uint8 RGB.
 
-        Missing pixels get no chroma.
+        ``L_planes`` (n, H, W) is the lightness on the host, ``L_device`` the same already on the
+        device (or None: strips are copied as needed); ``ab_dst`` (n, H, W, 2) and ``rgb_dst``
+        (n, H, W, 3) receive the results; ``missing`` (n, H, W) marks pixels given no chroma.
+        Planes that fit in one strip together are processed as one block; larger ones plane by
+        plane in strips of rows.
         """
-        H, W = L_plane.shape
+        n, H, W = L_planes.shape
         S = ab_small.shape[-1]
-        # Bilinear resizing is separable: resize the columns once for the whole plane (S x W),
-        # then each strip of output rows takes its two source rows. Identical to resizing the
-        # plane in one go, with a fraction of the memory.
-        cols = F.interpolate(
-            ab_small[None], size=(S, W), mode="bilinear", align_corners=False, antialias=W < S
-        )[0]
+        # Bilinear resizing is separable: resize the columns once for all planes (S x W), then
+        # each strip of output rows takes its two source rows. Identical to resizing each plane
+        # in one go, with a fraction of the memory.
+        cols = F.interpolate(ab_small, size=(S, W), mode="bilinear", align_corners=False, antialias=W < S)
         if H < S:  # shrinking rows: resize whole (at most S x W, small) with antialiasing
-            cols = F.interpolate(
-                cols[None], size=(H, W), mode="bilinear", align_corners=False, antialias=True
-            )[0]
-        rows = self._rows_per_strip(W)
-        for r0 in range(0, H, rows):
-            r1 = min(H, r0 + rows)
-            ab = cols[:, r0:r1] if H < S else _rows_bilinear(cols, r0, r1, H)
+            cols = F.interpolate(cols, size=(H, W), mode="bilinear", align_corners=False, antialias=True)
+        if n * H * W <= self.strip_pixels:
+            chunks = [(slice(0, n), 0, H)]
+        else:
+            rows = self._rows_per_strip(W)
+            chunks = [(slice(p, p + 1), r0, min(H, r0 + rows)) for p in range(n) for r0 in range(0, H, rows)]
+        for planes, r0, r1 in chunks:
+            ab = cols[planes, :, r0:r1] if H < S else _rows_bilinear(cols[planes], r0, r1, H)
             if missing is not None:
-                ab = ab.masked_fill(torch.from_numpy(missing[r0:r1]).to(ab.device), 0.0)
-            L = torch.from_numpy(L_plane[r0:r1]).to(self.device, non_blocking=True)
+                hole = torch.from_numpy(missing[planes, r0:r1]).to(ab.device)
+                ab = ab.masked_fill(hole[:, None], 0.0)
+            if L_device is not None:
+                L = L_device[planes, r0:r1]
+            else:
+                L = torch.from_numpy(L_planes[planes, r0:r1]).to(self.device, non_blocking=True)
+            fitted = fit_chroma_to_gamut(L, ab, dim=-3)
+            rgb = lab_to_rgb_uint8(torch.cat([L[:, None], fitted], dim=1), dim=-3)
             if self._pinned:
-                # Both strips come back through pinned buffers with asynchronous copies and one
+                # Both results come back through pinned buffers with asynchronous copies and one
                 # synchronisation, instead of two blocking copies through pageable memory.
-                ab_host = _pinned_copy(ab.permute(1, 2, 0))
-                fitted = fit_chroma_to_gamut(L, ab, dim=-3)
-                rgb_host = _pinned_copy(
-                    lab_to_rgb_uint8(torch.cat([L[None], fitted], dim=0), dim=-3).permute(1, 2, 0)
-                )
+                ab_host = _pinned_copy(ab.permute(0, 2, 3, 1))
+                rgb_host = _pinned_copy(rgb.permute(0, 2, 3, 1))
                 torch.cuda.current_stream(self.device).synchronize()
-                ab_dst[r0:r1] = ab_host.numpy()
-                rgb_dst[r0:r1] = rgb_host.numpy()
-                continue
-            ab_dst[r0:r1] = ab.permute(1, 2, 0).cpu().numpy()
-            ab = fit_chroma_to_gamut(L, ab, dim=-3)
-            rgb = lab_to_rgb_uint8(torch.cat([L[None], ab], dim=0), dim=-3)
-            rgb_dst[r0:r1] = rgb.permute(1, 2, 0).cpu().numpy()
+                ab_dst[planes, r0:r1] = ab_host.numpy()
+                rgb_dst[planes, r0:r1] = rgb_host.numpy()
+            else:
+                ab_dst[planes, r0:r1] = ab.permute(0, 2, 3, 1).cpu().numpy()
+                rgb_dst[planes, r0:r1] = rgb.permute(0, 2, 3, 1).cpu().numpy()
 
 
 def _pinned_copy(t: torch.Tensor) -> torch.Tensor:
@@ -480,11 +501,11 @@ def _pinned_copy(t: torch.Tensor) -> torch.Tensor:
 
 
 def _rows_bilinear(cols: torch.Tensor, r0: int, r1: int, H: int) -> torch.Tensor:
-    """Rows r0..r1 of a bilinear (align_corners=False) resize of ``cols`` (C, S, W) to height H."""
+    """Rows r0..r1 of a bilinear (align_corners=False) resize of ``cols`` (..., S, W) to height H."""
     S = cols.shape[-2]
     y = (torch.arange(r0, r1, device=cols.device, dtype=torch.float64) + 0.5) * (S / H) - 0.5
     y = y.clamp_(min=0.0)
     y0 = y.floor().long().clamp_(max=S - 1)
     y1 = (y0 + 1).clamp_(max=S - 1)
-    w = (y - y0).to(cols.dtype)[None, :, None]
-    return cols[:, y0] * (1 - w) + cols[:, y1] * w
+    w = (y - y0).to(cols.dtype)[:, None]
+    return cols[..., y0, :] * (1 - w) + cols[..., y1, :] * w
