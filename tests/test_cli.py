@@ -267,6 +267,23 @@ def test_manual_range_and_quiet(tmp_path, capsys, weights, engine):
     assert np.array_equal(written, expected.rgb)
 
 
+def test_precision_and_cuda_graphs_reach_the_engine(tmp_path, capsys, weights, monkeypatch):
+    """--cuda-graphs on the CPU compiles without graphs; --precision bf16 gives the bf16 engine's output."""
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: compiled.append(kw) or module)
+    source = _gray16(tmp_path / "deep.png")
+    out = tmp_path / "out"
+    code, err = _run(capsys, "colorize", source, "-o", out, "--weights", weights, "--device", "cpu",
+                     "--precision", "bf16", "--cuda-graphs")
+    assert code == 0, err
+    assert compiled == [{"dynamic": False}]  # no mode="reduce-overhead" without CUDA
+    bf16 = Colorizer(make_generator(), "cpu", precision="bf16")
+    expected = bf16.colorize(imageio.read_image(source), with_class=False)
+    assert np.array_equal(imageio.read_image(out / "deep_colorized.png"), expected.rgb)
+    fp32 = Colorizer(make_generator(), "cpu", precision="fp32").colorize(imageio.read_image(source), with_class=False)
+    assert not np.array_equal(expected.rgb, fp32.rgb)  # the flag made a difference
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -281,6 +298,7 @@ def test_manual_range_and_quiet(tmp_path, capsys, weights, engine):
         (["colorize", "{a}", "-o", "{out}", "--overwrite", "--skip-existing"], "not allowed"),
         (["colorize", "{a}", "-o", "{out}", "--batch-size", "0"], "must be at least 1"),
         (["colorize", "{a}", "-o", "{out}", "--format", "gif"], "invalid choice"),
+        (["colorize", "{a}", "-o", "{out}", "--precision", "fp16"], "invalid choice"),
         (["colorize", "{tmp}/missing.png", "-o", "{out}"], "missing.png: no such file"),
         (["colorize", "{tmp}/empty", "-o", "{out}"], "no images found"),
         (["colorize", "{a}", "-o", "{a}"], "is not a folder"),

@@ -95,6 +95,32 @@ def test_from_checkpoint_passes_precision_and_compile_through(tmp_path, tiny_gen
     assert c.compiled and compiled == [{"dynamic": False}]
 
 
+def test_cuda_graphs_off_cuda_compile_without_them(tiny_generator, monkeypatch, caplog):
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: compiled.append(kw) or module)
+    with caplog.at_level(logging.INFO, logger="napari_chromagan.colorize"):
+        c = Colorizer(tiny_generator, "cpu", cuda_graphs=True)
+    assert c.compiled and not c.cuda_graphs
+    assert compiled == [{"dynamic": False}]
+    assert "CUDA graphs need a CUDA device" in caplog.text
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_cuda_graphs_agree_with_eager_and_outputs_survive_the_next_replay(tiny_generator):
+    eager = Colorizer(tiny_generator, "cuda", precision="fp32")
+    graphs = Colorizer(make_generator(TINY), "cuda", precision="fp32", cuda_graphs=True)
+    graphs.generator.load_state_dict(eager.generator.state_dict())
+    assert graphs.cuda_graphs and graphs.compiled
+    L1, L2 = torch.rand(2, 4, 1, TINY.image_size, TINY.image_size, device="cuda")
+    first = [graphs.predict(L1) for _ in range(3)]  # warm-up, recording, replay
+    second = graphs.predict(L2)
+    for ab, probs in first:  # not overwritten by the later replay
+        ref_ab, ref_probs = eager.predict(L1)
+        torch.testing.assert_close(ab, ref_ab, atol=1e-3, rtol=1e-3)
+        torch.testing.assert_close(probs, ref_probs, atol=1e-4, rtol=1e-3)
+    torch.testing.assert_close(second[0], eager.predict(L2)[0], atol=1e-3, rtol=1e-3)
+
+
 def test_the_cpu_never_touches_pinned_memory(tiny_generator, monkeypatch):
     c = EngineColorizer(tiny_generator, "cpu")
     assert c._pinned is False

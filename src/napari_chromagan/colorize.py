@@ -21,8 +21,9 @@ of host memory.
 
 Fast-path options (all off the CPU's default path unless asked for): ``precision`` chooses bf16
 autocast for the network (lightness never goes through it, so L* is unaffected); ``compile``
-runs the generator through :func:`torch.compile`; on CUDA, planes go to the device and strips
-come back through pinned host memory with non-blocking copies.
+runs the generator through :func:`torch.compile`; ``cuda_graphs`` also records each batch
+shape's kernels as a CUDA graph and replays it (one launch instead of ~80 per batch); on CUDA,
+planes go to the device and strips come back through pinned host memory with non-blocking copies.
 """
 
 from __future__ import annotations
@@ -194,6 +195,11 @@ class Colorizer:
         (the last, partial batch of a stack is padded to ``batch_size``, so a run compiles
         once). The first call pays for compilation; if compilation fails, a warning is logged
         and the colourizer falls back to eager mode.
+    cuda_graphs : bool
+        On CUDA, compile with ``mode="reduce-overhead"``: PyTorch records the compiled network
+        as a CUDA graph per batch shape and replays it, which removes the kernel-launch cost
+        that dominates small batches. Implies ``compile``. On other devices there are no CUDA
+        graphs; the generator is compiled without them (and a message is logged).
     """
 
     def __init__(
@@ -205,6 +211,7 @@ class Colorizer:
         weights: str | os.PathLike[str] | None = None,
         precision: Precision = "auto",
         compile: bool = False,
+        cuda_graphs: bool = False,
     ) -> None:
         if precision not in get_args(Precision):
             raise ValueError(f"precision must be one of {get_args(Precision)}, got {precision!r}")
@@ -225,10 +232,14 @@ class Colorizer:
         )
         # Pinned staging only pays (and only works) with a CUDA device.
         self._pinned = self.device.type == "cuda"
-        self.compiled = bool(compile)
+        self.cuda_graphs = bool(cuda_graphs) and self.device.type == "cuda"
+        if cuda_graphs and not self.cuda_graphs:
+            log.info("CUDA graphs need a CUDA device; %s compiles the network without them", self.device)
+        self.compiled = bool(compile or cuda_graphs)
         self._forward: Callable[..., Any] = self.generator
-        if compile:
-            self._forward = torch.compile(self.generator, dynamic=False)
+        if self.compiled:
+            options: dict[str, Any] = {"mode": "reduce-overhead"} if self.cuda_graphs else {}
+            self._forward = torch.compile(self.generator, dynamic=False, **options)
 
     @classmethod
     def from_checkpoint(
@@ -238,10 +249,11 @@ class Colorizer:
         *,
         precision: Precision = "auto",
         compile: bool = False,
+        cuda_graphs: bool = False,
     ) -> Colorizer:
         """Load weights (``path``, else ``$NAPARI_CHROMAGAN_WEIGHTS``, else the user cache).
 
-        ``precision`` and ``compile`` are passed to :class:`Colorizer`.
+        ``precision``, ``compile`` and ``cuda_graphs`` are passed to :class:`Colorizer`.
         """
         resolved = resolve_weights(path)
         ckpt = load_checkpoint(resolved)
@@ -252,6 +264,7 @@ class Colorizer:
             weights=resolved,
             precision=precision,
             compile=compile,
+            cuda_graphs=cuda_graphs,
         )
 
     @property
@@ -270,11 +283,17 @@ class Colorizer:
         """The generator's forward, compiled when asked for; eager if compilation fails."""
         if self._forward is not self.generator:
             try:
-                return self._forward(x, with_class=with_class)
+                if not self.cuda_graphs:
+                    return self._forward(x, with_class=with_class)
+                # A graph's outputs live in memory its next replay overwrites: mark the new
+                # call, and copy the outputs out before anything else can run the graph.
+                torch.compiler.cudagraph_mark_step_begin()
+                ab, probs = self._forward(x, with_class=with_class)
+                return ab.clone(), None if probs is None else probs.clone()
             except Exception as exc:  # compilation errors have many types (dynamo, inductor, C++)
                 log.warning("torch.compile failed (%s: %s); running eagerly", type(exc).__name__, exc)
                 self._forward = self.generator
-                self.compiled = False
+                self.compiled = self.cuda_graphs = False
         return self.generator(x, with_class=with_class)
 
     @torch.inference_mode()

@@ -82,6 +82,22 @@ def register_colorize(subparsers: Any) -> argparse.ArgumentParser:
         help="planes per network call (default: 8)",
     )
     p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="the network's arithmetic (default: auto = bf16 autocast on CUDA, float32 elsewhere)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="run the network through torch.compile: faster on long runs, the first batch waits",
+    )
+    p.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="on CUDA, also replay the compiled network as a CUDA graph (implies --compile)",
+    )
+    p.add_argument(
         "--format",
         choices=_FORMATS,
         type=str.lower,
@@ -225,7 +241,9 @@ def run_colorize(args: argparse.Namespace) -> int:
 
     device = _rank_device(args.device, local_rank) if world_size > 1 else args.device
     select_device(device)  # a wrong device fails before a large checkpoint is read
-    colorizer = Colorizer.from_checkpoint(args.weights, device)
+    colorizer = Colorizer.from_checkpoint(
+        args.weights, device, precision=args.precision, compile=args.compile, cuda_graphs=args.cuda_graphs
+    )
     info(f"device: {colorizer.device_info}")
     info(f"weights: {colorizer.weights}")
 
