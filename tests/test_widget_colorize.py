@@ -24,9 +24,11 @@ from napari_chromagan.weights import user_weights_dir
 pytestmark = pytest.mark.qt
 
 cw = pytest.importorskip("napari_chromagan._widgets.colorize")
-
 import test_download as td  # noqa: E402
 from conftest import make_generator  # noqa: E402
+
+from napari_chromagan._widgets import _weights_choice as wc  # noqa: E402
+from napari_chromagan._widgets import _workers  # noqa: E402
 
 TIMEOUT_MS = 30_000
 
@@ -48,8 +50,10 @@ def cached_weights():
 def notes(monkeypatch):
     """The notifications the widget shows, as (kind, message)."""
     shown: list[tuple[str, str]] = []
-    for kind in ("error", "warning", "info"):
-        monkeypatch.setattr(cw, f"show_{kind}", lambda message, kind=kind: shown.append((kind, str(message))))
+    for module in (cw, wc):  # the widget, and its weights choice (download, import)
+        for kind in ("error", "warning", "info"):
+            if hasattr(module, f"show_{kind}"):
+                monkeypatch.setattr(module, f"show_{kind}", lambda message, kind=kind: shown.append((kind, str(message))))
     return shown
 
 
@@ -144,8 +148,8 @@ def test_devices_and_weights_choices(viewer, cached_weights, tmp_path):
         "Choose file…",
         "Import Keras weights…",
     ]
-    assert widget._weights.value == cw.DEFAULT_WEIGHTS and widget._download_button.native.isHidden()
-    widget._weights.value = cw.REGISTRY_PREFIX + "chromagan-imagenet"
+    assert widget._weights.value == wc.DEFAULT_WEIGHTS and widget._download_button.native.isHidden()
+    widget._weights.value = wc.REGISTRY_PREFIX + "chromagan-imagenet"
     assert not widget._download_button.native.isHidden() and widget._weights_path() is None
 
 
@@ -170,9 +174,9 @@ def test_choose_file_adds_the_file_and_cancel_restores(viewer, cached_weights, t
     answers = iter([str(other), None])
     monkeypatch.setattr(cw.ColorizeWidget, "_ask_weights_file", lambda self: next(answers))
     widget = make_widget(viewer)
-    widget._weights.value = cw.CHOOSE_WEIGHTS
+    widget._weights.value = wc.CHOOSE_WEIGHTS
     assert widget._weights.value == str(other) and widget._weights_path() == str(other)
-    widget._weights.value = cw.CHOOSE_WEIGHTS  # the picker is cancelled this time
+    widget._weights.value = wc.CHOOSE_WEIGHTS  # the picker is cancelled this time
     assert widget._weights.value == str(other)
 
 
@@ -186,7 +190,7 @@ def test_settings_are_restored_in_a_new_widget(viewer, cached_weights, tmp_path,
     widget._v_min.value, widget._v_max.value = 0.0125, 2000.0
     widget._p_low.value, widget._p_high.value = 2.0, 98.0
     widget._scope.value = cw.CURRENT_PLANE
-    widget._weights.value = cw.CHOOSE_WEIGHTS
+    widget._weights.value = wc.CHOOSE_WEIGHTS
 
     again = cw.ColorizeWidget(viewer)
     assert again._device.value == "cpu" and again._batch.value == 3
@@ -412,7 +416,7 @@ def test_unexpected_errors_are_short_and_logged(qtbot, viewer, cached_weights, n
     monkeypatch.setattr(Colorizer, "colorize", broken)
     viewer.add_image(ramp((16, 16)), name="img")
     widget = make_widget(viewer)
-    with caplog.at_level(logging.ERROR, logger=cw.__name__):
+    with caplog.at_level(logging.ERROR, logger=_workers.__name__):
         run_and_wait(qtbot, widget)
     (note,) = notes
     assert note[0] == "error" and note[1].startswith("Colorize failed (ZeroDivisionError: a bug)")
@@ -458,7 +462,7 @@ def test_an_unreadable_weights_file_is_reported(qtbot, viewer, cached_weights, n
     monkeypatch.setattr(cw.ColorizeWidget, "_ask_weights_file", lambda self: str(bad))
     viewer.add_image(ramp((16, 16)), name="img")
     widget = make_widget(viewer)
-    widget._weights.value = cw.CHOOSE_WEIGHTS
+    widget._weights.value = wc.CHOOSE_WEIGHTS
     run_and_wait(qtbot, widget)
     (note,) = notes
     assert note[0] == "error" and "broken.pt is not a readable PyTorch file" in note[1]
@@ -474,7 +478,7 @@ def test_no_thread_is_left_behind():
 MANUAL = td.MANUAL
 server = td.server  # the local 127.0.0.1 HTTP server of test_download
 refused_url = td.refused_url
-IMAGENET = cw.REGISTRY_PREFIX + "chromagan-imagenet"
+IMAGENET = wc.REGISTRY_PREFIX + "chromagan-imagenet"
 
 
 @pytest.fixture(scope="module")
@@ -579,17 +583,17 @@ def test_import_keras_weights_into_the_cache(qtbot, viewer, cached_weights, smal
     answers = iter([None, str(small_h5), str(small_h5)])
     monkeypatch.setattr(cw.ColorizeWidget, "_ask_keras_file", lambda self: next(answers))
     widget = make_widget(viewer)
-    widget._weights.value = cw.IMPORT_KERAS  # the dialog is cancelled
-    assert widget._weights.value == cw.DEFAULT_WEIGHTS and widget.worker is None
+    widget._weights.value = wc.IMPORT_KERAS  # the dialog is cancelled
+    assert widget._weights.value == wc.DEFAULT_WEIGHTS and widget.worker is None
 
-    widget._weights.value = cw.IMPORT_KERAS
-    assert widget._weights.value == cw.DEFAULT_WEIGHTS  # the list does not stay on the action
+    widget._weights.value = wc.IMPORT_KERAS
+    assert widget._weights.value == wc.DEFAULT_WEIGHTS  # the list does not stay on the action
     wait_for(qtbot, widget, widget.worker)
     target = user_weights_dir() / "chromagan-imagenet.pt"
     assert widget._weights.value == str(target) and target.is_file()
     assert "chromagan-imagenet" in weights_labels(widget) and notes == []
 
-    widget._weights.value = cw.IMPORT_KERAS  # again: a new file, the first one is kept
+    widget._weights.value = wc.IMPORT_KERAS  # again: a new file, the first one is kept
     wait_for(qtbot, widget, widget.worker)
     again = user_weights_dir() / "chromagan-imagenet-2.pt"
     assert widget._weights.value == str(again) and "chromagan-imagenet-2.pt" in weights_labels(widget)
@@ -597,7 +601,7 @@ def test_import_keras_weights_into_the_cache(qtbot, viewer, cached_weights, smal
     bad = tmp_path / "bad.h5"
     bad.write_text("not hdf5")
     monkeypatch.setattr(cw.ColorizeWidget, "_ask_keras_file", lambda self: str(bad))
-    widget._weights.value = cw.IMPORT_KERAS
+    widget._weights.value = wc.IMPORT_KERAS
     wait_for(qtbot, widget, widget.worker)
     (note,) = notes
     assert note[0] == "error" and note[1].startswith("Importing bad.h5 failed") and "Traceback" not in note[1]

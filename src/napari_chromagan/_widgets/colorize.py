@@ -5,19 +5,15 @@ that yields progress per batch; the output layer is made or updated on the main 
 ``returned`` handler. Expected problems (no weights, an unusable image or device, out of memory,
 cancel) become napari notifications that say what to do; nothing raises into the event loop.
 
-The weights choice also lists the entries of :data:`napari_chromagan.registry.REGISTRY`: a
-missing one is downloaded (``registry.fetch``, in a worker, with a progress bar in bytes) when
-it is chosen and Run or Download is pressed; "Import Keras weights…" converts an authors'
-``.h5`` into a checkpoint in the user cache (also in a worker).
+The weights list, with its registry downloads and Keras import, is
+:class:`~._weights_choice.WeightsChoice`; the worker functions are in :mod:`._workers`.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,18 +31,12 @@ from napari.layers import Image
 from napari.qt.threading import thread_worker
 from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QObject, Signal, Slot
 
 from ..errors import Cancelled, ChromaGANError
-from ..layers import (
-    ColorizeOutput,
-    ColorizeRequest,
-    Progress,
-    add_or_update_layer,
-    iter_run_request,
-    prepare_request,
-)
+from ..layers import ColorizeOutput, ColorizeRequest, Progress, add_or_update_layer, prepare_request
 from ..settings import load_settings, save_settings
+from ._weights_choice import DEFAULT_WEIGHTS, WeightsChoice
+from ._workers import Failed, ProgressRelay, colorize_work
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -56,10 +46,6 @@ __all__ = ["ColorizeWidget"]
 log = logging.getLogger(__name__)
 
 SETTINGS_SECTION = "colorize"
-DEFAULT_WEIGHTS = "default"
-CHOOSE_WEIGHTS = "choose"
-IMPORT_KERAS = "import-keras"
-REGISTRY_PREFIX = "registry:"  # the choice value of a registry entry that is not on this machine
 WHOLE_STACK = "whole stack"
 CURRENT_PLANE = "current plane"
 _NORMALIZATIONS = [
@@ -68,91 +54,6 @@ _NORMALIZATIONS = [
     ("percentiles", "percentile"),
     ("manual min/max", "manual"),
 ]
-
-
-@dataclass
-class _Failed:
-    """What the worker returns instead of raising (an exception would reach napari's dialog)."""
-
-    error: BaseException
-
-
-class _Relay(QObject):
-    """Carries ``progress(done, total)`` calls from a worker thread to the main thread.
-
-    It is made on the main thread, so the (queued) slot runs there; the callback is called
-    from the slot, never from the worker.
-    """
-
-    progressed = Signal(object, object)
-
-    def __init__(self, callback: Any) -> None:
-        super().__init__()
-        self._callback = callback
-        self.progressed.connect(self._deliver)
-
-    @Slot(object, object)
-    def _deliver(self, done: Any, total: Any) -> None:
-        self._callback(done, total)
-
-
-def _throttled(emit: Any, interval: float = 0.1) -> Any:
-    """A ``progress(done, total)`` for the worker that passes on at most one call per
-    ``interval`` seconds (and always the first and the last one)."""
-    last = [0.0]
-
-    def progress(done: int, total: int | None) -> None:
-        now = time.monotonic()
-        if done == 0 or (total is not None and done >= total) or now - last[0] >= interval:
-            last[0] = now
-            emit(done, total)
-
-    return progress
-
-
-def _download_work(name: str, progress: Any, cancel: threading.Event) -> Any:
-    """The download worker: returns the weights file, or _Failed."""
-    from .. import registry  # looked up at call time: tests replace registry.fetch
-
-    try:
-        return registry.fetch(name, progress=progress, cancel=cancel)
-    except (ChromaGANError, ImportError, OSError) as exc:
-        return _Failed(exc)
-    except Exception as exc:
-        log.error("napari-chromagan: downloading %s failed", name, exc_info=exc)
-        return _Failed(exc)
-
-
-def _import_target(h5: str) -> Path:
-    """Where an imported Keras file goes in the user cache (never over an existing file)."""
-    from ..keras_import import CHECKPOINT_NAME
-    from ..weights import user_weights_dir
-
-    folder = user_weights_dir()
-    stem = Path(h5).stem
-    # the authors' file becomes the registry's chromagan-imagenet checkpoint
-    base = Path(CHECKPOINT_NAME).stem if stem == "my_model_colorization" else stem
-    target = folder / f"{base}.pt"
-    n = 2
-    while target.exists():
-        target = folder / f"{base}-{n}.pt"
-        n += 1
-    return target
-
-
-def _import_work(h5: str) -> Any:
-    """The import worker: returns the checkpoint written into the user cache, or _Failed."""
-    from .. import keras_import  # looked up at call time: tests replace the importer
-
-    try:
-        target = _import_target(h5)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        return keras_import.import_keras_weights_to_checkpoint(h5, target)
-    except (ChromaGANError, ImportError, OSError) as exc:
-        return _Failed(exc)
-    except Exception as exc:
-        log.error("napari-chromagan: importing %s failed", h5, exc_info=exc)
-        return _Failed(exc)
 
 
 def _available_devices() -> list[str]:
@@ -165,18 +66,7 @@ def _available_devices() -> list[str]:
     return devices
 
 
-def _colorize_work(request: ColorizeRequest, options: dict[str, Any], cancel: threading.Event):
-    """The worker: yields :class:`Progress` and warning strings, returns the output or _Failed."""
-    try:
-        return (yield from iter_run_request(request, cancel=cancel, **options))
-    except (ChromaGANError, MemoryError) as exc:
-        return _Failed(exc)
-    except Exception as exc:
-        log.error("napari-chromagan: colourising %r failed", request.source, exc_info=exc)
-        return _Failed(exc)
-
-
-class ColorizeWidget(Container):
+class ColorizeWidget(WeightsChoice, Container):
     """Colourise an image layer with ChromaGAN.
 
     Parameters
@@ -197,7 +87,7 @@ class ColorizeWidget(Container):
         self._running = False
         self._cancel: threading.Event | None = None
         self._pbar: napari_progress | None = None
-        self._relay: _Relay | None = None
+        self._relay: ProgressRelay | None = None
         self._extra_weights: list[str] = []
         self._weights_value = DEFAULT_WEIGHTS
         self._restoring = True
@@ -215,7 +105,10 @@ class ColorizeWidget(Container):
             control.native.setDecimals(6)  # magicgui's 2 decimals cannot hold a float image's range
             control.value = value
         self._scope = RadioButtons(
-            label="Scope", choices=[WHOLE_STACK, CURRENT_PLANE], value=WHOLE_STACK, orientation="horizontal"
+            label="Scope",
+            choices=[WHOLE_STACK, CURRENT_PLANE],
+            value=WHOLE_STACK,
+            orientation="horizontal",
         )
         self._run_button = PushButton(text="Run")
         self._download_button = PushButton(text="Download", visible=False)
@@ -252,7 +145,15 @@ class ColorizeWidget(Container):
         self._download_button.changed.connect(self.download)
         self._weights.changed.connect(self._on_weights_changed)
         self._normalization.changed.connect(self._on_normalization_changed)
-        for control in (self._device, self._batch, self._p_low, self._p_high, self._v_min, self._v_max, self._scope):
+        for control in (
+            self._device,
+            self._batch,
+            self._p_low,
+            self._p_high,
+            self._v_min,
+            self._v_max,
+            self._scope,
+        ):
             control.changed.connect(self._save_settings)
 
         viewer.layers.events.inserted.connect(self._on_layer_inserted)
@@ -283,113 +184,10 @@ class ColorizeWidget(Container):
     def _refresh_layers(self, _event: Any = None) -> None:
         current = self._layer.value
         self._layer.reset_choices()
-        if current is not None and any(current is layer for _, layer in self._image_layer_choices()):
+        if current is not None and any(
+            current is layer for _, layer in self._image_layer_choices()
+        ):
             self._layer.value = current
-
-    # ------------------------------------------------------------------ weights
-
-    def _weights_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
-        from .. import registry
-        from ..errors import WeightsNotFoundError
-        from ..weights import cached_weights, resolve_weights
-
-        try:
-            default = resolve_weights(None)
-        except WeightsNotFoundError:
-            default = None
-        choices = [(f"default: {default.name}" if default else "default: none found", DEFAULT_WEIGHTS)]
-        seen = {str(default)} if default else set()
-        for name, entry in registry.REGISTRY.items():
-            path = registry.entry_path(name)
-            if path is not None:
-                seen.add(str(path))
-                choices.append((name, str(path)))
-            else:
-                missing = "(download)" if entry.urls else "(not installed)"
-                choices.append((f"{name} {missing}", REGISTRY_PREFIX + name))
-        for path in [*(str(p) for p in cached_weights()), *self._extra_weights]:
-            if path not in seen:
-                seen.add(path)
-                choices.append((Path(path).name, path))
-        choices.append(("Choose file…", CHOOSE_WEIGHTS))
-        choices.append(("Import Keras weights…", IMPORT_KERAS))
-        return choices
-
-    def _ask_weights_file(self) -> str | None:
-        """Open a file picker; return the chosen path (None when cancelled)."""
-        from qtpy.QtWidgets import QFileDialog
-
-        from ..weights import user_weights_dir
-
-        folder = user_weights_dir()
-        path, _ = QFileDialog.getOpenFileName(
-            self.native,
-            "Choose ChromaGAN weights",
-            str(folder if folder.is_dir() else Path.home()),
-            "PyTorch weights (*.pt *.pth);;All files (*)",
-        )
-        return path or None
-
-    def _ask_keras_file(self) -> str | None:
-        """Open a file picker for the authors' Keras .h5; return the path (None when cancelled)."""
-        from qtpy.QtWidgets import QFileDialog
-
-        path, _ = QFileDialog.getOpenFileName(
-            self.native,
-            "Import Keras ChromaGAN weights",
-            str(Path.home()),
-            "Keras weights (*.h5 *.hdf5);;All files (*)",
-        )
-        return path or None
-
-    def _select_weights(self, path: str) -> None:
-        if path not in self._extra_weights:
-            self._extra_weights.append(path)
-        self._weights.reset_choices()
-        self._weights.value = path
-
-    def _refresh_weights(self, select: str | None = None) -> None:
-        """Rebuild the weights list (statuses may have changed), then choose ``select``."""
-        self._weights.reset_choices()
-        values = [value for _, value in self._weights_choices()]
-        target = select if select is not None else self._weights_value
-        if target in values:
-            self._weights.value = target
-        self._update_download_button()
-
-    def _on_weights_changed(self, value: str) -> None:
-        if value == IMPORT_KERAS:
-            self._weights.value = self._weights_value  # the list keeps what was chosen before
-            path = self._ask_keras_file()
-            if path is not None:
-                self.import_keras(path)
-            return
-        if value == CHOOSE_WEIGHTS:
-            path = self._ask_weights_file()
-            if path is None:  # back to what was chosen before
-                self._weights.value = self._weights_value
-                return
-            self._select_weights(path)
-            return
-        self._weights_value = value
-        self._update_download_button()
-        self._save_settings()
-
-    def _weights_path(self) -> str | None:
-        value = self._weights.value
-        if value in (DEFAULT_WEIGHTS, CHOOSE_WEIGHTS, IMPORT_KERAS, None) or self._missing_entry():
-            return None
-        return value
-
-    def _missing_entry(self) -> str | None:
-        """The registry name when the chosen weights are a registry entry not on this machine."""
-        value = self._weights.value
-        if isinstance(value, str) and value.startswith(REGISTRY_PREFIX):
-            return value[len(REGISTRY_PREFIX) :]
-        return None
-
-    def _update_download_button(self) -> None:
-        self._download_button.visible = self._missing_entry() is not None
 
     # ------------------------------------------------------------------ normalisation
 
@@ -444,7 +242,10 @@ class ColorizeWidget(Container):
             restore(self._normalization, "normalization")
         if saved.get("scope") in self._scope.choices:
             restore(self._scope, "scope")
-        for key, (low, high) in (("percentiles", (self._p_low, self._p_high)), ("value_range", (self._v_min, self._v_max))):
+        for key, (low, high) in (
+            ("percentiles", (self._p_low, self._p_high)),
+            ("value_range", (self._v_min, self._v_max)),
+        ):
             values = saved.get(key)
             if isinstance(values, list) and len(values) == 2:
                 try:
@@ -528,95 +329,13 @@ class ColorizeWidget(Container):
         self.native.destroyed.connect(lambda *_: cancel.set())
         self._status.value = f"colourising {request.source}…"
         self._pbar = napari_progress(total=request.planes, desc=f"Colorize {request.source}")
-        worker = thread_worker(_colorize_work, start_thread=False)(request, options, cancel)
+        worker = thread_worker(colorize_work, start_thread=False)(request, options, cancel)
         worker.yielded.connect(self._on_yielded)
         worker.returned.connect(lambda value: self._on_returned(request, value))
         worker.finished.connect(self._on_finished)
         self.worker = worker
         worker.start()
         return worker
-
-    def download(self, _value: Any = None) -> Any:
-        """Download the chosen (missing) registry entry in a worker; return the worker."""
-        name = self._missing_entry()
-        if name is None:
-            return None
-        if self.running:
-            show_info("Colorize is busy: wait for it, or press Cancel.")
-            return None
-        self._running = True
-        self._set_running(True)
-        self._cancel = cancel = threading.Event()
-        self.native.destroyed.connect(lambda *_: cancel.set())
-        self._status.value = f"downloading {name}…"
-        self._pbar = napari_progress(total=0, desc=f"Download {name} (bytes)")
-        self._relay = _Relay(self._on_download_progress)
-        worker = thread_worker(_download_work, start_thread=False)(
-            name, _throttled(self._relay.progressed.emit), cancel
-        )
-        worker.returned.connect(lambda value: self._on_downloaded(name, value))
-        worker.finished.connect(self._on_finished)
-        self.worker = worker
-        worker.start()
-        return worker
-
-    def _on_download_progress(self, done: int, total: int | None) -> None:
-        # status first: the progress bar processes Qt events (see _on_yielded)
-        self._status.value = f"{done / 1e6:.1f} / {total / 1e6:.1f} MB" if total else f"{done / 1e6:.1f} MB"
-        pbar = self._pbar
-        if pbar is None:
-            return
-        if total and pbar.total != total:
-            pbar.total = total
-        if done > pbar.n:
-            pbar.update(done - pbar.n)
-
-    def _on_downloaded(self, name: str, value: Any) -> None:
-        if isinstance(value, _Failed):
-            exc = value.error
-            if isinstance(exc, Cancelled):
-                show_info(f"Download of {name} cancelled: {exc}")
-                self._status.value = "download cancelled (partial file kept)"
-            elif isinstance(exc, (ChromaGANError, ImportError, OSError)):
-                show_error(f"Downloading {name} failed: {exc}")
-                self._status.value = "download failed (see the notification)"
-            else:
-                show_error(f"Downloading {name} failed ({type(exc).__name__}: {exc}). The traceback is in the log.")
-                self._status.value = "download failed (see the log)"
-            self._refresh_weights()
-            return
-        self._refresh_weights(str(value))
-        self._status.value = f"{name} is available: {value}"
-        show_info(f"{name} downloaded: {value}. Press Run to colourise with it.")
-
-    def import_keras(self, h5: str) -> Any:
-        """Convert a Keras .h5 into a checkpoint in the user cache, in a worker; return the worker."""
-        if self.running:
-            show_info("Colorize is busy: wait for it, or press Cancel.")
-            return None
-        self._running = True
-        self._set_running(True, cancellable=False)
-        self._status.value = f"importing {Path(h5).name}…"
-        worker = thread_worker(_import_work, start_thread=False)(h5)
-        worker.returned.connect(lambda value: self._on_imported(h5, value))
-        worker.finished.connect(self._on_finished)
-        self.worker = worker
-        worker.start()
-        return worker
-
-    def _on_imported(self, h5: str, value: Any) -> None:
-        if isinstance(value, _Failed):
-            exc = value.error
-            if isinstance(exc, (ChromaGANError, ImportError, OSError)):
-                show_error(f"Importing {Path(h5).name} failed: {exc}")
-            else:
-                show_error(
-                    f"Importing {Path(h5).name} failed ({type(exc).__name__}: {exc}). The traceback is in the log."
-                )
-            self._status.value = "import failed (see the notification)"
-            return
-        self._refresh_weights(str(value))
-        self._status.value = f"imported {Path(h5).name} as {value}"
 
     def cancel(self, _value: Any = None) -> None:
         """Stop the running colourisation (or download) at its next batch; no layer is made."""
@@ -644,8 +363,8 @@ class ColorizeWidget(Container):
         if event.done > pbar.n:
             pbar.update(event.done - pbar.n)
 
-    def _on_returned(self, request: ColorizeRequest, value: ColorizeOutput | _Failed) -> None:
-        if isinstance(value, _Failed):
+    def _on_returned(self, request: ColorizeRequest, value: ColorizeOutput | Failed) -> None:
+        if isinstance(value, Failed):
             self._report(value.error)
             return
         try:
@@ -655,7 +374,8 @@ class ColorizeWidget(Container):
             self._report(exc)
             return
         self._status.value = (
-            f"{layer.name}: {request.planes} plane(s) on {value.result.device} in {value.seconds:.1f} s"
+            f"{layer.name}: {request.planes} plane(s) on {value.result.device} "
+            f"in {value.seconds:.1f} s"
         )
 
     def _report(self, exc: BaseException) -> None:
@@ -666,7 +386,9 @@ class ColorizeWidget(Container):
             show_error(f"Colorize: {exc}")
             self._status.value = "failed (see the notification)"
         else:
-            show_error(f"Colorize failed ({type(exc).__name__}: {exc}). The traceback is in the log.")
+            show_error(
+                f"Colorize failed ({type(exc).__name__}: {exc}). The traceback is in the log."
+            )
             self._status.value = "failed (see the log)"
 
     def _on_finished(self) -> None:
