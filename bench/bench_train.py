@@ -161,7 +161,7 @@ def bench_steps(
 def breakdown_table(breakdowns: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
     """One row per phase, one column (ms per step, share of the phases' sum) per model."""
     phases: list[str] = []
-    for values in breakdowns.values():
+    for values in sorted(breakdowns.values(), key=len, reverse=True):  # the model with most phases sets the order
         phases += [p for p in values if p not in phases]
     rows = []
     for phase in phases:

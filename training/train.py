@@ -194,9 +194,10 @@ class Trainer:
         if self.critic is not None:
             self.critic.to(self.device, memory_format=memory_format).train()
 
-        # fused Adam on CUDA: one kernel for all parameters instead of one per tensor
+        # fused Adam: one kernel for all parameters instead of one per tensor. On the CPU too:
+        # the paper-size generator's update went from 489 to 70 ms (2 cores, 2026-11-26)
         adam = {"lr": config.lr, "betas": (config.beta1, config.beta2), "eps": config.adam_eps,
-                "fused": self.device.type == "cuda" or None}
+                "fused": self.device.type in ("cuda", "cpu") or None}
         self.opt_g = torch.optim.Adam([p for p in self.generator.parameters() if p.requires_grad], **adam)
         self.opt_d = torch.optim.Adam(self.critic.parameters(), **adam) if self.critic is not None else None
         # the gradient penalty's interpolation weights get their own stream, so that nothing else

@@ -187,14 +187,17 @@ def test_overfitting_one_image_beats_the_no_colour_floor(tmp_path):
     Image.fromarray((rgb * 200 + 30).astype(np.uint8)).save(data / "gradient.png")
     out = tmp_path / "run"
     assert main(["train", "--data", str(data), "--out", str(out), "--preset", "chromagan-noclass",
-                 "--lambda-g", "0", "--lr", "5e-3", "--batch-size", "1", "--max-steps", "200",
+                 "--lambda-g", "0", "--lr", "2e-3", "--batch-size", "1", "--max-steps", "200",
                  "--width", "0.125", "--image-size", "64", "--num-workers", "0", "--log-every", "50",
                  "--sample-every", "0", "--checkpoint-every", "1000"]) == 0
     summary = evaluate(checkpoint_files(out)[-1], data, device="cpu", progress=False)
     psnr = summary["metrics"]["psnr_64"]
-    # 200 steps take ~5 s on one core; BatchNorm's slow running averages (Keras momentum 0.99)
-    # are what keeps eval-mode PSNR from climbing faster
-    assert psnr["model"] > psnr["floor"] + 3.0, psnr
+    # 200 steps take ~5 s on one core. The gain is noisy: eval mode uses BatchNorm's running
+    # averages (Keras momentum 0.99), which trail the weights, so rounding-level changes (thread
+    # count, fused vs per-tensor Adam) move it by several dB. Measured over seeds 0-3 on 1 and 2
+    # threads (2026-11-26): 2.0-9.5 dB at this lr (0.7-8.0 dB at 5e-3); a model that learns
+    # nothing gains ~0.
+    assert psnr["model"] > psnr["floor"] + 1.5, psnr
 
 
 def test_sigint_writes_a_checkpoint_and_exits_cleanly(images, tmp_path):
