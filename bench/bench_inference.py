@@ -275,7 +275,6 @@ def staged_colorize(engine: Colorizer, image: np.ndarray, batch_size: int, sync:
     ab_flat = ab_out.reshape(planes, H, W, 2)
     rgb_flat = rgb_out.reshape(planes, H, W, 3)
     indices = list(np.ndindex(*leading))
-    S = engine.config.image_size
     for b0 in range(0, planes, batch_size):
         batch = slice(b0, min(b0 + batch_size, planes))
         n = batch.stop - batch.start
@@ -285,11 +284,7 @@ def staged_colorize(engine: Colorizer, image: np.ndarray, batch_size: int, sync:
                 raise ValueError("the benchmark's images have no missing (NaN) pixels")
         t["normalise"] += clock() - c
         c = clock()
-        L_device = engine._to_device(L_flat[batch]) if n * H * W <= engine.strip_pixels else None
-        if L_device is not None:
-            x = engine._resize(L_device, S)
-        else:
-            x = torch.cat([engine._resize(engine._to_device(L_flat[p : p + 1]), S) for p in range(b0, batch.stop)])
+        x, L_device = engine._network_input(L_flat[batch])
         sync()
         t["resize"] += clock() - c
         c = clock()

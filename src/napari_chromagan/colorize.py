@@ -366,7 +366,6 @@ class Colorizer:
         ab_flat = ab_out.reshape(planes, H, W, 2)
         rgb_flat = rgb_out.reshape(planes, H, W, 3)
         indices = list(np.ndindex(*leading))
-        S = self.config.image_size
 
         if progress is not None:
             progress(0, planes)
@@ -381,13 +380,7 @@ class Colorizer:
                     if missing is None:
                         missing = np.zeros((planes, H, W), bool)
                     missing[p] = plane_missing
-            # A batch of small planes goes to the device in one copy and is processed as one
-            # block from there on; large planes go one at a time and come back in row strips.
-            L_device = self._to_device(L_flat[batch]) if n * H * W <= self.strip_pixels else None
-            if L_device is not None:
-                small = self._resize(L_device, S)
-            else:
-                small = torch.cat([self._resize(self._to_device(L_flat[p : p + 1]), S) for p in range(start, batch.stop)])
+            small, L_device = self._network_input(L_flat[batch])
             if self.compiled and n < batch_size:
                 # a compiled graph is specialised to its batch size: pad the last batch to match
                 small = torch.cat([small, small.new_zeros((batch_size - n, *small.shape[1:]))])
@@ -453,6 +446,20 @@ class Colorizer:
         if self._pinned:
             t = t.pin_memory()
         return t.to(self.device, non_blocking=True)
+
+    def _network_input(self, L_planes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(n, H, W) host L* -> the network's (n, 1, S, S) input, and the planes on the device.
+
+        A batch of small planes goes to the device in one copy and is processed as one block from
+        there on (the second value, for :meth:`_full_resolution`); large planes go one at a time
+        and come back in row strips (None).
+        """
+        n, H, W = L_planes.shape
+        S = self.config.image_size
+        if n * H * W <= self.strip_pixels:
+            L_device = self._to_device(L_planes)
+            return self._resize(L_device, S), L_device
+        return torch.cat([self._resize(self._to_device(L_planes[i : i + 1]), S) for i in range(n)]), None
 
     def _resize(self, L: torch.Tensor, size: int) -> torch.Tensor:
         """(n, H, W) L* on the compute device -> (n, 1, size, size) in [0, 1], antialiased when shrinking."""
