@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._threads import start_thread
 from .layer_result import METADATA_KEY, LayerResult, is_colorized, result_metadata
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -478,8 +479,7 @@ def iter_run_request(
         finally:
             events.put(_DONE)
 
-    thread = threading.Thread(target=target, name="napari-chromagan-colorize", daemon=True)
-    thread.start()
+    thread = start_thread(target, name="napari-chromagan-colorize", cancel=cancel)
     try:
         while (event := events.get()) is not _DONE:
             yield event

@@ -19,7 +19,6 @@ makes moving the sigma slider itself slower than the other sliders, whose moves 
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +36,7 @@ from ..blend import (
     prepare_gamut_table,
     smooth_plane_ab,
 )
+from .._threads import start_thread
 from ..layer_result import METADATA_KEY, LayerResult, get_layer_result, is_colorized
 from ._common import LayerWatcher, plane_index
 
@@ -155,9 +155,7 @@ class ChromaBlendWidget(LayerWatcher, Container):
         self._refresh_layers()
         self._on_layer_chosen()
         # the first slider move should not wait for the gamut table
-        threading.Thread(
-            target=prepare_gamut_table, name="chromagan-gamut-table", daemon=True
-        ).start()
+        start_thread(prepare_gamut_table, name="chromagan-gamut-table")
 
     # ------------------------------------------------------------------ public
 

@@ -44,6 +44,9 @@ def open_viewer(
     for name in WIDGETS:
         _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=False)
         docks[name] = widget
+    # the docks took width from the canvas after the sample was framed: frame it again
+    _wait(lambda: False, 0.1)
+    viewer.reset_view()
     colorize = docks["Colorize"]
     # the sample's gray layer (the coffee sample adds its colour original first, hidden)
     gray = next((layer for layer in viewer.layers if layer.name == sample), None)
@@ -60,6 +63,8 @@ def open_viewer(
         from qtpy.QtCore import QThreadPool
 
         _wait(lambda: False, 1.0)  # let the widgets follow the new layer and repaint
+        viewer.reset_view()
+        _wait(lambda: False, 0.2)
         QThreadPool.globalInstance().waitForDone(30_000)  # no worker thread may outlive the app
         path = Path(screenshot)
         path.parent.mkdir(parents=True, exist_ok=True)
