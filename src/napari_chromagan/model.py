@@ -36,11 +36,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .color import lightness_to_gray
+from .efficientnet import VARIANTS as EFFICIENTNET_VARIANTS
+from .efficientnet import EfficientNetLite, imagenet_input
+
 __all__ = [
     "Critic",
     "Generator",
     "ModelConfig",
     "SameConv2d",
+    "load_efficientnet_trunk",
     "load_vgg16_trunk",
     "vgg16_to_trunk_state_dict",
 ]
@@ -53,6 +58,7 @@ BN_MOMENTUM = 0.01
 # "M" is a 2x2 max-pool. Indices in between are the ReLUs.
 _VGG16_TO_BLOCK4 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512)
 VGG16_TRUNK_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21)
+TRUNKS = ("vgg16", *EFFICIENTNET_VARIANTS)
 
 
 @dataclass(frozen=True)
@@ -70,11 +76,16 @@ class ModelConfig:
         input size follows from it ((image_size / 32)^2 x channels).
     num_classes : int
         Size of the class-distribution head (1000 ImageNet classes in the paper).
+    trunk : str
+        The shared first stage: ``"vgg16"`` (the paper's, and the layout of the authors'
+        weights) or an ImageNet EfficientNet-Lite (``"efficientnet-lite0"``, ``-lite1``,
+        ``-lite2``); see :class:`Generator` and docs/model.md.
     """
 
     width: float = 1.0
     image_size: int = 224
     num_classes: int = 1000
+    trunk: str = "vgg16"
 
     def __post_init__(self) -> None:
         if not (isinstance(self.width, (int, float)) and 0 < self.width <= 4):
@@ -85,6 +96,8 @@ class ModelConfig:
             )
         if not (isinstance(self.num_classes, int) and self.num_classes >= 1):
             raise ValueError(f"ModelConfig.num_classes must be a positive int, got {self.num_classes!r}")
+        if self.trunk not in TRUNKS:
+            raise ValueError(f"ModelConfig.trunk must be one of {', '.join(TRUNKS)}, got {self.trunk!r}")
 
     def channels(self, n: int) -> int:
         """Channel count of a layer that has ``n`` channels in the paper's network."""
@@ -177,37 +190,55 @@ def _flatten_hwc(x: torch.Tensor) -> torch.Tensor:
 
 
 class Generator(nn.Module):
-    """The ChromaGAN colourisation generator.
+    """The ChromaGAN colourisation generator, in two families that share everything after the trunk.
 
     ``generator(L)`` takes ``L``: float (N, 1, S, S) in [0, 1] = L*/100 with S the configured
     image size (224), and returns ``(ab, class_probs)``:
 
     * ``ab``: float (N, 2, S, S) in (0, 1), the sigmoid scale of the authors; Lab a* = 255 s - 128.
     * ``class_probs``: float (N, num_classes), rows summing to 1 (``None`` when ``with_class`` is
-      False, which skips the 124M-parameter class head).
+      False, which skips the class head).
+
+    ``config.trunk`` picks the shared first stage (docs/model.md):
+
+    * ``"vgg16"``: the paper's network, exactly the authors' layout (module docstring above).
+    * ``"efficientnet-lite*"``: an ImageNet EfficientNet-Lite, fine-tuned. Its stages 4-7 and
+      head convolution are the global trunk (H/32, 1280 channels), globally average-pooled as the
+      classifier pools; the class branch is the classifier's own linear layer (initialised from
+      it, as the paper initialises its class branch from a pretrained classifier); the global
+      branch is the paper's three linear layers on the pooled vector. The mid-level branch sees
+      the stride-8 features concatenated with the stride-16 ones upsampled x2: at stride 8 this
+      trunk has only 40 channels after five blocks, where VGG16 has 512 after ten convolutions.
     """
 
     def __init__(self, config: ModelConfig | None = None) -> None:
         super().__init__()
         self.config = config = config if config is not None else ModelConfig()
         c = config.channels
-        grid = config.global_grid
-
-        self.trunk = _vgg_trunk(config)
-        self.global_trunk = nn.Sequential(
-            ConvReLUBN(c(512), c(512), stride=2),
-            ConvReLUBN(c(512), c(512)),
-            ConvReLUBN(c(512), c(512), stride=2),
-            ConvReLUBN(c(512), c(512)),
-        )
-        flat = grid * grid * c(512)
+        if config.trunk == "vgg16":
+            grid = config.global_grid
+            self.trunk = _vgg_trunk(config)
+            self.global_trunk = nn.Sequential(
+                ConvReLUBN(c(512), c(512), stride=2),
+                ConvReLUBN(c(512), c(512)),
+                ConvReLUBN(c(512), c(512), stride=2),
+                ConvReLUBN(c(512), c(512)),
+            )
+            flat = grid * grid * c(512)
+            self.class_head = nn.Sequential(
+                nn.Linear(flat, c(4096)), nn.Linear(c(4096), c(4096)), nn.Linear(c(4096), config.num_classes)
+            )
+            mid_in = c(512)
+        else:
+            self.trunk = EfficientNetLite(config.trunk, num_classes=None)
+            channels = self.trunk.stage_channels
+            flat = self.trunk.head_channels
+            self.class_head = nn.Sequential(nn.Linear(flat, config.num_classes))
+            mid_in = channels[2] + channels[4]
         self.global_dense = nn.Sequential(
             nn.Linear(flat, c(1024)), nn.Linear(c(1024), c(512)), nn.Linear(c(512), c(256))
         )
-        self.class_head = nn.Sequential(
-            nn.Linear(flat, c(4096)), nn.Linear(c(4096), c(4096)), nn.Linear(c(4096), config.num_classes)
-        )
-        self.mid = nn.Sequential(ConvReLUBN(c(512), c(512)), ConvReLUBN(c(512), c(256)))
+        self.mid = nn.Sequential(ConvReLUBN(mid_in, c(512)), ConvReLUBN(c(512), c(256)))
         self.decoder = nn.Sequential(
             *_conv_relu(c(256) + c(256), c(256), kernel_size=1),
             *_conv_relu(c(256), c(128)),
@@ -227,10 +258,23 @@ class Generator(nn.Module):
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
             elif isinstance(module, nn.BatchNorm2d):
                 module.reset_parameters()
                 module.reset_running_stats()
+
+    def _encode(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The trunk's two outputs: mid-level features (N, C, S/8, S/8) and the global input (N, F)."""
+        if self.config.trunk == "vgg16":
+            features = self.trunk(L.expand(-1, 3, -1, -1))
+            return features, _flatten_hwc(self.global_trunk(features))
+        net, ends = self.trunk, self.trunk.stage_ends
+        x = net.stem(imagenet_input(lightness_to_gray(L)).expand(-1, 3, -1, -1))
+        s8 = net.run_blocks(x, 0, ends[2])
+        s16 = net.run_blocks(s8, ends[2], ends[4])
+        pooled = net.head(net.run_blocks(s16, ends[4], ends[6])).mean(dim=(2, 3))
+        return torch.cat([s8, F.interpolate(s16, scale_factor=2.0, mode="nearest")], dim=1), pooled
 
     def forward(
         self, L: torch.Tensor, with_class: bool = True, logits: bool = False
@@ -242,7 +286,8 @@ class Generator(nn.Module):
         L : Tensor
             float (N, 1, S, S) in [0, 1] = L*/100.
         with_class : bool
-            Compute the class head. False skips ~124M parameters' worth of dense layers.
+            Compute the class head. False skips it (~124M parameters' worth of dense layers in
+            the VGG16 family).
         logits : bool
             Return the class head's logits instead of its softmax (for numerically stable
             log-probabilities in the training loss).
@@ -250,10 +295,8 @@ class Generator(nn.Module):
         size = self.config.image_size
         if L.ndim != 4 or L.shape[1] != 1 or L.shape[-2:] != (size, size):
             raise ValueError(f"Generator expects L of shape (N, 1, {size}, {size}), got {tuple(L.shape)}")
-        features = self.trunk(L.expand(-1, 3, -1, -1))
-        g = self.global_trunk(features)
-        flat = _flatten_hwc(g)
-        global_vec = self.global_dense(flat)
+        features, global_in = self._encode(L)
+        global_vec = self.global_dense(global_in)
         grid = self.config.fusion_grid
         fused = torch.cat(
             [self.mid(features), global_vec[:, :, None, None].expand(-1, -1, grid, grid)], dim=1
@@ -261,8 +304,32 @@ class Generator(nn.Module):
         ab = self.decoder(fused)
         if not with_class:
             return ab, None
-        class_out = self.class_head(flat)
+        class_out = self.class_head(global_in)
         return ab, class_out if logits else torch.softmax(class_out, dim=1)
+
+
+def load_efficientnet_trunk(generator: Generator, state: Mapping[str, torch.Tensor]) -> None:
+    """Initialise an EfficientNet-family generator from an ImageNet classifier's state dict (in place).
+
+    The convolutional part goes into the trunk and the classifier (``_fc``) into the class head.
+    Every tensor of the trunk must be in ``state`` with its shape, or ``ValueError`` names the first
+    that is not.
+    """
+    if generator.config.trunk == "vgg16":
+        raise ValueError("load_efficientnet_trunk needs an EfficientNet-family generator; this one has a VGG16 trunk")
+    own = generator.trunk.state_dict()
+    for key, value in own.items():
+        if key not in state:
+            raise ValueError(f"{key} is missing: not an EfficientNet state dict of {generator.config.trunk}")
+        if tuple(state[key].shape) != tuple(value.shape):
+            raise ValueError(f"{key} has shape {tuple(state[key].shape)} but {generator.config.trunk} needs "
+                             f"{tuple(value.shape)}")
+    generator.trunk.load_state_dict({k: state[k] for k in own})
+    head = generator.class_head[0]
+    if "_fc.weight" in state and tuple(state["_fc.weight"].shape) == tuple(head.weight.shape):
+        with torch.no_grad():
+            head.weight.copy_(state["_fc.weight"])
+            head.bias.copy_(state["_fc.bias"])
 
 
 def vgg16_to_trunk_state_dict(

@@ -99,11 +99,11 @@ def test_a_signal_mid_epoch_then_resume_reproduces_an_uninterrupted_run(images, 
     step = loop.Trainer.train_step
     calls = []
 
-    def interrupted_step(self, L, ab):
+    def interrupted_step(self, L, ab, rgb=None):
         calls.append(1)
         if len(calls) == 3:
             os.kill(os.getpid(), signal.SIGINT)  # the loop's handler only sets a flag
-        return step(self, L, ab)
+        return step(self, L, ab, rgb)
 
     monkeypatch.setattr(loop.Trainer, "train_step", interrupted_step)
     assert main(["train", *common, "--out", str(split), "--max-steps", "6"]) == 130
