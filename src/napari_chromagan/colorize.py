@@ -46,7 +46,7 @@ from .model import Generator
 from .normalize import Mode, Normalization, resolve_normalization
 from .weights import resolve_weights
 
-__all__ = ["ColorizeResult", "Colorizer", "Precision", "select_device"]
+__all__ = ["ColorizeResult", "Colorizer", "Precision", "bilinear_rows", "select_device"]
 
 log = logging.getLogger(__name__)
 
@@ -485,23 +485,14 @@ class Colorizer:
         plane in strips of rows.
         """
         n, H, W = L_planes.shape
-        S = ab_small.shape[-1]
-        # Bilinear resizing is separable: resize the columns once for all planes (S x W), then
-        # each strip of output rows takes its two source rows. Identical to resizing each plane
-        # in one go, with a fraction of the memory.
-        cols = F.interpolate(ab_small, size=(S, W), mode="bilinear", align_corners=False, antialias=W < S)
-        if H < S:  # shrinking rows: resize whole (at most S x W, small) with antialiasing
-            cols = F.interpolate(cols, size=(H, W), mode="bilinear", align_corners=False, antialias=True)
-        # The network's output is channels_last; row gathers and the per-channel colour maths are
-        # several times faster on planar (contiguous) data, and cols is small (n x 2 x S x W).
-        cols = cols.contiguous()
+        upsampled_rows = bilinear_rows(ab_small, H, W)
         if n * H * W <= self.strip_pixels:
             chunks = [(slice(0, n), 0, H)]
         else:
             rows = self._rows_per_strip(W)
             chunks = [(slice(p, p + 1), r0, min(H, r0 + rows)) for p in range(n) for r0 in range(0, H, rows)]
         for planes, r0, r1 in chunks:
-            ab = cols[planes, :, r0:r1] if H < S else _rows_bilinear(cols[planes], r0, r1, H)
+            ab = upsampled_rows(r0, r1, planes)
             if missing is not None:
                 hole = torch.from_numpy(missing[planes, r0:r1]).to(ab.device)
                 ab = ab.masked_fill(hole[:, None], 0.0)
@@ -532,6 +523,43 @@ def _pinned_copy(t: torch.Tensor) -> torch.Tensor:
     host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
     host.copy_(t, non_blocking=True)
     return host
+
+
+def bilinear_rows(small: torch.Tensor, H: int, W: int) -> Callable[..., torch.Tensor]:
+    """The engine's chroma upsampling, strip by strip: rows of a bilinear resize to (H, W).
+
+    Bilinear resizing is separable: the columns of ``small`` are resized once for all planes
+    (to h x W), then each strip of output rows takes its two source rows. Identical to
+    ``F.interpolate(small, (H, W), mode="bilinear", align_corners=False)`` in one go (antialiased
+    where it shrinks), with a fraction of the memory. The engine upsamples the network's a*b*
+    with it; :mod:`napari_chromagan.hints` its chroma corrections.
+
+    Parameters
+    ----------
+    small : Tensor
+        float (n, c, h, w) on any device.
+    H, W : int
+        The full-resolution height and width.
+
+    Returns
+    -------
+    callable
+        ``rows(r0, r1, planes=slice(None))`` -> float (n', c, r1 - r0, W): rows r0..r1 of the
+        resized planes ``planes``, on ``small``'s device.
+    """
+    h, w = small.shape[-2:]
+    cols = F.interpolate(small, size=(h, W), mode="bilinear", align_corners=False, antialias=W < w)
+    shrink = H < h
+    if shrink:  # shrinking rows: resize whole (at most h x W, small) with antialiasing
+        cols = F.interpolate(cols, size=(H, W), mode="bilinear", align_corners=False, antialias=True)
+    # The network's output is channels_last; row gathers and the per-channel colour maths are
+    # several times faster on planar (contiguous) data, and cols is small (n x c x h x W).
+    cols = cols.contiguous()
+
+    def rows(r0: int, r1: int, planes: slice = slice(None)) -> torch.Tensor:
+        return cols[planes, :, r0:r1] if shrink else _rows_bilinear(cols[planes], r0, r1, H)
+
+    return rows
 
 
 def _rows_bilinear(cols: torch.Tensor, r0: int, r1: int, H: int) -> torch.Tensor:
