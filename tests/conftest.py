@@ -39,3 +39,51 @@ def _isolated_weights(monkeypatch, tmp_path_factory):
     # the shipped demo model is the last fallback; tests that want it ask for it
     monkeypatch.setattr("napari_chromagan.weights.PACKAGED_WEIGHTS", tmp_path_factory.mktemp("none") / "absent.pt")
     monkeypatch.setenv("NAPARI_CHROMAGAN_SETTINGS", str(tmp_path_factory.mktemp("config") / "settings.json"))
+
+
+# --------------------------------------------------------------------------- leaked threads
+
+# How long a test's background work may take to finish after the test itself has: generous, so
+# that a loaded machine cannot fail a test whose worker was about to end; a worker that is stuck
+# (never joined, never cancelled) still fails its own test instead of aborting the process later.
+LEAK_GRACE_S = 60.0
+
+
+def check_no_leaked_threads(grace_s: float = LEAK_GRACE_S) -> None:
+    """Fail unless every background thread of the package and of Qt's global pool has finished
+    within ``grace_s`` seconds (the idea of napari's ``dangling_qthread_pool`` fixture).
+
+    ``napari_chromagan._threads`` threads still alive are then cancelled and joined, and Qt's
+    pool is waited for, so that one leak does not spill into the next test.
+    """
+    import sys
+    import time
+
+    from napari_chromagan import _threads
+
+    problems = []
+    deadline = time.monotonic() + grace_s
+    for thread in _threads.live_threads():
+        thread.join(max(0.0, deadline - time.monotonic()))
+    alive = [t.name for t in _threads.live_threads() if t.is_alive()]
+    if alive:
+        problems.append(f"napari_chromagan._threads threads still running: {', '.join(alive)}")
+        _threads.join_all(timeout=grace_s)
+    if "qtpy" in sys.modules:
+        from qtpy.QtCore import QThreadPool
+        from qtpy.QtWidgets import QApplication
+
+        if QApplication.instance() is not None:
+            pool = QThreadPool.globalInstance()
+            if not pool.waitForDone(max(0, int(1000 * (deadline - time.monotonic())))):
+                problems.append(f"{pool.activeThreadCount()} QThreadPool worker(s) still running")
+                pool.waitForDone(int(1000 * grace_s))
+    if problems:
+        pytest.fail(f"the test left background work running after {grace_s:g} s: {'; '.join(problems)}", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_threads():
+    """Every test: no worker thread outlives it (see :func:`check_no_leaked_threads`)."""
+    yield
+    check_no_leaked_threads()

@@ -16,14 +16,21 @@ from napari_chromagan.checkpoint import save_checkpoint
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _env(weights: Path) -> dict[str, str]:
+    """The environment a user has: torch's default thread count (the abort at exit below needed
+    torch's thread pool; with OMP_NUM_THREADS=1 it did not show)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    return {**env, "NAPARI_CHROMAGAN_WEIGHTS": str(weights),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+
+
 @pytest.mark.qt
 def test_napari_command_docks_the_widgets_colourises_and_screenshots(tmp_path):
     if not os.environ.get("DISPLAY"):
         pytest.skip("needs an X display (pytest-xvfb provides one)")
     weights = save_checkpoint(tmp_path / "tiny.pt", make_generator())
     shot = tmp_path / "shot.png"
-    env = {**os.environ, "NAPARI_CHROMAGAN_WEIGHTS": str(weights),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+    env = _env(weights)
     proc = subprocess.run(
         [sys.executable, "-m", "napari_chromagan", "napari", "--sample", "camera", "--screenshot", str(shot)],
         capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
@@ -42,3 +49,26 @@ def test_napari_command_docks_the_widgets_colourises_and_screenshots(tmp_path):
         capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
     )
     assert again.returncode == 2 and "exists" in again.stderr
+
+
+@pytest.mark.qt
+@pytest.mark.slow
+def test_napari_command_exits_cleanly_every_time(tmp_path):
+    """The README's main command, three times in a row: exit code 0 each time.
+
+    It used to die with SIGABRT (rc 134, "terminate called without an active exception") in
+    about half its runs, after the screenshot was written: the Chroma blend widget's gamut-table
+    thread was still inside torch when Python finalised (see napari_chromagan._threads).
+    """
+    if not os.environ.get("DISPLAY"):
+        pytest.skip("needs an X display (pytest-xvfb provides one)")
+    env = _env(save_checkpoint(tmp_path / "tiny.pt", make_generator()))
+    for run in range(3):
+        shot = tmp_path / f"shot-{run}.png"
+        proc = subprocess.run(
+            [sys.executable, "-m", "napari_chromagan", "napari", "--sample", "camera", "--screenshot", str(shot)],
+            capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
+        )
+        assert proc.returncode == 0, (run, proc.returncode, proc.stderr[-3000:])
+        assert "terminate called" not in proc.stderr
+        assert shot.is_file() and shot.stat().st_size > 10_000
