@@ -30,15 +30,114 @@ def test_every_python_name_imports():
         assert callable(getattr(importlib.import_module(module), attr)), command.python_name
 
 
-def test_dock_widgets_are_contributed():
+def _npe2_validate(target: str) -> subprocess.CompletedProcess[str]:
+    npe2_cli = Path(sys.executable).with_name("npe2")
+    command = [str(npe2_cli)] if npe2_cli.exists() else [sys.executable, "-m", "npe2"]
+    return subprocess.run([*command, "validate", target, "--imports"], capture_output=True, text=True, timeout=120)
+
+
+def test_npe2_validate_passes_on_the_installed_plugin():
+    pytest.importorskip("npe2")
+    # the installed distribution, as napari finds it (entry point -> packaged napari.yaml), and
+    # with --imports, so that every python_name is imported too
+    out = _npe2_validate("napari-chromagan")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "valid" in out.stdout
+
+
+def test_npe2_validate_rejects_a_broken_copy(tmp_path):
+    pytest.importorskip("npe2")
+    broken = (ROOT / "napari.yaml").read_text().replace(
+        "id: napari-chromagan.colorize", "id: someone-else.colorize", 1
+    )
+    assert broken != (ROOT / "napari.yaml").read_text()
+    (tmp_path / "napari.yaml").write_text(broken)
+    out = _npe2_validate(str(tmp_path / "napari.yaml"))
+    assert out.returncode != 0
+    assert "must start with the current package name" in out.stdout + out.stderr
+
+
+def _widget_menu_entries() -> dict[str, list[str]]:
+    """widget command id -> the menu ids whose entries open it."""
     m = manifest()
-    commands = {c.id: c.python_name for c in m.contributions.commands}
-    widgets = {w.display_name: commands[w.command] for w in m.contributions.widgets}
-    assert widgets == {
-        "Colorize": "napari_chromagan._widgets.colorize:ColorizeWidget",
-        "Class distribution": "napari_chromagan._widgets.classes:ClassDistributionWidget",
-        "Chroma blend": "napari_chromagan._widgets.blend:ChromaBlendWidget",
-    }
+    entries: dict[str, list[str]] = {w.command: [] for w in m.contributions.widgets}
+    for menu_id, items in m.contributions.menus.items():
+        for item in items:
+            command = getattr(item, "command", None)
+            if command in entries:
+                entries[command].append(menu_id)
+    return entries
+
+
+def test_every_menu_entry_opens_a_widget_in_a_menu_napari_opens_to_plugins():
+    # npe2 validate checks neither: napari silently drops entries for menus it does not open to
+    # plugins, and entries naming a command that does not exist
+    pytest.importorskip("napari")
+    from napari._app_model.constants._menus import MenuId, is_menu_contributable
+
+    m = manifest()
+    widget_commands = {w.command for w in m.contributions.widgets}
+    assert m.contributions.menus, "the manifest contributes no menu entries"
+    for menu_id, items in m.contributions.menus.items():
+        assert is_menu_contributable(menu_id), f"{menu_id} is not one of {sorted(MenuId.contributables())}"
+        for item in items:
+            assert getattr(item, "command", None) in widget_commands, (menu_id, item)
+    # and every dock widget is reachable from napari's Layers menu, not only from Plugins
+    for command, menus in _widget_menu_entries().items():
+        assert any(mid.startswith("napari/layers/") for mid in menus), f"{command} has no Layers menu entry"
+
+
+def _menu_actions(menu, menu_id: str):
+    """The actions of the (sub)menu ``menu_id`` inside the Qt menu ``menu``, as a user opens it."""
+    for action in menu.actions():
+        sub = action.menu()
+        if sub is None:
+            continue
+        if getattr(sub, "_menu_id", None) == menu_id:
+            sub.aboutToShow.emit()  # app-model menus refresh their items when they are opened
+            return list(sub.actions())
+        found = _menu_actions(sub, menu_id)
+        if found is not None:
+            return found
+    return None
+
+
+def _widget_entries() -> list[tuple[str, str, str]]:
+    """(command id, Layers menu id, python_name) for every menu entry of a dock widget."""
+    try:
+        m = manifest()
+    except pytest.skip.Exception:
+        return []
+    names = {c.id: c.python_name for c in m.contributions.commands}
+    return [
+        (command, menu_id, names[command])
+        for command, menus in _widget_menu_entries().items()
+        for menu_id in menus
+    ]
+
+
+@pytest.mark.qt
+@pytest.mark.parametrize(("command", "menu_id", "python_name"), _widget_entries())
+def test_each_widget_opens_from_its_layers_menu_entry(make_napari_viewer, command, menu_id, python_name):
+    # make_napari_viewer, not the proxy: the test walks the window's Qt menus
+    viewer = make_napari_viewer()
+    actions = _menu_actions(viewer.window.layers_menu, menu_id)
+    assert actions is not None, f"napari's Layers menu has no submenu {menu_id}"
+    (entry,) = [a for a in actions if getattr(a, "_command_id", None) == command]
+    assert entry.isEnabled()
+    before = set(viewer.window.dock_widgets)
+
+    entry.trigger()
+
+    opened = set(viewer.window.dock_widgets) - before
+    assert len(opened) == 1, opened
+    (title,) = opened
+    module, _, cls = python_name.partition(":")
+    widget = viewer.window.dock_widgets[title]
+    assert isinstance(widget, getattr(importlib.import_module(module), cls))
+    # a second click toggles that dock instead of stacking a second widget
+    entry.trigger()
+    assert set(viewer.window.dock_widgets) - before == {title}
 
 
 def test_installed_package_carries_the_manifest():
