@@ -18,3 +18,60 @@ def test_setup_cfg_lists_every_package_with_an_init():
         on_disk.add(".".join(init.parent.relative_to(src).parts))
     assert {"napari_chromagan", "napari_chromagan._widgets", "napari_chromagan.cli"} <= on_disk
     assert listed == on_disk, f"add the missing packages to setup.cfg [options] packages: {on_disk - listed}"
+
+
+def _wheel_metadata():
+    from build.util import project_wheel_metadata
+
+    # the metadata a wheel built from this tree carries: what PyPI shows and the napari hub reads
+    return project_wheel_metadata(ROOT, isolated=False)
+
+
+def test_napari_hub_metadata():
+    meta = _wheel_metadata()
+    classifiers = meta.get_all("Classifier")
+    assert "Framework :: napari" in classifiers  # what lists the plugin on the napari hub
+    assert meta["Name"] == "napari-chromagan"
+    assert 20 <= len(meta["Summary"]) <= 200
+    assert meta["Description-Content-Type"] == "text/markdown"
+    description = meta.get_payload() or meta["Description"]
+    assert description.startswith("# napari-chromagan") and "## Use in napari" in description
+    urls = dict(u.split(", ", 1) for u in meta.get_all("Project-URL"))
+    assert urls["Paper"].startswith("https://")
+    # the Python versions listed are the ones python_requires allows
+    versions = sorted(c.rsplit(":: ", 1)[1] for c in classifiers if c.startswith("Programming Language :: Python :: 3."))
+    assert versions and meta["Requires-Python"] == f">={versions[0]}"
+
+
+def test_ci_workflow_runs_what_ci_runs_on_the_python_versions_listed():
+    import yaml
+
+    workflow = yaml.safe_load((ROOT / ".github/workflows/test.yml").read_text())
+    test_job = workflow["jobs"]["test"]
+    runs = [step.get("run", "") for step in test_job["steps"]]
+    assert "bash .ci/run" in runs  # the same commands as CI here: scripts/setup.sh, then pytest
+    ci = (ROOT / ".ci/run").read_text()
+    assert "bash scripts/setup.sh" in ci and ".venv/bin/python -m pytest" in ci
+    assert test_job["strategy"]["matrix"]["platform"] == ["ubuntu-latest"]
+    classifiers = _wheel_metadata().get_all("Classifier")
+    listed = sorted(c.rsplit(":: ", 1)[1] for c in classifiers if c.startswith("Programming Language :: Python :: 3."))
+    assert sorted(test_job["strategy"]["matrix"]["python-version"]) == listed
+    # a headless display for Qt, and the package built and inspected, as the template does
+    uses = [step.get("uses", "") for job in workflow["jobs"].values() for step in job["steps"]]
+    assert any(u.startswith("pyvista/setup-headless-display-action") for u in uses)
+    assert any(u.startswith("hynek/build-and-inspect-python-package") for u in uses)
+
+
+def test_pre_commit_runs_ruff_with_the_project_rules_and_napari_plugin_checks():
+    import yaml
+
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    hooks = {hook["id"]: repo for repo in config["repos"] for hook in repo["hooks"]}
+    assert hooks["ruff-check"]["repo"].endswith("/ruff-pre-commit")
+    assert not hooks["ruff-check"]["hooks"][0].get("args")  # the rules come from pyproject.toml
+    assert hooks["napari-plugin-checks"]["repo"].endswith("/napari-plugin-checks")
+    # napari-plugin-checks' rule, checked here too: no PyQt5/PySide2 in the dependencies
+    config_cfg = configparser.ConfigParser()
+    config_cfg.read(ROOT / "setup.cfg", encoding="utf-8")
+    requires = config_cfg["options"]["install_requires"].split()
+    assert not {"PyQt5", "PySide2", "PyQt6", "PySide6"} & set(requires)

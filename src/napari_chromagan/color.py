@@ -25,8 +25,8 @@ from torch import Tensor
 __all__ = [
     "fit_chroma_to_gamut",
     "lab_to_rgb",
-    "lightness_to_gray",
     "lab_to_rgb_uint8",
+    "lightness_to_gray",
     "rgb_to_lab",
     "rgb_to_luminance_L",
 ]

@@ -28,6 +28,7 @@ from napari.qt.threading import thread_worker
 from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info
 
+from .._threads import start_thread
 from ..blend import (
     HUE_RANGE,
     BlendParams,
@@ -36,7 +37,6 @@ from ..blend import (
     prepare_gamut_table,
     smooth_plane_ab,
 )
-from .._threads import start_thread
 from ..layer_result import METADATA_KEY, LayerResult, get_layer_result, is_colorized
 from ._common import LayerWatcher, plane_index
 
