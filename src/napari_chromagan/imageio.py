@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import tifffile
@@ -20,6 +20,7 @@ from PIL import Image, ImageOps
 from napari_chromagan.errors import UnsupportedImageError
 
 from .atomic import atomic_write
+from .provenance import save_options
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -265,7 +266,14 @@ def _relative(path: Path, roots: list[Path], common: str | None) -> Path:
     return Path(absolute.name)
 
 
-def write_image(path: Path, rgb: np.ndarray, *, overwrite: bool = False, quality: int = 95) -> None:
+def write_image(
+    path: Path,
+    rgb: np.ndarray,
+    *,
+    overwrite: bool = False,
+    quality: int = 95,
+    provenance: dict[str, Any] | None = None,
+) -> None:
     """Write an RGB image, or a stack of them, atomically.
 
     Parameters
@@ -279,6 +287,9 @@ def write_image(path: Path, rgb: np.ndarray, *, overwrite: bool = False, quality
         Replace `path` if it exists.
     quality : int
         JPEG and WebP quality, 1-100.
+    provenance : dict, optional
+        A record from :mod:`napari_chromagan.provenance`, stored in the format's own metadata
+        (PNG text, TIFF ImageDescription, JPEG comment, WebP XMP; see there). None: no record.
 
     Raises
     ------
@@ -308,15 +319,18 @@ def write_image(path: Path, rgb: np.ndarray, *, overwrite: bool = False, quality
         options: dict[str, object] = {"format": _PIL_FORMATS[ext]}
         if ext != ".png":
             options["quality"] = quality
+        if provenance is not None:
+            options.update(save_options(ext, provenance))
         image = Image.fromarray(np.ascontiguousarray(array))
 
         def write(fh: BinaryIO) -> None:
             image.save(fh, **options)
 
     elif ext in (".tif", ".tiff"):
+        tiff_options = {} if provenance is None else save_options(ext, provenance)
 
         def write(fh: BinaryIO) -> None:
-            tifffile.imwrite(fh, array, photometric="rgb", compression="zlib")
+            tifffile.imwrite(fh, array, photometric="rgb", compression="zlib", **tiff_options)
 
     else:
         what = ext or "files without a suffix"

@@ -10,6 +10,8 @@ Subcommands:
   checkpoint (by default in the user cache, where ``colorize`` and the plugin find it).
 * ``download-weights [NAME] [--list] [--overwrite]``: download known weights into the user cache
   (converting the authors' Keras file); ``--list`` shows what is known and what is available.
+* ``info FILE... [--json]``: show the provenance record stored in image files (how and with
+  what they were colourised; see `napari_chromagan.provenance`).
 * ``napari [--sample NAME] [--no-run] [--screenshot PNG]``: open napari with the plugin's
   widgets and a sample image, colourised.
 
@@ -22,8 +24,8 @@ Torch, numpy and the engine are imported only inside the commands, so ``--help``
 Each subcommand is a ``(register, run)`` pair: ``register`` adds its parser, ``run`` takes the
 parsed arguments and returns the exit code; add new ones to `COMMANDS`.
 
-The subcommands live in ``colorize``, ``weights`` and ``viewer``; what they share (exit codes,
-usage errors, argparse types) in ``_common``; the torchrun sharding in ``_torchrun``.
+The subcommands live in ``colorize``, ``info``, ``weights`` and ``viewer``; what they share
+(exit codes, usage errors, argparse types) in ``_common``; the torchrun sharding in ``_torchrun``.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from napari_chromagan.cli._common import (
 )
 from napari_chromagan.cli._torchrun import shard
 from napari_chromagan.cli.colorize import register_colorize, run_colorize
+from napari_chromagan.cli.info import register_info, run_info
 from napari_chromagan.cli.viewer import register_napari, run_napari
 from napari_chromagan.cli.weights import (
     register_download_weights,
@@ -65,6 +68,7 @@ COMMANDS: tuple[
     (register_import_weights, run_import_weights),
     (register_napari, run_napari),
     (register_download_weights, run_download_weights),
+    (register_info, run_info),
 )
 
 

@@ -142,6 +142,18 @@ def register_colorize(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="no progress bars or information lines; errors only",
     )
+    p.add_argument(
+        "--no-provenance",
+        dest="provenance",
+        action="store_false",
+        help=(
+            "do not store the provenance record in the outputs' metadata. By default every output "
+            "says, in its own format's metadata (PNG text, TIFF ImageDescription, JPEG comment, WebP "
+            "XMP), that it was colourised by napari-chromagan, with the version, the weights' name "
+            "and sha256, the precision, the normalisation and the date; `napari-chromagan info FILE` "
+            "shows it"
+        ),
+    )
     return p
 
 
@@ -376,5 +388,10 @@ def _colorize_one(
         if plane_bar is not None:
             plane_bar.close()
     del image
-    imageio.write_image(target, result.rgb, overwrite=args.overwrite)
+    record = None
+    if args.provenance:
+        from napari_chromagan.provenance import record_for
+
+        record = record_for(colorizer, result)  # the weights' sha256 is hashed once per run
+    imageio.write_image(target, result.rgb, overwrite=args.overwrite, provenance=record)
     return True

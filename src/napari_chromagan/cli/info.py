@@ -1,0 +1,66 @@
+"""The ``info`` subcommand: show the provenance record stored in image files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from napari_chromagan.cli._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _error
+from napari_chromagan.errors import cli_text
+
+
+def register_info(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "info",
+        help="show how an image was colourised (its provenance record)",
+        description=(
+            "Read the provenance record that `colorize` (and the plugin's writer in napari) "
+            "stores in each output: that it was colourised by napari-chromagan, the version, the "
+            "weights' name and sha256, the precision, the normalisation, any colour hints, and "
+            "the date. Reads PNG, JPEG, WebP and TIFF files; only their metadata is read."
+        ),
+        epilog=(
+            "exit codes: 0 every file has a record; 1 some have none (not written by "
+            "napari-chromagan, or written with --no-provenance); 2 a file could not be read or "
+            "its record is damaged"
+        ),
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="image files")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='one JSON object per file on standard output: {"file": ..., "provenance": {...} or null}',
+    )
+    return p
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from napari_chromagan.provenance import describe, read_provenance
+
+    missing = unreadable = 0
+    for name in args.files:
+        path = Path(name)
+        try:
+            record = read_provenance(path)
+        except (OSError, ValueError) as exc:  # UnsupportedImageError and ProvenanceError are ValueErrors
+            unreadable += 1
+            _error(cli_text(exc) if str(path) in str(exc) else f"{path}: {cli_text(exc)}")
+            continue
+        if record is None:
+            missing += 1
+        if args.json:
+            print(json.dumps({"file": str(path), "provenance": record}, sort_keys=True))
+        elif record is None:
+            print(f"{path}: no napari-chromagan provenance record (not written by napari-chromagan, "
+                  "or written with --no-provenance)")
+        else:
+            print(f"{path}:")
+            for line in describe(record):
+                print(f"  {line}")
+    sys.stdout.flush()
+    if unreadable:
+        return EXIT_USAGE
+    return EXIT_FAILED if missing else EXIT_OK
