@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from napari_chromagan.cli._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _error
-from napari_chromagan.errors import cli_text
 
 
 def register_info(subparsers: Any) -> argparse.ArgumentParser:
@@ -47,7 +46,8 @@ def run_info(args: argparse.Namespace) -> int:
             record = read_provenance(path)
         except (OSError, ValueError) as exc:  # UnsupportedImageError and ProvenanceError are ValueErrors
             unreadable += 1
-            _error(cli_text(exc) if str(path) in str(exc) else f"{path}: {cli_text(exc)}")
+            message = str(exc) or type(exc).__name__
+            _error(message if str(path) in message else f"{path}: {message}")
             continue
         if record is None:
             missing += 1
