@@ -22,7 +22,7 @@ import torch
 
 from napari_chromagan import registry
 from napari_chromagan.cli import main
-from napari_chromagan.errors import Cancelled, WeightsNotFoundError
+from napari_chromagan.errors import Cancelled, CheckpointError, WeightsNotFoundError
 from napari_chromagan.registry import (
     REGISTRY,
     DownloadError,
@@ -359,6 +359,36 @@ def test_fetch_downloads_and_converts(server, small_keras_bytes, tmp_path):
     assert len(state.requests) == count
     fetch("chromagan-imagenet", urls=[f"{base}/my_model_colorization.h5"], config=SMALL, overwrite=True)
     assert len(state.requests) == count + 1
+
+
+def test_a_failed_conversion_keeps_the_download_and_says_where(server, small_keras_bytes, capsys, monkeypatch):
+    """The authors' file arrives (about 0.5 GB) but does not convert: it is kept for a retry."""
+    base, state = server
+    state.files["/my_model_colorization.h5"] = small_keras_bytes
+    url = f"{base}/my_model_colorization.h5"
+    # the registry converts with the paper's architecture; the served file is a small one
+    with pytest.raises(CheckpointError) as info:
+        fetch("chromagan-imagenet", urls=[url])
+    kept = user_weights_dir() / "my_model_colorization.h5"
+    assert kept.read_bytes() == small_keras_bytes
+    assert not (user_weights_dir() / "chromagan-imagenet.pt").exists()
+    message = str(info.value)
+    assert f"The downloaded file is kept at {kept}" in message
+    assert f"`napari-chromagan import-weights {kept}`" in message and "python -m" not in message
+    # from the command line: the same, without a traceback
+    assert main(["download-weights", "chromagan-imagenet", "--url", url, "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"kept at {kept}" in err and "import-weights" in err and "Traceback" not in err
+    assert kept.read_bytes() == small_keras_bytes
+
+
+def test_manual_steps_name_the_installed_command():
+    """The advice names the command a user has (`napari-chromagan ...`), not `python -m ...`."""
+    from napari_chromagan.weights import HOW_TO_GET_WEIGHTS
+
+    for text in (REGISTRY["chromagan-imagenet"].manual_steps, HOW_TO_GET_WEIGHTS):
+        assert "`napari-chromagan import-weights my_model_colorization.h5`" in text
+        assert "python -m napari_chromagan" not in text
 
 
 # --------------------------------------------------------------------------- command line

@@ -33,6 +33,7 @@ from . import __version__
 from .atomic import atomic_write
 from .errors import CheckpointError
 from .model import Generator, ModelConfig
+from .weights import folder_hint
 
 __all__ = [
     "FORMAT",
@@ -104,6 +105,8 @@ def save_checkpoint(
 
 
 def _read(path: Path) -> Any:
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a weights file; {folder_hint(path)}")
     if not path.is_file():
         raise CheckpointError(f"{path} does not exist or is not a file")
     if path.stat().st_size == 0:
@@ -141,8 +144,9 @@ def load_checkpoint(path: str | os.PathLike[str], *, strict: bool = True) -> Che
     Raises
     ------
     CheckpointError
-        Naming what is wrong: missing, empty, truncated or corrupt, pickled code, not a
-        napari-chromagan checkpoint, a newer format, or weights that do not fit the architecture.
+        Naming what is wrong: missing, a folder, empty, truncated or corrupt, pickled code, not a
+        napari-chromagan checkpoint, a newer format, weights that hold NaN or inf, or weights
+        that do not fit the architecture.
     """
     path = Path(path)
     payload = _read(path)
@@ -152,7 +156,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, strict: bool = True) -> Che
             hint = " It looks like a torchvision VGG16 state dict, which initialises training (`--init-vgg16`)."
         raise CheckpointError(
             f"{path} is a PyTorch file but not a napari-chromagan checkpoint.{hint} Import the "
-            "authors' Keras weights with `python -m napari_chromagan import-weights`, or export a "
+            "authors' Keras weights with `napari-chromagan import-weights`, or export a "
             "trained model with `python -m training export`."
         )
     version = payload.get("format_version")
@@ -168,6 +172,18 @@ def load_checkpoint(path: str | os.PathLike[str], *, strict: bool = True) -> Che
     state = payload.get("generator")
     if not isinstance(state, Mapping):
         raise CheckpointError(f"{path} has no generator state dict")
+
+    broken = [
+        k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
+    if broken:
+        # Loading them would colourise every image black or gray, with no error anywhere.
+        listed = ", ".join(broken[:3]) + (f" and {len(broken) - 3} more" if len(broken) > 3 else "")
+        raise CheckpointError(
+            f"{path}: {len(broken)} weight tensor{'s hold' if len(broken) > 1 else ' holds'} NaN or inf "
+            f"({listed}): the file is damaged, or it was saved by a training run that diverged. Use "
+            "another checkpoint (an earlier step), or download or export the file again."
+        )
 
     generator = Generator(config)
     own = generator.state_dict()

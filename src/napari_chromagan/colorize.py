@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, get_args
@@ -41,16 +43,19 @@ import torch.nn.functional as F
 
 from .checkpoint import load_checkpoint
 from .color import fit_chroma_to_gamut, lab_to_rgb_uint8, rgb_to_luminance_L
-from .errors import Cancelled, DeviceError, UnsupportedImageError
+from .errors import Cancelled, CheckpointError, DeviceError, MissingPixelsWarning, UnsupportedImageError
 from .model import Generator
 from .normalize import Mode, Normalization, resolve_normalization
 from .weights import resolve_weights
 
-__all__ = ["ColorizeResult", "Colorizer", "Precision", "bilinear_rows", "select_device"]
+__all__ = ["MAX_CHANNELS", "ColorizeResult", "Colorizer", "Precision", "bilinear_rows", "check_batch_size", "image_layout", "select_device"]
 
 log = logging.getLogger(__name__)
 
 MISSING_L = 50.0  # L* given to NaN/inf pixels: they come out mid-gray, with no chroma
+# A last axis shorter than this that is neither colour (3, 4) nor 1 is taken for channels, not
+# for the width of a stack of images: (H, W, 2) is a two-channel image, not H images 2 pixels wide.
+MAX_CHANNELS = 8
 Precision = Literal["auto", "fp32", "bf16"]
 _ACCEPTED = "uint8, uint16, int16, int32 and other integer types, float32 and float64"
 
@@ -139,8 +144,71 @@ class ColorizeResult:
         return self.L.shape[:-2]
 
 
-def _check_image(image: Any, rgb: bool | None) -> bool:
-    """Validate ``image``; return whether its last axis is a colour axis."""
+def check_batch_size(value: Any, name: str = "batch_size") -> int:
+    """``value`` as a batch size: a whole number >= 1, else a TypeError or ValueError saying so."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"{name} must be a whole number >= 1 (planes per network call, e.g. {name}=8), "
+            f"got {value!r} ({type(value).__name__})"
+        )
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1 (planes per network call, e.g. {name}=8), got {value}")
+    return int(value)
+
+
+def image_layout(shape: tuple[int, ...], rgb: bool | None = None) -> tuple[tuple[int, ...], bool, bool]:
+    """How :meth:`Colorizer.colorize` reads an array of ``shape``.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The array's shape, at least 2D.
+    rgb : bool, optional
+        Whether the last axis is colour; None decides from the shape: a last axis of 3 or 4 is
+        colour, one of 1 is dropped, and any other length below :data:`MAX_CHANNELS` is refused
+        as ambiguous (channels, not a width).
+
+    Returns
+    -------
+    (spatial, is_rgb, squeeze)
+        The shape of the lightness result (stack axes + (H, W)), whether the last axis is colour,
+        and whether a last axis of length 1 is dropped.
+
+    Raises
+    ------
+    UnsupportedImageError
+        For a last axis that looks like channels (naming the shape and how to pass it), or a
+        colour axis that is not 3 or 4 long when ``rgb=True``.
+    """
+    shape = tuple(int(n) for n in shape)
+    last = shape[-1]
+    if rgb is None:
+        if len(shape) >= 3 and last == 1:
+            return shape[:-1], False, True
+        if len(shape) >= 3 and last < MAX_CHANNELS and last not in (3, 4):
+            stack = math.prod(shape[:-2])
+            raise UnsupportedImageError(
+                f"an array of shape {shape} has a last axis of length {last}, which looks like {last} "
+                f"channels rather than an image {last} pixels wide (it would be read as {stack} images of "
+                f"{shape[-2]} x {last} pixels). Colourise one channel with image[..., 0] (or another "
+                "index), or pass rgb=False if it really is a stack of narrow images",
+                cli_message=(
+                    f"shape {shape}: the last axis of length {last} looks like {last} channels, not an "
+                    f"image {last} pixels wide; choose the channel to colourise with --channel N "
+                    f"(N from 0 to {last - 1})"
+                ),
+            )
+        rgb = len(shape) >= 3 and last in (3, 4)
+    if rgb and (len(shape) < 3 or last not in (3, 4)):
+        raise UnsupportedImageError(
+            f"a colour image needs a last axis of length 3 (RGB) or 4 (RGBA), got shape {shape}; "
+            "pass rgb=False for a grayscale stack"
+        )
+    return (shape[:-1] if rgb else shape), bool(rgb), False
+
+
+def _check_image(image: Any, rgb: bool | None) -> tuple[bool, bool]:
+    """Validate ``image``; return whether its last axis is colour and whether it is dropped (length 1)."""
     shape = getattr(image, "shape", None)
     dtype = getattr(image, "dtype", None)
     if shape is None or dtype is None:
@@ -152,7 +220,11 @@ def _check_image(image: Any, rgb: bool | None) -> bool:
         kind = {"b": "bool", "c": "complex", "O": "object"}.get(dtype.kind, str(dtype))
         raise UnsupportedImageError(
             f"cannot colourise a {kind} array; accepted dtypes: {_ACCEPTED}. "
-            "Convert a mask with .astype(np.uint8) * 255, or take np.abs of complex data."
+            "Convert a mask with .astype(np.uint8) * 255, or take np.abs of complex data.",
+            cli_message=(
+                f"cannot colourise {kind} pixel values; accepted: {_ACCEPTED}. Save the image with "
+                "real-valued pixels (for complex data, its magnitude) and run again"
+            ),
         )
     if len(shape) < 2:
         raise UnsupportedImageError(
@@ -161,14 +233,8 @@ def _check_image(image: Any, rgb: bool | None) -> bool:
         )
     if any(n == 0 for n in shape):
         raise UnsupportedImageError(f"the image is empty (shape {tuple(shape)}): every axis needs length >= 1")
-    if rgb is None:
-        rgb = len(shape) >= 3 and shape[-1] in (3, 4)
-    if rgb and (len(shape) < 3 or shape[-1] not in (3, 4)):
-        raise UnsupportedImageError(
-            f"a colour image needs a last axis of length 3 (RGB) or 4 (RGBA), got shape {tuple(shape)}; "
-            "pass rgb=False for a grayscale stack"
-        )
-    return bool(rgb)
+    _, is_rgb, squeeze = image_layout(tuple(shape), rgb)
+    return is_rgb, squeeze
 
 
 class Colorizer:
@@ -311,6 +377,16 @@ class Colorizer:
         x = L.to(self.device, torch.float32, non_blocking=True).contiguous(memory_format=torch.channels_last)
         with self._autocast():
             ab, probs = self._run_generator(x, with_class)
+        # Damaged weights (a negative BatchNorm variance, say) give NaN from finite input; without
+        # this check they come out as a black or gray image and exit code 0.
+        finite = torch.isfinite(ab).all() if probs is None else torch.isfinite(ab).all() & torch.isfinite(probs).all()
+        if not bool(finite):
+            where = self.weights if self.weights is not None else "this generator"
+            raise CheckpointError(
+                f"the network's output is not finite (NaN or inf) with the weights {where}: the weights "
+                "are damaged (for instance a diverged training run). Use other weights: an earlier "
+                "checkpoint, or the file downloaded or exported again"
+            )
         ab = ab.float() * 255.0 - 128.0
         return ab, None if probs is None else probs.float()
 
@@ -339,17 +415,32 @@ class Colorizer:
         normalization, percentiles, value_range
             How intensities map to L*: see :func:`~napari_chromagan.normalize.resolve_normalization`.
         rgb : bool, optional
-            Whether the last axis is colour; by default a last axis of 3 or 4 is.
+            Whether the last axis is colour; by default a last axis of 3 or 4 is, one of 1 is
+            dropped, and other lengths below :data:`MAX_CHANNELS` are refused as channels (see
+            :func:`image_layout`); ``rgb=False`` reads any last axis as the image width.
         with_class : bool
             Also compute the class distribution of each plane.
         progress : callable, optional
             ``progress(done, total)`` in planes, called once before the first batch and after each.
         cancel : threading.Event, optional
             When set, colourisation stops before the next batch and raises :class:`Cancelled`.
+
+        Warns
+        -----
+        MissingPixelsWarning
+            When the whole image, or whole planes of a stack, are NaN or inf (they come out gray).
+
+        Raises
+        ------
+        UnsupportedImageError
+            For an array that cannot be colourised as given (the message says how to pass it).
+        CheckpointError
+            When the network's output is not finite (damaged weights).
         """
-        is_rgb = _check_image(image, rgb)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        is_rgb, squeeze = _check_image(image, rgb)
+        batch_size = check_batch_size(batch_size)
+        if squeeze:
+            image = image[..., 0]
         spatial = tuple(image.shape[:-1] if is_rgb else image.shape)
         leading, (H, W) = spatial[:-2], spatial[-2:]
         planes = math.prod(leading)
@@ -394,6 +485,8 @@ class Colorizer:
             if progress is not None:
                 progress(batch.stop, planes)
 
+        if missing is not None:
+            _warn_blank_planes(missing.reshape(planes, -1).all(axis=1))
         return ColorizeResult(
             rgb=rgb_out,
             L=L_out,
@@ -513,6 +606,26 @@ class Colorizer:
             else:
                 ab_dst[planes, r0:r1] = ab.permute(0, 2, 3, 1).cpu().numpy()
                 rgb_dst[planes, r0:r1] = rgb.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _warn_blank_planes(blank: np.ndarray) -> None:
+    """Warn when whole planes (``blank``: one bool per plane) had no finite pixel."""
+    if not blank.any():
+        return
+    if blank.all():
+        message = (
+            "every pixel of the image is NaN or inf, so it comes out uniform gray; check the data "
+            "(or read it with another dtype)"
+            if blank.size == 1
+            else f"every pixel of all {blank.size} planes is NaN or inf, so they come out uniform gray; check the data"
+        )
+    else:
+        which = ", ".join(str(i) for i in np.flatnonzero(blank)[:5]) + (" ..." if blank.sum() > 5 else "")
+        message = (
+            f"{int(blank.sum())} of {blank.size} planes (index {which}) have no finite pixel (NaN or inf "
+            "everywhere), so they come out uniform gray"
+        )
+    warnings.warn(message, MissingPixelsWarning, stacklevel=3)
 
 
 def _pinned_copy(t: torch.Tensor) -> torch.Tensor:

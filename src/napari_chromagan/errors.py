@@ -1,7 +1,9 @@
-"""Typed errors of napari-chromagan.
+"""Typed errors and warnings of napari-chromagan.
 
 Every message says what went wrong and what to do next; the napari widgets turn these into
-notifications and the command line into a one-line message, never a traceback.
+notifications and the command line into a one-line message, never a traceback. Where the way
+out differs between Python and the command line (``image[..., 0]`` against ``--channel 0``), the
+error also carries the command-line wording in ``cli_message``; :func:`cli_text` picks it.
 """
 
 from __future__ import annotations
@@ -11,13 +13,29 @@ __all__ = [
     "CheckpointError",
     "ChromaGANError",
     "DeviceError",
+    "MissingPixelsWarning",
+    "OutputError",
     "UnsupportedImageError",
     "WeightsNotFoundError",
+    "cli_text",
 ]
 
 
 class ChromaGANError(Exception):
-    """Base class of the errors this package raises on purpose."""
+    """Base class of the errors this package raises on purpose.
+
+    Parameters
+    ----------
+    *args
+        The message (phrased for Python callers), as for any exception.
+    cli_message : str, optional
+        The same problem phrased for command-line users (flags instead of arguments), when
+        the two differ.
+    """
+
+    def __init__(self, *args: object, cli_message: str | None = None) -> None:
+        super().__init__(*args)
+        self.cli_message = cli_message
 
 
 class UnsupportedImageError(ChromaGANError, ValueError):
@@ -25,7 +43,7 @@ class UnsupportedImageError(ChromaGANError, ValueError):
 
 
 class CheckpointError(ChromaGANError, ValueError):
-    """A weights file is not a usable napari-chromagan checkpoint."""
+    """A weights file is not a usable napari-chromagan checkpoint (or its network gives NaN)."""
 
 
 class DeviceError(ChromaGANError, ValueError):
@@ -36,5 +54,18 @@ class WeightsNotFoundError(ChromaGANError, FileNotFoundError):
     """No weights were given and none were found where the package looks for them."""
 
 
+class OutputError(ChromaGANError, OSError):
+    """An output file or folder cannot be written there (a file in the way, read-only...)."""
+
+
 class Cancelled(ChromaGANError):
     """The caller asked to stop (its ``cancel`` event was set) before the work was done."""
+
+
+class MissingPixelsWarning(UserWarning):
+    """Every pixel of an image (or of some planes of a stack) was NaN or inf: it came out gray."""
+
+
+def cli_text(exc: BaseException) -> str:
+    """The message of ``exc`` for a command-line user: its ``cli_message`` when it has one."""
+    return getattr(exc, "cli_message", None) or str(exc) or type(exc).__name__

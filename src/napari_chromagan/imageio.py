@@ -9,6 +9,8 @@ interrupted run never leaves a half-written image behind.
 from __future__ import annotations
 
 import os
+import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -23,6 +25,7 @@ from .atomic import atomic_write
 from .provenance import save_options
 
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
     "IMAGE_SUFFIXES",
     "collect_inputs",
     "output_path",
@@ -46,6 +49,10 @@ _FORMAT_SUFFIXES = {
 }
 _PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 _READ_HINT = "expected a complete PNG, JPEG, TIFF, WebP or BMP file"
+# Pillow's own refusal threshold (twice Image.MAX_IMAGE_PIXELS): a file that unpacks into more
+# pixels than this is refused as a possible decompression bomb unless the caller raises the limit.
+DEFAULT_MAX_PIXELS = 2 * 89_478_485
+_pil_limit_lock = threading.Lock()
 
 
 def collect_inputs(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -103,18 +110,23 @@ def _search_folder(folder: Path) -> list[Path]:
     return sorted(hits, key=lambda p: p.relative_to(folder).parts)
 
 
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read an image file into a numpy array.
 
     Parameters
     ----------
     path : str or path-like
         A TIFF file (recognised by its content, read with tifffile) or any image Pillow reads.
+    max_pixels : int or None
+        Refuse a PNG, JPEG, WebP or BMP image of more pixels than this (width x height), before
+        decoding it: the guard against decompression bombs, small files that unpack into huge
+        images. None (or 0) for no limit, for genuine huge scans. TIFF files are not limited.
 
     Returns
     -------
     numpy.ndarray
-        TIFF: the full stored array, any dtype (multi-page -> ``(pages, H, W[, 3])``).
+        TIFF: the full stored array, any dtype (multi-page -> ``(pages, H, W[, 3])``; 1-bit
+        images as uint8 0/255, as for the other formats).
         Otherwise, after applying the EXIF orientation: ``(H, W)`` for grey images (uint8,
         uint16, int32 or float32; bilevel as uint8 0/255; the alpha of grey+alpha dropped),
         ``(H, W, 3)`` uint8 for RGB and palette images, ``(H, W, 4)`` uint8 for RGBA and
@@ -125,7 +137,7 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     FileNotFoundError
         If the file does not exist.
     UnsupportedImageError
-        If the file is empty, truncated, corrupt or not an image.
+        If the file is empty, truncated, corrupt, not an image, or larger than ``max_pixels``.
     """
     path = Path(path)
     with open(path, "rb") as fh:
@@ -133,17 +145,53 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     if not head:
         raise UnsupportedImageError(f"{path}: cannot read image (the file is empty); {_READ_HINT}")
     try:
-        array = np.asarray(tifffile.imread(path)) if head in _TIFF_MAGIC else _read_pillow(path)
+        array = np.asarray(tifffile.imread(path)) if head in _TIFF_MAGIC else _read_pillow(path, max_pixels)
+    except UnsupportedImageError:
+        raise
     except Exception as exc:  # Pillow and tifffile raise many types for bad files
         reason = str(exc) or type(exc).__name__
         raise UnsupportedImageError(f"{path}: cannot read image ({reason}); {_READ_HINT}") from exc
     if array.size == 0:
         raise UnsupportedImageError(f"{path}: cannot read image (no pixel data); {_READ_HINT}")
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8) * np.uint8(255)
     return array
 
 
-def _read_pillow(path: Path) -> np.ndarray:
-    with Image.open(path) as opened:
+def _open_pillow(path: Path) -> Image.Image:
+    """``Image.open`` (the header only) without Pillow's own bomb check, which
+    :func:`_read_pillow` replaces by one that says what to do. The check is a process-wide
+    setting, so it is switched off under a lock, for the header parse alone."""
+    with _pil_limit_lock, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            return Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _too_large(path: Path, width: int, height: int, limit: int) -> UnsupportedImageError:
+    pixels = width * height
+    what = (
+        f"{path}: the image is {width} x {height} = {pixels:,} pixels, more than the limit of "
+        f"{limit:,} that guards against decompression bombs (small files that unpack into huge "
+        "images and exhaust memory)"
+    )
+    return UnsupportedImageError(
+        f"{what}. If it is a genuine large scan, pass max_pixels={pixels} (or None for no limit)",
+        cli_message=f"{what}. If it is a genuine large scan, raise the limit with --max-pixels {pixels} "
+        "(or --max-pixels 0 for none)",
+    )
+
+
+def _read_pillow(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    limit = max_pixels or None
+    with _open_pillow(path) as opened:
+        width, height = opened.size
+        if limit is not None and width * height > limit:
+            raise _too_large(path, width, height, limit)
         img = ImageOps.exif_transpose(opened)  # a loaded copy, turned upright
     if img.mode == "LA":
         img = img.getchannel("L")

@@ -31,8 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .atomic import check_writable
 from .checkpoint import save_checkpoint
-from .errors import CheckpointError
+from .errors import CheckpointError, OutputError
 from .model import VGG16_TRUNK_CONV_INDICES, Generator, ModelConfig
 
 __all__ = [
@@ -387,6 +388,8 @@ def import_keras_weights_to_checkpoint(
     ------
     FileExistsError
         ``out`` exists and ``overwrite`` is False (checked before the file is read).
+    OutputError
+        ``out`` is a folder, or its folder cannot be written (checked before the file is read).
     CheckpointError, ImportError
         As :func:`import_keras_weights`.
     """
@@ -396,9 +399,16 @@ def import_keras_weights_to_checkpoint(
         target = user_weights_dir() / CHECKPOINT_NAME
     else:
         target = Path(out).expanduser()
+    if target.is_dir():
+        raise OutputError(
+            f"{target} is a folder; give the checkpoint file to write, such as {target / CHECKPOINT_NAME}"
+        )
     if target.exists() and not overwrite:
         raise FileExistsError(
             f"{target} already exists; pass overwrite=True (--overwrite) to replace it"
         )
+    # before reading half a gigabyte of weights, not after
+    check_writable(target.parent, fix="write the checkpoint somewhere else, or make the folder writable")
     generator = import_keras_weights(h5_path, config)
+    target.parent.mkdir(parents=True, exist_ok=True)
     return save_checkpoint(target, generator, metadata=dict(KERAS_METADATA))

@@ -196,8 +196,10 @@ def run_with_fallback(
         def warn(message: str) -> None:
             warnings.warn(message, MemoryFallbackWarning, stacklevel=3)
 
+    from .colorize import check_batch_size
+
+    first_batch = size = check_batch_size(batch_size)  # before a model is loaded for nothing
     colorizer = colorizer_for(device)
-    first_batch = size = max(1, int(batch_size))
     while True:
         try:
             result = colorizer.colorize(image, batch_size=size, **colorize_kwargs)
@@ -272,6 +274,8 @@ class ColorizeOutput:
     result: ColorizeResult
     class_head_trained: bool | None
     seconds: float = 0.0
+    # what made it (napari_chromagan.provenance): kept in the layer, written into saved files
+    provenance: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -445,7 +449,10 @@ def run_request(
         progress=progress,
         cancel=cancel,
     )
-    return ColorizeOutput(result, colorizer.class_head_trained, time.perf_counter() - start)
+    from .provenance import record_for
+
+    record = record_for(colorizer, result)  # the colourizer that finished, after any CPU fallback
+    return ColorizeOutput(result, colorizer.class_head_trained, time.perf_counter() - start, record)
 
 
 _DONE = object()
@@ -501,6 +508,7 @@ def _layer_content(request: ColorizeRequest, output: ColorizeOutput) -> tuple[np
         source=request.source,
         class_head_trained=output.class_head_trained,
         plane=request.plane,
+        provenance=output.provenance,
     )
     return output.result.rgb, {
         "metadata": result_metadata(result, existing=None),

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from . import __version__
-from .errors import Cancelled, ChromaGANError, WeightsNotFoundError
+from .errors import Cancelled, CheckpointError, ChromaGANError, WeightsNotFoundError
 
 if TYPE_CHECKING:
     from .model import ModelConfig
@@ -76,7 +76,7 @@ _IMAGENET_MANUAL = (
     "https://drive.google.com/drive/folders/12s4rbLmnjW4e8MmESbfRStGbrjOrahlW in a browser "
     "(the file alone: https://drive.google.com/file/d/12hyrk6A3bcpAFIBNW0sfeEevJ9daUTGr/view), "
     "download my_model_colorization.h5, then run "
-    "`python -m napari_chromagan import-weights my_model_colorization.h5`."
+    "`napari-chromagan import-weights my_model_colorization.h5`."
 )
 
 REGISTRY: dict[str, WeightsEntry] = {
@@ -373,8 +373,10 @@ def fetch(
     tried in turn (a failure moves on to the next), the file is downloaded into the user cache
     (resuming an interrupted download), checked, and converted with
     :func:`~napari_chromagan.keras_import.import_keras_weights_to_checkpoint`; the downloaded
-    ``.h5`` is then removed, because the checkpoint holds the same weights. For the packaged
-    entry, the file shipped with the package is returned.
+    ``.h5`` is then removed, because the checkpoint holds the same weights. If the conversion
+    fails, the ``.h5`` is kept (the error says where), so that the conversion can be retried with
+    ``napari-chromagan import-weights`` or the file reported without downloading it again. For
+    the packaged entry, the file shipped with the package is returned.
 
     Parameters
     ----------
@@ -401,7 +403,7 @@ def fetch(
     DownloadError
         Every URL failed; the message lists each URL's error and the manual steps.
     CheckpointError
-        The downloaded file is not the expected model (it is removed).
+        The downloaded file is not the expected model (it is kept, and the message says where).
     ImportError
         h5py is missing (checked before anything is downloaded).
     Cancelled
@@ -475,9 +477,12 @@ def fetch(
 
     say(f"converting {downloaded} into {target}")
     try:
-        return import_keras_weights_to_checkpoint(
-            downloaded, target, overwrite=True, config=config
-        )
-    finally:
-        # The checkpoint holds the same weights; a file that failed to convert is of no use.
-        downloaded.unlink(missing_ok=True)
+        converted = import_keras_weights_to_checkpoint(downloaded, target, overwrite=True, config=config)
+    except (CheckpointError, OSError) as exc:
+        # Keep the download (about 0.5 GB): the conversion can be retried, or the file reported.
+        raise type(exc)(
+            f"{exc}\nThe downloaded file is kept at {downloaded}: retry the conversion with "
+            f"`napari-chromagan import-weights {downloaded}`, or report the problem with that file"
+        ) from None
+    downloaded.unlink(missing_ok=True)  # the checkpoint holds the same weights
+    return converted

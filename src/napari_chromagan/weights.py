@@ -25,6 +25,7 @@ __all__ = [
     "WEIGHTS_ENV",
     "WEIGHTS_SUFFIXES",
     "cached_weights",
+    "folder_hint",
     "packaged_weights",
     "resolve_weights",
     "user_weights_dir",
@@ -40,10 +41,23 @@ PACKAGED_WEIGHTS = Path(__file__).with_name("_weights") / "chromagan-demo-small.
 
 HOW_TO_GET_WEIGHTS = (
     "To get weights, either import the authors' published ImageNet model "
-    "(`python -m napari_chromagan import-weights my_model_colorization.h5`), or train your own "
+    "(`napari-chromagan download-weights chromagan-imagenet`, or by hand "
+    "`napari-chromagan import-weights my_model_colorization.h5`), or train your own "
     "(`python -m training train --data DIR --out DIR`, then `python -m training export`). Then pass "
     f"the file with --weights, set ${WEIGHTS_ENV}, or put it in {{cache}}."
 )
+
+
+def folder_hint(folder: Path) -> str:
+    """What to pass instead of ``folder`` where a weights file is expected (the files inside it)."""
+    try:
+        inside = sorted(p.name for p in folder.iterdir() if p.suffix in WEIGHTS_SUFFIXES and p.is_file())
+    except OSError:
+        inside = []
+    if not inside:
+        return "give the path of a .pt checkpoint file"
+    shown = ", ".join(inside[:3]) + (" ..." if len(inside) > 3 else "")
+    return f"give the path of a .pt checkpoint file inside it ({shown})"
 
 
 def user_weights_dir() -> Path:
@@ -73,6 +87,51 @@ def packaged_weights() -> Path | None:
     return PACKAGED_WEIGHTS if PACKAGED_WEIGHTS.is_file() else None
 
 
+def user_weights_dir() -> Path:
+    """The folder where imported and downloaded weights are cached (not created here)."""
+    root = os.environ.get(CACHE_ENV)
+    if root:
+        return Path(root).expanduser() / "weights"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("napari-chromagan", appauthor=False)) / "weights"
+
+
+def cached_weights() -> list[Path]:
+    """Weights files in the user cache: preferred names first, then newest first."""
+    folder = user_weights_dir()
+    if not folder.is_dir():
+        return []
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix in WEIGHTS_SUFFIXES]
+    rank = {name: i for i, name in enumerate(PREFERRED_CACHE_NAMES)}
+    return sorted(
+        files, key=lambda p: (rank.get(p.name, len(rank)), -p.stat().st_mtime_ns, p.name)
+    )
+
+
+def packaged_weights() -> Path | None:
+    """The demo model shipped inside the package, when this installation has it."""
+    return PACKAGED_WEIGHTS if PACKAGED_WEIGHTS.is_file() else None
+
+
+def default_weights_note(path: str | os.PathLike[str] | None) -> str | None:
+    """One line for users of the small default weights: the paper's model is the authors' one.
+
+    None for any other weights file.
+    """
+    if path is None or PACKAGED_WEIGHTS.name != Path(path).name:
+        return None
+    try:
+        if not Path(path).samefile(PACKAGED_WEIGHTS):
+            return None
+    except OSError:
+        return None
+    return (
+        "these are the small default weights shipped with napari-chromagan; the paper's model is "
+        "the authors' ImageNet generator: napari-chromagan download-weights chromagan-imagenet"
+    )
+
+
 def resolve_weights(path: str | os.PathLike[str] | None = None) -> Path:
     """The weights file to use.
 
@@ -88,12 +147,18 @@ def resolve_weights(path: str | os.PathLike[str] | None = None) -> Path:
     how = HOW_TO_GET_WEIGHTS.format(cache=user_weights_dir())
     if path is not None:
         candidate = Path(path).expanduser()
+        if candidate.is_dir():
+            raise WeightsNotFoundError(f"{candidate} is a folder, not a weights file; {folder_hint(candidate)}")
         if not candidate.is_file():
             raise WeightsNotFoundError(f"weights file {candidate} does not exist. {how}")
         return candidate
     env = os.environ.get(WEIGHTS_ENV)
     if env:
         candidate = Path(env).expanduser()
+        if candidate.is_dir():
+            raise WeightsNotFoundError(
+                f"${WEIGHTS_ENV} points to {candidate}, a folder, not a weights file; {folder_hint(candidate)}"
+            )
         if not candidate.is_file():
             raise WeightsNotFoundError(
                 f"${WEIGHTS_ENV} points to {candidate}, which does not exist. {how}"

@@ -56,7 +56,7 @@ from napari_chromagan.cli.weights import (
     run_download_weights,
     run_import_weights,
 )
-from napari_chromagan.errors import ChromaGANError
+from napari_chromagan.errors import ChromaGANError, cli_text
 
 __all__ = ["main", "positive_int", "shard"]
 
@@ -107,5 +107,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except (ChromaGANError, FileNotFoundError, FileExistsError, OSError, ValueError) as exc:
         # Missing inputs or weights, unusable checkpoint or device, outputs in the way.
-        _error(str(exc) or type(exc).__name__)
+        _error(cli_text(exc))
         return EXIT_USAGE

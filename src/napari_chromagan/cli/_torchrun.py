@@ -4,17 +4,14 @@ and the temporary files an interrupted run left behind."""
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from napari_chromagan.atomic import remove_stale_parts
 from napari_chromagan.cli._common import _UsageError
 
 _T = TypeVar("_T")
-
-# The temporary name imageio.write_image gives a file while writing it: ".<name>.<12 hex>.part".
-_PART = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{12}\.part")
 
 
 def _torchrun_env() -> tuple[int, int, int]:
@@ -63,19 +60,7 @@ def _rank_device(device: str, local_rank: int) -> str:
 
 def _remove_stale_parts(targets: Sequence[Path]) -> int:
     """Remove temporary files a killed run left next to `targets`; return how many."""
-    wanted = {(t.parent, t.name) for t in targets}
-    removed = 0
-    for folder in {t.parent for t in targets}:
-        try:
-            names = os.listdir(folder)
-        except OSError:
-            continue
-        for name in names:
-            match = _PART.fullmatch(name)
-            if match and (folder, match["name"]) in wanted:
-                try:
-                    os.unlink(folder / name)
-                except OSError:
-                    continue
-                removed += 1
-    return removed
+    by_folder: dict[Path, set[str]] = {}
+    for t in targets:
+        by_folder.setdefault(t.parent, set()).add(t.name)
+    return sum(remove_stale_parts(folder, names)[0] for folder, names in by_folder.items())

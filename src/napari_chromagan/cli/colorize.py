@@ -7,12 +7,14 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from napari_chromagan.cli._common import (
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     PROG,
     _error,
@@ -21,10 +23,11 @@ from napari_chromagan.cli._common import (
     _plural,
     _UsageError,
     _write,
+    non_negative_int,
     positive_int,
 )
 from napari_chromagan.cli._torchrun import _rank_device, _remove_stale_parts, _torchrun_env, shard
-from napari_chromagan.errors import ChromaGANError, UnsupportedImageError
+from napari_chromagan.errors import ChromaGANError, CheckpointError, UnsupportedImageError, cli_text
 
 _FORMATS = ("png", "jpeg", "jpg", "tiff", "tif", "webp")
 _TIFF_SUFFIXES = (".tif", ".tiff")
@@ -90,12 +93,14 @@ def register_colorize(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--compile",
         action="store_true",
-        help="run the network through torch.compile: faster on long runs, the first batch waits",
+        help="run the network through torch.compile: for long runs on a GPU; the first batch waits "
+        "for the compilation (25-50 s on a CPU)",
     )
     p.add_argument(
         "--cuda-graphs",
         action="store_true",
-        help="on CUDA, also replay the compiled network as a CUDA graph (implies --compile)",
+        help="on CUDA, also replay the compiled network as a CUDA graph (implies --compile); "
+        "ignored, with a note, on other devices",
     )
     p.add_argument(
         "--format",
@@ -112,6 +117,27 @@ def register_colorize(subparsers: Any) -> argparse.ArgumentParser:
             "how intensities map to lightness: dtype range, 0.5-99.5 %% percentiles of each "
             "image or stack, or --range (default: auto = dtype for 8-bit and colour images, "
             "percentile otherwise; manual when --range is given)"
+        ),
+    )
+    p.add_argument(
+        "--channel",
+        type=non_negative_int,
+        metavar="N",
+        help=(
+            "for images whose last axis holds a few channels, e.g. (H, W, 2) TIFFs, colourise "
+            "channel N (0 = the first); such images are refused without it. Images without a "
+            "channel axis are colourised as they are"
+        ),
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=non_negative_int,
+        default=None,
+        metavar="N",
+        help=(
+            "refuse PNG, JPEG, WebP and BMP images of more than N pixels, the guard against "
+            "decompression bombs (default: Pillow's 178956970); raise it for genuine huge scans, "
+            "0 for no limit"
         ),
     )
     p.add_argument(
@@ -246,15 +272,21 @@ def run_colorize(args: argparse.Namespace) -> int:
         info(f"nothing to do: every output exists in {out_dir}")
         return EXIT_OK
 
+    from napari_chromagan.atomic import check_writable
+
+    # a read-only or misplaced output folder fails now, not once per image after the work
+    check_writable(out_dir, what="the output folder", fix="choose another folder with -o, or make this one writable")
+
     import torch
     from tqdm import tqdm
 
     from napari_chromagan.colorize import Colorizer, select_device
 
     device = _rank_device(args.device, local_rank) if world_size > 1 else args.device
-    select_device(device)  # a wrong device fails before a large checkpoint is read
+    dev, _ = select_device(device)  # a wrong device fails before a large checkpoint is read
+    compile_, cuda_graphs = _fast_path_flags(args, dev.type, info)
     colorizer = Colorizer.from_checkpoint(
-        args.weights, device, precision=args.precision, compile=args.compile, cuda_graphs=args.cuda_graphs
+        args.weights, device, precision=args.precision, compile=compile_, cuda_graphs=cuda_graphs
     )
     info(f"device: {colorizer.device_info}")
     info(f"weights: {colorizer.weights}")
@@ -263,6 +295,7 @@ def run_colorize(args: argparse.Namespace) -> int:
     # Failures of one image (unreadable, wrong shape, too large, disk full): report, go on.
     recoverable = (ChromaGANError, OSError, ValueError, MemoryError, out_of_memory)
     done = 0
+    blank: list[Path] = []  # written, but every pixel was NaN or inf: uniform gray
     failures: list[Path] = []
     bar = tqdm(
         total=len(jobs),
@@ -277,10 +310,12 @@ def run_colorize(args: argparse.Namespace) -> int:
         for source, target in jobs:
             bar.set_postfix_str(source.name, refresh=False)
             try:
-                written = _colorize_one(colorizer, source, target, args, taken, info, bar, quiet)
+                written = _colorize_one(colorizer, source, target, args, taken, info, bar, quiet, blank)
+            except CheckpointError:
+                raise  # the network gives NaN with these weights: every other image would fail too
             except recoverable as exc:
                 failures.append(source)
-                message = str(exc) or type(exc).__name__
+                message = cli_text(exc)
                 if isinstance(exc, (MemoryError, out_of_memory)):
                     message = (
                         f"out of memory ({message.splitlines()[0]}); try --batch-size 1 "
@@ -295,12 +330,24 @@ def run_colorize(args: argparse.Namespace) -> int:
                 else:
                     skipped += 1
             bar.update(1)
+    except KeyboardInterrupt:
+        bar.close()
+        complete = done + skipped
+        error(
+            f"interrupted after {done} of {_plural(len(jobs), 'image')} of this run "
+            f"({complete} output{'s are' if complete != 1 else ' is'} complete in {out_dir}; nothing is "
+            "half-written). Run the same command with --resume to colourise the rest"
+        )
+        return EXIT_INTERRUPTED
     finally:
         bar.close()
 
     seconds = time.perf_counter() - start
     summary = f"colourised {_plural(done, 'image')} into {out_dir} in {seconds:.1f} s"
-    info(f"{summary} ({skipped} skipped: output exists)" if skipped else summary)
+    notes = [f"{skipped} skipped: output exists"] if skipped else []
+    if blank:
+        notes.append(f"{len(blank)} had no finite pixel (all NaN or inf) and came out uniform gray")
+    info(f"{summary} ({'; '.join(notes)})" if notes else summary)
     if failures:
         total = len(jobs)
         error(f"{len(failures)} of {_plural(total, 'image')} failed")
@@ -308,11 +355,45 @@ def run_colorize(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _fast_path_flags(args: argparse.Namespace, device_type: str, info: Callable[[str], None]) -> tuple[bool, bool]:
+    """``(compile, cuda_graphs)`` for this device, saying so where a flag does nothing useful,
+    before any time is spent compiling."""
+    compile_, cuda_graphs = bool(args.compile), bool(args.cuda_graphs)
+    if cuda_graphs and device_type != "cuda":
+        info(
+            f"note: --cuda-graphs does nothing on {device_type}: CUDA graphs need a CUDA GPU. Ignored"
+            + ("; --compile still compiles" if compile_ else " (add --compile to compile the network anyway)")
+        )
+        cuda_graphs = False
+    if compile_ and device_type != "cuda":
+        info(
+            f"note: --compile on {device_type}: torch.compile spends 25-50 s compiling before the first "
+            "image, and on a 2-core CPU it was measured no faster than without it; it pays on long runs "
+            "on a GPU. Leave it out unless you have measured a gain here"
+        )
+    return compile_, cuda_graphs
+
+
 def _stack_planes(shape: tuple[int, ...]) -> int:
     """How many planes the engine sees in an array of this shape (as Colorizer decides)."""
-    rgb = len(shape) >= 3 and shape[-1] in (3, 4)
-    spatial = shape[:-1] if rgb else shape
+    from napari_chromagan.colorize import image_layout
+
+    spatial, _, _ = image_layout(shape)
     return math.prod(spatial[:-2])
+
+
+def _select_channel(image: Any, channel: int, source: Path) -> Any:
+    """``image[..., channel]`` when its last axis is a channel axis (``--channel``); else ``image``."""
+    from napari_chromagan.colorize import MAX_CHANNELS
+
+    if image.ndim < 3 or image.shape[-1] >= MAX_CHANNELS:
+        return image  # no channel axis: a plain gray image or stack, colourised as it is
+    if channel >= image.shape[-1]:
+        raise UnsupportedImageError(
+            f"{source} has {image.shape[-1]} channels (shape {tuple(image.shape)}), so --channel {channel} "
+            f"does not exist; choose --channel 0 to {image.shape[-1] - 1}"
+        )
+    return image[..., channel]
 
 
 def _colorize_one(
@@ -324,13 +405,21 @@ def _colorize_one(
     info: Callable[[str], None],
     bar: Any,
     quiet: bool,
+    blank: list[Path],
 ) -> bool:
-    """Colourise one file; return False when it was skipped (its output exists)."""
+    """Colourise one file; return False when it was skipped (its output exists).
+
+    A file whose every pixel is NaN or inf is written (uniform gray), said and added to ``blank``.
+    """
     from tqdm import tqdm
 
     from napari_chromagan import imageio
+    from napari_chromagan.errors import MissingPixelsWarning
 
-    image = imageio.read_image(source)
+    max_pixels = imageio.DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels
+    image = imageio.read_image(source, max_pixels=max_pixels or None)
+    if args.channel is not None:
+        image = _select_channel(image, args.channel, source)
     planes = _stack_planes(image.shape)
     if planes > 1 and target.suffix.lower() not in _TIFF_SUFFIXES:
         if args.format is not None:
@@ -376,17 +465,26 @@ def _colorize_one(
         plane_bar.update(count - plane_bar.n)
 
     try:
-        result = colorizer.colorize(
-            image,
-            batch_size=args.batch_size,
-            normalization=args.normalization,
-            value_range=None if args.value_range is None else tuple(args.value_range),
-            with_class=False,
-            progress=progress,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", MissingPixelsWarning)
+            result = colorizer.colorize(
+                image,
+                batch_size=args.batch_size,
+                normalization=args.normalization,
+                value_range=None if args.value_range is None else tuple(args.value_range),
+                with_class=False,
+                progress=progress,
+            )
     finally:
         if plane_bar is not None:
             plane_bar.close()
+    for warning in caught:
+        if issubclass(warning.category, MissingPixelsWarning):
+            _write(f"{PROG}: warning: {source}: {warning.message}")
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    if result.missing is not None and result.missing.all():
+        blank.append(source)
     del image
     record = None
     if args.provenance:

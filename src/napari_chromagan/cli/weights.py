@@ -34,10 +34,16 @@ def register_import_weights(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_import_weights(args: argparse.Namespace) -> int:
-    from napari_chromagan.keras_import import import_keras_weights_to_checkpoint
+    from pathlib import Path
 
+    from napari_chromagan.keras_import import CHECKPOINT_NAME, import_keras_weights_to_checkpoint
+    from napari_chromagan.weights import user_weights_dir
+
+    target = Path(args.output).expanduser() if args.output else user_weights_dir() / CHECKPOINT_NAME
+    if target.is_file() and not args.overwrite:
+        raise _UsageError(f"{target} already exists; pass --overwrite to replace it, or -o to write elsewhere")
     try:
-        written = import_keras_weights_to_checkpoint(args.h5, args.output, overwrite=args.overwrite)
+        written = import_keras_weights_to_checkpoint(args.h5, target, overwrite=args.overwrite)
     except ImportError as exc:
         raise _UsageError(str(exc)) from None
     print(f"{PROG}: wrote {written}", flush=True)
