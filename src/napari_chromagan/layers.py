@@ -274,8 +274,6 @@ class ColorizeOutput:
     result: ColorizeResult
     class_head_trained: bool | None
     seconds: float = 0.0
-    # what made it (napari_chromagan.provenance): kept in the layer, written into saved files
-    provenance: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -449,10 +447,7 @@ def run_request(
         progress=progress,
         cancel=cancel,
     )
-    from .provenance import record_for
-
-    record = record_for(colorizer, result)  # the colourizer that finished, after any CPU fallback
-    return ColorizeOutput(result, colorizer.class_head_trained, time.perf_counter() - start, record)
+    return ColorizeOutput(result, colorizer.class_head_trained, time.perf_counter() - start)
 
 
 _DONE = object()
@@ -508,7 +503,6 @@ def _layer_content(request: ColorizeRequest, output: ColorizeOutput) -> tuple[np
         source=request.source,
         class_head_trained=output.class_head_trained,
         plane=request.plane,
-        provenance=output.provenance,
     )
     return output.result.rgb, {
         "metadata": result_metadata(result, existing=None),

@@ -87,51 +87,6 @@ def packaged_weights() -> Path | None:
     return PACKAGED_WEIGHTS if PACKAGED_WEIGHTS.is_file() else None
 
 
-def user_weights_dir() -> Path:
-    """The folder where imported and downloaded weights are cached (not created here)."""
-    root = os.environ.get(CACHE_ENV)
-    if root:
-        return Path(root).expanduser() / "weights"
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("napari-chromagan", appauthor=False)) / "weights"
-
-
-def cached_weights() -> list[Path]:
-    """Weights files in the user cache: preferred names first, then newest first."""
-    folder = user_weights_dir()
-    if not folder.is_dir():
-        return []
-    files = [p for p in folder.iterdir() if p.is_file() and p.suffix in WEIGHTS_SUFFIXES]
-    rank = {name: i for i, name in enumerate(PREFERRED_CACHE_NAMES)}
-    return sorted(
-        files, key=lambda p: (rank.get(p.name, len(rank)), -p.stat().st_mtime_ns, p.name)
-    )
-
-
-def packaged_weights() -> Path | None:
-    """The demo model shipped inside the package, when this installation has it."""
-    return PACKAGED_WEIGHTS if PACKAGED_WEIGHTS.is_file() else None
-
-
-def default_weights_note(path: str | os.PathLike[str] | None) -> str | None:
-    """One line for users of the small default weights: the paper's model is the authors' one.
-
-    None for any other weights file.
-    """
-    if path is None or PACKAGED_WEIGHTS.name != Path(path).name:
-        return None
-    try:
-        if not Path(path).samefile(PACKAGED_WEIGHTS):
-            return None
-    except OSError:
-        return None
-    return (
-        "these are the small default weights shipped with napari-chromagan; the paper's model is "
-        "the authors' ImageNet generator: napari-chromagan download-weights chromagan-imagenet"
-    )
-
-
 def resolve_weights(path: str | os.PathLike[str] | None = None) -> Path:
     """The weights file to use.
 
