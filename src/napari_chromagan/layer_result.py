@@ -51,6 +51,10 @@ class LayerResult:
         axes; None when the whole layer was colourised.
     blend : dict
         The Chroma blend settings now applied to the layer's pixels ({} = the model's output).
+    provenance : dict or None
+        The provenance record of the colourisation (:mod:`napari_chromagan.provenance`: software,
+        version, weights and their sha256, precision, normalisation, date), which the plugin's
+        writer stores in the files napari saves; None for results stored by older versions.
     """
 
     L: np.ndarray
@@ -63,6 +67,7 @@ class LayerResult:
     device: str
     plane: tuple[int, ...] | None = None
     blend: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.ab.shape != (*self.L.shape, 2):
@@ -85,6 +90,7 @@ class LayerResult:
         source: str,
         class_head_trained: bool | None,
         plane: tuple[int, ...] | None = None,
+        provenance: dict[str, Any] | None = None,
     ) -> LayerResult:
         return cls(
             L=result.L,
@@ -96,13 +102,25 @@ class LayerResult:
             weights=result.weights,
             device=result.device,
             plane=plane,
+            provenance=None if provenance is None else dict(provenance),
         )
+
+    def file_provenance(self) -> dict[str, Any] | None:
+        """The record for a file of the layer's pixels as they are now: the colourisation's
+        provenance plus the Chroma blend applied since, if any; None when there is no record."""
+        if self.provenance is None:
+            return None
+        record = dict(self.provenance)
+        if self.blend:
+            record["blend"] = dict(self.blend)
+        return record
 
     def to_metadata(self) -> dict[str, Any]:
         """The dict stored under ``layer.metadata[METADATA_KEY]``."""
         # not dataclasses.asdict: it deep-copies, and L/ab of a big stack must not exist twice
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values["blend"] = dict(self.blend)
+        values["provenance"] = None if self.provenance is None else dict(self.provenance)
         values["version"] = _VERSION
         return values
 

@@ -274,6 +274,8 @@ class ColorizeOutput:
     result: ColorizeResult
     class_head_trained: bool | None
     seconds: float = 0.0
+    # what made it (napari_chromagan.provenance): kept in the layer, written into saved files
+    provenance: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -447,7 +449,10 @@ def run_request(
         progress=progress,
         cancel=cancel,
     )
-    return ColorizeOutput(result, colorizer.class_head_trained, time.perf_counter() - start)
+    from .provenance import record_for
+
+    record = record_for(colorizer, result)  # the colourizer that finished, after any CPU fallback
+    return ColorizeOutput(result, colorizer.class_head_trained, time.perf_counter() - start, record)
 
 
 _DONE = object()
@@ -503,6 +508,7 @@ def _layer_content(request: ColorizeRequest, output: ColorizeOutput) -> tuple[np
         source=request.source,
         class_head_trained=output.class_head_trained,
         plane=request.plane,
+        provenance=output.provenance,
     )
     return output.result.rgb, {
         "metadata": result_metadata(result, existing=None),
