@@ -112,6 +112,11 @@ def test_hints_are_recorded_and_large_arrays_stored_as_a_digest():
         "dtype": "int32",
     }
     assert len(provenance.to_json(record)) < 1000
+    # hints applied after the colourisation (a layer's record), and taken off again
+    plain = provenance.make_record(weights=None, precision="fp32", normalization=DTYPE_NORM)
+    hinted = provenance.with_hints(plain, hints)
+    assert hinted["hints"] == record["hints"] and "hints" not in plain
+    assert provenance.with_hints(hinted, None) == plain
 
 
 # --------------------------------------------------------------------------- in each format

@@ -67,6 +67,7 @@ __all__ = [
     "save_options",
     "to_json",
     "weights_sha256",
+    "with_hints",
 ]
 
 SCHEMA = 1
@@ -226,6 +227,17 @@ def make_record(
     if hints:
         record["hints"] = _jsonable(hints)
     return record
+
+
+def with_hints(record: Mapping[str, Any], hints: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A copy of ``record`` saying that ``hints`` were applied (stored as :func:`make_record`
+    does); ``None`` or empty hints remove the entry. For results changed after colourisation,
+    such as a layer that colour hints were applied to."""
+    updated = dict(record)
+    updated.pop("hints", None)
+    if hints:
+        updated["hints"] = _jsonable(hints)
+    return updated
 
 
 def _precision_of(colorizer: Any) -> str:
