@@ -34,6 +34,10 @@ _LAZY = {
     "MissingPixelsWarning": "errors",
     "OutputError": "errors",
     "select_device": "colorize",
+    "apply_color_hints": "hints",
+    "ColorHints": "hints",
+    "HintParams": "hints",
+    "HintError": "errors",
     "UnsupportedImageError": "errors",
     "WeightsNotFoundError": "errors",
 }
@@ -62,12 +66,14 @@ if TYPE_CHECKING:  # pragma: no cover
         CheckpointError,
         ChromaGANError,
         DeviceError,
+        HintError,
         MissingPixelsWarning,
         OutputError,
         UnsupportedImageError,
         WeightsNotFoundError,
     )
     from .keras_import import import_keras_weights, import_keras_weights_to_checkpoint
+    from .hints import ColorHints, HintParams, apply_color_hints
     from .layers import colorize_layer
     from .model import Generator, ModelConfig, load_vgg16_trunk
     from .normalize import Normalization

@@ -13,6 +13,7 @@ __all__ = [
     "CheckpointError",
     "ChromaGANError",
     "DeviceError",
+    "HintError",
     "MissingPixelsWarning",
     "OutputError",
     "UnsupportedImageError",
@@ -56,6 +57,11 @@ class WeightsNotFoundError(ChromaGANError, FileNotFoundError):
 
 class OutputError(ChromaGANError, OSError):
     """An output file or folder cannot be written there (a file in the way, read-only...)."""
+
+
+class HintError(ChromaGANError, ValueError):
+    """Colour hints that cannot be applied as given (parameters out of range, hints that do not
+    fit the result's shape, colours that are not colours)."""
 
 
 class Cancelled(ChromaGANError):
