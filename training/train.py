@@ -168,7 +168,7 @@ class Trainer:
         if not config.uses_class_loss:
             # nothing trains the class head: freeze it, so DDP and the optimizer ignore it
             self.generator.class_head.requires_grad_(False)
-        self.critic = Critic(model_config) if config.uses_critic else None
+        self.critic = Critic(config.critic_config()) if config.uses_critic else None
 
         self.teacher = None
         if config.uses_class_loss:

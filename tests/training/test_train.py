@@ -285,3 +285,16 @@ def test_teacher_input_modes(images):
     torch.testing.assert_close(p_colour.sum(1), torch.ones(4))
     # the colour image is not the gray one: the teacher's beliefs differ
     assert float((p_colour - p_gray).abs().sum(1).mean()) > 0.01
+
+
+def test_the_critic_can_be_narrower_than_the_generator(images, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--data", str(images), "--out", str(out), "--preset", "chromagan-noclass",
+            "--batch-size", "2", "--max-steps", "1", *TINY]
+    args[args.index("--width") + 1] = "0.25"
+    assert main([*args, "--critic-width", "0.125"]) == 0
+    critic = load_checkpoint(checkpoint_files(out)[-1]).training["critic"]
+    assert critic["net.0.weight"].shape[0] == 8  # 64 x 0.125, not 64 x 0.25
+    assert json.loads((out / "config.json").read_text())["critic_width"] == 0.125
+    # resuming rebuilds the same critic from config.json
+    assert main(["train", "--out", str(out), "--resume", "latest", "--max-steps", "2"]) == 0
