@@ -140,8 +140,10 @@ def _lab_to_rgb8(L: torch.Tensor, ab: torch.Tensor) -> np.ndarray:
     return rgb.permute(0, 2, 3, 1).cpu().numpy()
 
 
-def _predict_at(colorizer: Colorizer, L: torch.Tensor, size: int) -> torch.Tensor:
-    """Predicted ab (N, 2, S, S) for L (N, S, S) in L* units.
+def _predict_at(
+    colorizer: Colorizer, L: torch.Tensor, size: int, with_class: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Predicted ab (N, 2, S, S) for L (N, S, S) in L* units, and the class distribution if asked.
 
     At the network's own size this is one network call, as the authors. At another size (a
     128-pixel model scored in the 224 protocol) the L is resized to the network (antialiased) and
@@ -150,21 +152,32 @@ def _predict_at(colorizer: Colorizer, L: torch.Tensor, size: int) -> torch.Tenso
     x = (L / 100.0)[:, None].float()
     model_size = colorizer.config.image_size
     if size == model_size:
-        return colorizer.predict(x, with_class=False)[0]
+        return colorizer.predict(x, with_class=with_class)
     small = F.interpolate(x, size=(model_size, model_size), mode="bilinear", align_corners=False, antialias=True)
-    ab, _ = colorizer.predict(small.clamp_(0.0, 1.0), with_class=False)
-    return F.interpolate(ab, size=(size, size), mode="bilinear", align_corners=False)
+    ab, probs = colorizer.predict(small.clamp_(0.0, 1.0), with_class=with_class)
+    return F.interpolate(ab, size=(size, size), mode="bilinear", align_corners=False), probs
 
 
 def _score_batch(
-    colorizer: Colorizer, batch: list[tuple[str, np.ndarray]], size: int
+    colorizer: Colorizer, batch: list[tuple[str, np.ndarray]], size: int, teacher: Any = None
 ) -> list[dict[str, Any]]:
-    """Score a batch of (name, uint8 RGB) images; one network call for the S x S protocol."""
+    """Score a batch of (name, uint8 RGB) images; one network call for the S x S protocol.
+
+    With a ``teacher`` (training.teacher.Teacher), each row also says whether the class head's
+    top-1 is among the teacher's top 5 for the colour image.
+    """
     small = torch.from_numpy(np.stack([_squash(rgb, size) for _, rgb in batch]))
     lab = rgb_to_lab(small.double() / 255.0, dim=-1)  # (N, S, S, 3) float64
     L = lab[..., 0]
     ab_truth = lab[..., 1:].permute(0, 3, 1, 2)
-    ab_pred = _predict_at(colorizer, L, size)
+    ab_pred, probs = _predict_at(colorizer, L, size, with_class=teacher is not None)
+    agree = None
+    if teacher is not None:
+        rgb = small.permute(0, 3, 1, 2).contiguous()
+        teacher_top5 = teacher((L / 100.0)[:, None].float(), rgb).topk(5, dim=1).indices
+        agree = (teacher_top5 == probs.cpu().argmax(dim=1, keepdim=True)).any(dim=1).tolist()
+    ab_mean_pred = ab_pred.double().cpu().mean(dim=(2, 3))  # (N, 2): a*, b*
+    ab_mean_truth = ab_truth.mean(dim=(2, 3))
     truth = _lab_to_rgb8(L, ab_truth)
     pred = _lab_to_rgb8(L, ab_pred.double().cpu())
     floor = _lab_to_rgb8(L, torch.zeros_like(ab_truth))
@@ -189,6 +202,11 @@ def _score_batch(
                 "cf": colourfulness(pred[i]),
                 "cf_truth": cf_truth,
                 "cf_floor": colourfulness(floor[i]),
+                "a_mean": float(ab_mean_pred[i, 0]),
+                "a_mean_truth": float(ab_mean_truth[i, 0]),
+                "b_mean": float(ab_mean_pred[i, 1]),
+                "b_mean_truth": float(ab_mean_truth[i, 1]),
+                **({} if agree is None else {"class_top1_in_teacher_top5": float(agree[i])}),
             }
         )
     return rows
@@ -206,13 +224,13 @@ def _full_resolution(colorizer: Colorizer, rgb: np.ndarray) -> tuple[np.ndarray,
     return result.rgb, floor.numpy()
 
 
-def _columns(size: int) -> list[str]:
+def _columns(size: int, with_class: bool = False) -> list[str]:
     return [
         "file", "width", "height",
         f"psnr_{size}", f"psnr_{size}_floor", f"ssim_{size}", f"ssim_{size}_floor",
         "psnr_full", "psnr_full_floor", "ssim_full", "ssim_full_floor",
-        "cf", "cf_truth", "cf_floor",
-    ]  # fmt: skip
+        "cf", "cf_truth", "cf_floor", "a_mean", "a_mean_truth", "b_mean", "b_mean_truth",
+    ] + (["class_top1_in_teacher_top5"] if with_class else [])  # fmt: skip
 
 
 def _summarise(rows: list[dict[str, Any]], size: int) -> dict[str, Any]:
@@ -231,6 +249,12 @@ def _summarise(rows: list[dict[str, Any]], size: int) -> dict[str, Any]:
         "floor": mean("cf_floor"),
     }
     metrics["delta_cf"] = {"model": mean_delta("cf"), "floor": mean_delta("cf_floor")}
+    # a colour cast (sepia) shows as mean a*, b* away from the truth's
+    for channel in ("a", "b"):
+        metrics[f"{channel}_mean"] = {"model": mean(f"{channel}_mean"), "truth": mean(f"{channel}_mean_truth"),
+                                      "floor": 0.0}
+    if rows and "class_top1_in_teacher_top5" in rows[0]:
+        metrics["class_top1_in_teacher_top5"] = {"model": mean("class_top1_in_teacher_top5")}
     return metrics
 
 
@@ -260,7 +284,8 @@ def _write_atomic(path: Path, text: str, overwrite: bool) -> None:
 
 def _csv_text(rows: list[dict[str, Any]], size: int) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=_columns(size), lineterminator="\n")
+    with_class = bool(rows) and "class_top1_in_teacher_top5" in rows[0]
+    writer = csv.DictWriter(buffer, fieldnames=_columns(size, with_class), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
@@ -281,6 +306,7 @@ def evaluate(
     overwrite: bool = False,
     progress: bool = True,
     size: int | None = None,
+    teacher: str | None = None,
 ) -> dict[str, Any]:
     """Score a colouriser against the truth and the no-colour floor on a set of colour images.
 
@@ -305,6 +331,11 @@ def evaluate(
         before any work is done.
     progress : bool
         Show a progress bar on stderr.
+    size : int, optional
+        The square size of the protocol (default: the network's own).
+    teacher : str, optional
+        An ImageNet classifier (``efficientnet-lite0`` or a file, as ``train --teacher``): also
+        measure how often the class head's top-1 is among the teacher's top 5 on the colour image.
 
     Returns
     -------
@@ -313,7 +344,9 @@ def evaluate(
         "device", "date"}``. ``metrics`` maps ``psnr_S``, ``ssim_S`` (S = ``image_size``),
         ``psnr_full`` and ``ssim_full`` to ``{"model": mean, "floor": mean}``,
         ``colourfulness`` to ``{"model", "truth", "floor"}`` (means, at S x S), and
-        ``delta_cf`` to the mean ΔCF = CF - CF(truth) of ``{"model", "floor"}``. PSNR in dB
+        ``delta_cf`` to the mean ΔCF = CF - CF(truth) of ``{"model", "floor"}``, ``a_mean`` and
+        ``b_mean`` to the mean a*, b* of ``{"model", "truth", "floor"}`` (a cast shows there), and
+        with a teacher ``class_top1_in_teacher_top5`` to ``{"model": fraction}``. PSNR in dB
         (``inf`` for a perfect image, which then makes the mean ``inf``).
 
     Raises
@@ -345,6 +378,11 @@ def evaluate(
         size = colorizer.config.image_size
     elif size < 16:
         raise ValueError(f"size must be at least 16 pixels, got {size}")
+    judge = None
+    if teacher is not None:
+        from .teacher import load_teacher
+
+        judge = load_teacher(teacher, "colour").to(colorizer.device)
 
     rows: list[dict[str, Any]] = []
     skipped = {"gray": 0, "unreadable": 0}
@@ -360,11 +398,11 @@ def evaluate(
                 continue
             batch.append((_display_name(path, root), rgb))
             if len(batch) == batch_size:
-                rows.extend(_score_batch(colorizer, batch, size))
+                rows.extend(_score_batch(colorizer, batch, size, judge))
                 bar.update(len(batch))
                 batch = []
         if batch:
-            rows.extend(_score_batch(colorizer, batch, size))
+            rows.extend(_score_batch(colorizer, batch, size, judge))
             bar.update(len(batch))
     if not rows:
         raise EvaluationError(
@@ -439,6 +477,16 @@ def format_table(summary: dict[str, Any]) -> str:
         f"colourfulness of the truth: {m['colourfulness']['truth']:.2f} "
         "(Hasler & Susstrunk M3, at the network size; delta CF < 0 means duller than the truth)",
     ]
+    if "a_mean" in m:
+        lines.append(
+            f"mean a*, b*: model {m['a_mean']['model']:+.2f}, {m['b_mean']['model']:+.2f}; truth "
+            f"{m['a_mean']['truth']:+.2f}, {m['b_mean']['truth']:+.2f} (a cast shows as a difference)"
+        )
+    if "class_top1_in_teacher_top5" in m:
+        lines.append(
+            f"class head: top-1 among the teacher's top 5 on {100 * m['class_top1_in_teacher_top5']['model']:.1f} % "
+            "of the images"
+        )
     return "\n".join(lines)
 
 
@@ -492,6 +540,11 @@ def register(subparsers: Any) -> None:
         "--size", type=positive_int, default=None, metavar="S",
         help="the square size of the authors' protocol (default: the network's own; 224 compares with the paper)",
     )  # fmt: skip
+    parser.add_argument(
+        "--teacher", metavar="T",
+        help="also score the class head against this ImageNet classifier on the colour image "
+             "(efficientnet-lite0, or a file as for train --teacher)",
+    )  # fmt: skip
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -509,6 +562,7 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             progress=not args.quiet,
             size=args.size,
+            teacher=args.teacher,
         )
     except (ChromaGANError, FileNotFoundError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)

