@@ -25,6 +25,7 @@ __all__ = [
     "WEIGHTS_ENV",
     "WEIGHTS_SUFFIXES",
     "cached_weights",
+    "default_weights_note",
     "folder_hint",
     "packaged_weights",
     "resolve_weights",
@@ -85,6 +86,24 @@ def cached_weights() -> list[Path]:
 def packaged_weights() -> Path | None:
     """The demo model shipped inside the package, when this installation has it."""
     return PACKAGED_WEIGHTS if PACKAGED_WEIGHTS.is_file() else None
+
+
+def default_weights_note(path: str | os.PathLike[str] | None) -> str | None:
+    """One line for users of the small default weights: the paper's model is the authors' one.
+
+    None for any other weights file.
+    """
+    if path is None or PACKAGED_WEIGHTS.name != Path(path).name:
+        return None
+    try:
+        if not Path(path).samefile(PACKAGED_WEIGHTS):
+            return None
+    except OSError:
+        return None
+    return (
+        "these are the small default weights shipped with napari-chromagan; the paper's model is "
+        "the authors' ImageNet generator: napari-chromagan download-weights chromagan-imagenet"
+    )
 
 
 def resolve_weights(path: str | os.PathLike[str] | None = None) -> Path:

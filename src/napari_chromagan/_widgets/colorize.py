@@ -35,6 +35,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from ..errors import Cancelled, ChromaGANError
 from ..layers import ColorizeOutput, ColorizeRequest, Progress, add_or_update_layer, prepare_request
 from ..settings import load_settings, save_settings
+from ..weights import default_weights_note
 from ._weights_choice import DEFAULT_WEIGHTS, WeightsChoice
 from ._workers import Failed, ProgressRelay, colorize_work
 
@@ -114,6 +115,7 @@ class ColorizeWidget(WeightsChoice, Container):
         self._download_button = PushButton(text="Download", visible=False)
         self._cancel_button = PushButton(text="Cancel", enabled=False)
         self._status = Label(value="")
+        self._status.native.setWordWrap(True)  # the weights note is a sentence long
         self.extend(
             [
                 self._layer,
@@ -373,10 +375,13 @@ class ColorizeWidget(WeightsChoice, Container):
             log.error("napari-chromagan: adding the colourised layer failed", exc_info=exc)
             self._report(exc)
             return
+        weights = value.result.weights
         self._status.value = (
             f"{layer.name}: {request.planes} plane(s) on {value.result.device} "
-            f"in {value.seconds:.1f} s"
+            f"in {value.seconds:.1f} s with {Path(weights).name if weights else 'the given model'}"
         )
+        if (note := default_weights_note(weights)) is not None:
+            self._status.value += f"\n{note[0].upper()}{note[1:]}."
 
     def _report(self, exc: BaseException) -> None:
         if isinstance(exc, Cancelled):

@@ -281,6 +281,7 @@ def run_colorize(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from napari_chromagan.colorize import Colorizer, select_device
+    from napari_chromagan.weights import default_weights_note
 
     device = _rank_device(args.device, local_rank) if world_size > 1 else args.device
     dev, _ = select_device(device)  # a wrong device fails before a large checkpoint is read
@@ -290,6 +291,8 @@ def run_colorize(args: argparse.Namespace) -> int:
     )
     info(f"device: {colorizer.device_info}")
     info(f"weights: {colorizer.weights}")
+    if (note := default_weights_note(colorizer.weights)) is not None:
+        info(note)
 
     out_of_memory = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
     # Failures of one image (unreadable, wrong shape, too large, disk full): report, go on.
