@@ -1,0 +1,87 @@
+"""Speed of the default weights against a baseline weights file, end to end through the engine.
+
+Times :meth:`napari_chromagan.Colorizer.colorize` on a 224x224 uint8 plane (one plane per call,
+what the plugin does for a 2D image) and on a stack of 16 such planes, for both weights,
+interleaved round-robin in one run so that load on the machine hits both alike. Prints the
+images per second and the ratio default / baseline, and writes JSON with the date and machine.
+
+    python bench/bench_default_weights.py --baseline /tmp/chromagan-demo-small.pt
+
+The issue's target: the default weights colourise a 224 plane at least as fast as the demo
+model did (ratio >= 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import host_tag, machine_info, print_table, timeit_interleaved, write_json_atomic  # noqa: E402
+
+from napari_chromagan import Colorizer  # noqa: E402
+from napari_chromagan.weights import packaged_weights  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--weights", type=Path, default=packaged_weights(), help="default: the packaged weights")
+    parser.add_argument("--baseline", type=Path, required=True, help="the weights to compare with")
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    rng = np.random.default_rng(0)
+    # a smooth random photograph-like plane, not noise: the engine's cost does not depend on it,
+    # but an all-noise input would be an odd thing to time
+    small = rng.integers(0, 256, (28, 28), dtype=np.uint8)
+    plane = np.kron(small, np.ones((8, 8), np.uint8))
+    stack = np.stack([np.roll(plane, i, axis=1) for i in range(16)])
+    engines = {
+        name: Colorizer.from_checkpoint(path, device="cpu")
+        for name, path in (("default", args.weights), ("baseline", args.baseline))
+    }
+    cases = {}
+    for name, engine in engines.items():
+        cases[f"{name} 224 plane"] = lambda e=engine: e.colorize(plane)
+        cases[f"{name} 16x224 stack"] = lambda e=engine: e.colorize(stack, batch_size=16)
+    seconds, foreign = timeit_interleaved(cases, repeats=args.repeats, warmup=2)
+
+    rows, results = [], {}
+    for case, times in seconds.items():
+        n = 16 if "stack" in case else 1
+        median = statistics.median(times)
+        results[case] = {"median_s": median, "images_per_s": n / median, "samples_s": times,
+                         "foreign_cpu_share": foreign[case]}
+    for shape in ("224 plane", "16x224 stack"):
+        d, b = results[f"default {shape}"], results[f"baseline {shape}"]
+        ratio = d["images_per_s"] / b["images_per_s"]
+        results[f"ratio {shape}"] = ratio
+        rows.append({"case": shape, "default img/s": d["images_per_s"], "baseline img/s": b["images_per_s"],
+                     "default / baseline": ratio})
+    print_table(rows, ["case", "default img/s", "baseline img/s", "default / baseline"])
+    info = machine_info()
+    payload = {
+        "benchmark": "bench_default_weights",
+        "machine": info,
+        "weights": {name: {"path": str(p), "config": engines[name].generator.config.to_dict()}
+                    for name, p in (("default", args.weights), ("baseline", args.baseline))},
+        "repeats": args.repeats,
+        "results": results,
+    }
+    path = args.out / f"default-weights-cpu-{info['date'][:10].replace('-', '')}-{host_tag()}.json"
+    write_json_atomic(path, payload)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
