@@ -72,3 +72,22 @@ def test_napari_command_exits_cleanly_every_time(tmp_path):
         assert proc.returncode == 0, (run, proc.returncode, proc.stderr[-3000:])
         assert "terminate called" not in proc.stderr
         assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+@pytest.mark.qt
+def test_napari_command_without_a_display_starts_a_virtual_one_or_says_what_to_do(tmp_path):
+    """The README's headless command needs no xvfb-run prefix (which setup.sh would have to install first)."""
+    import shutil
+
+    if sys.platform != "linux" or shutil.which("Xvfb") is None:
+        pytest.skip("needs Linux with Xvfb (scripts/setup.sh installs it)")
+    env = {k: v for k, v in _env(save_checkpoint(tmp_path / "tiny.pt", make_generator())).items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    command = [sys.executable, "-m", "napari_chromagan", "napari", "--sample", "camera"]
+    refused = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    assert refused.returncode == 2 and "--screenshot" in refused.stderr and "no display" in refused.stderr
+    shot = tmp_path / "headless.png"
+    proc = subprocess.run([*command, "--screenshot", str(shot)], capture_output=True, text=True, env=env,
+                          timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "virtual one (Xvfb" in proc.stderr and shot.stat().st_size > 10_000
