@@ -35,6 +35,8 @@ __all__ = [
     "ColorHints",
     "HintParams",
     "apply_color_hints",
+    "colors_to_ab",
+    "describe_hints",
     "hint_plane",
     "iter_color_hints",
 ]
@@ -437,6 +439,21 @@ def _label_colors(colors: Mapping[int, Any], space: str) -> tuple[np.ndarray, np
         return np.zeros(0, np.int64), np.zeros((0, 2), np.float32)
     values = [np.asarray(colors[k]).reshape(-1) for k in colors if int(k) != 0]
     return np.asarray(labels, np.int64), colors_to_ab(np.stack(values), space)
+
+
+def describe_hints(hints: ColorHints, params: HintParams) -> dict[str, Any]:
+    """A small JSON-able account of hints and their parameters, for provenance records.
+
+    Counts, the parameters, and (for up to 100 points) each point's position and a*b*; a mask
+    is described by its number of coloured labels, not stored.
+    """
+    account: dict[str, Any] = {"points": len(hints.coords), "params": params.to_dict()}
+    if hints.mask is not None:
+        account["labels" if hints.fill else "strokes"] = len(hints.mask_labels)
+    if 0 < len(hints.coords) <= 100:
+        account["point_coords"] = np.round(hints.coords, 2).tolist()
+        account["point_ab"] = np.round(hints.ab.astype(np.float64), 2).tolist()
+    return account
 
 
 # ----------------------------------------------------------------------------------- one plane
