@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, TrainConfig, load_config_file
+from .progress import EXIT_CODES_HELP, ExitCode
 
 _TYPES = {"str": str, "int": int, "float": float}
 
@@ -49,7 +50,35 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
 
 
 # settings that name files or folders which must exist when the run starts
-_INPUT_PATHS = ("data", "dev_data")
+_INPUT_PATHS = ("data", "dev_data", "val_data")
+
+# the model's shape, which --init-from takes from its file
+_MODEL_FIELDS = ("width", "trunk", "image_size")
+
+
+def _model_from_init(values: dict[str, Any], given: dict[str, Any]) -> None:
+    """Fill the model's width, trunk and image size (and the critic's width) from ``--init-from``'s
+    file, refusing flags that contradict it: a fine-tuned model has the shape of its start."""
+    from napari_chromagan.checkpoint import load_checkpoint
+
+    from .train import init_weights_path
+
+    path = init_weights_path(values["init_from"])
+    ckpt = load_checkpoint(path)
+    model = ckpt.config
+    for name in _MODEL_FIELDS:
+        value = getattr(model, name)
+        if name in given and given[name] != value:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(
+                f"{flag} {given[name]} contradicts --init-from {path}, whose generator has {name} = {value}: a "
+                f"fine-tuned model keeps the shape of its weights, so drop {flag} (or train from scratch "
+                "without --init-from)"
+            )
+        values[name] = value
+    saved = ((ckpt.training or {}).get("config") or {})
+    if "critic_width" not in given and saved.get("critic_width") is not None:
+        values["critic_width"] = saved["critic_width"]  # so that the file's critic fits
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -75,6 +104,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values.update(given)
     for name in given:
         source.pop(name, None)
+    if values.get("init_from") and "init_from" not in source:
+        # (a resumed run's OUT/config.json already holds the shape, and its checkpoint the weights)
+        _model_from_init(values, given)
     config = TrainConfig.from_dict(values)
     if not config.data and given.get("resume") and out is not None:
         from .train import latest_checkpoint
@@ -103,28 +135,39 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    """Train; the exit status says how the run ended (:class:`training.progress.ExitCode`)."""
+    import torch
+
+    from napari_chromagan.errors import ChromaGANError
+
     from .train import TrainingError, train
 
     try:
         config = config_from_args(args)
         result = train(config)
-    except (ConfigError, TrainingError, FileNotFoundError, FileExistsError) as exc:
+    except TrainingError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # typed errors from the core (unreadable weights files...)
-        from napari_chromagan.errors import ChromaGANError
-
-        if isinstance(exc, ChromaGANError):
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        raise
+        return ExitCode.FAILED
+    except (ConfigError, FileNotFoundError, FileExistsError, ChromaGANError) as exc:
+        # (ChromaGANError: typed errors from the core, an unreadable weights file...)
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.BAD_CONFIG
+    except (torch.OutOfMemoryError, MemoryError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"error: out of memory ({first}); lower --batch-size or --image-size, or use a smaller --width. "
+              "The newest checkpoint is intact: --resume latest continues from it", file=sys.stderr)
+        return ExitCode.OUT_OF_MEMORY
+    except KeyboardInterrupt:
+        print("stopped at once by a second interrupt: the newest checkpoint is the previous one. "
+              "Continue with --resume latest.", file=sys.stderr)
+        return ExitCode.STOPPED
     if result.interrupted:
         print(f"interrupted at step {result.step}; checkpoint: {result.checkpoint}. "
               "Continue with --resume latest.", file=sys.stderr)
-        return 130
+        return ExitCode.STOPPED
     if result.checkpoint is not None:
         print(f"done: {result.step} steps; checkpoint: {result.checkpoint}")
-    return 0
+    return ExitCode.FINISHED
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,8 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     train_parser = sub.add_parser(
         "train",
         help="train a generator (and critic) on a folder of images",
-        description="Train ChromaGAN on a folder of photographs. Under torchrun, one process per device "
-        "(DDP). Writes OUT/config.json, OUT/metrics.jsonl, OUT/samples/ and OUT/checkpoints/.",
+        description="Train ChromaGAN on a folder of photographs, or fine-tune weights on it (--init-from). "
+        "Under torchrun, one process per device (DDP). Writes OUT/config.json, OUT/metrics.jsonl, "
+        "OUT/progress.json (the run's state, for programs that follow it), OUT/samples/ and OUT/checkpoints/.",
+        epilog=EXIT_CODES_HELP,
     )
     _add_train_flags(train_parser)
     train_parser.set_defaults(func=_run_train)

@@ -99,6 +99,13 @@ class TrainConfig:
         default="auto",
         choices=("auto", "imagenet", "colour", "raw"),
     )
+    init_from: str | None = _opt(
+        "fine-tune: start the generator (and the critic, when the file has one) from these weights: a "
+        "napari-chromagan checkpoint (exported, or OUT/checkpoints/step-*.pt), 'default' (the weights "
+        "`napari-chromagan colorize` uses without --weights) or a registry name. The model's width, "
+        "trunk and image size come from the file (default: none, start from scratch)",
+        default=None,
+    )
     init_vgg16: str | None = _opt("initialise a vgg16 trunk from this VGG16 file (pth or h5)", default=None)
     init_trunk: str | None = _opt(
         "ImageNet weights for an EfficientNet trunk and class head: a .pth, or 'none' for random "
@@ -117,7 +124,21 @@ class TrainConfig:
         choices=("keep", "skip"),
     )
     num_workers: int = _opt("DataLoader worker processes per training process", default=2)
-    dev_data: str | None = _opt("images for the fixed sample batch (default: the first training images)", default=None)
+    dev_data: str | None = _opt(
+        "images for the fixed sample batch (default: the first held-out images, else the first training images)",
+        default=None,
+    )
+    # validation
+    val_data: str | None = _opt("held-out colour images scored during training (a folder or a list file)",
+                                default=None)
+    val_fraction: float | None = _opt(
+        "hold out this fraction of --data for validation instead (0 < F < 1; the same files every time: "
+        "chosen by a hash of their path, not by --seed) (default: none)",
+        default=None,
+    )
+    val_every: int = _opt("steps between validations (PSNR and colourfulness into metrics.jsonl; 0: only at the "
+                          "end)", default=500)
+    val_limit: int = _opt("score at most this many held-out images each time", default=100)
     # runtime
     device: str = _opt("auto, cpu, cuda, cuda:N or mps (under torchrun: one GPU per process)", default="auto")
     seed: int = _opt("random seed (weights, data order, augmentation, penalty interpolation)", default=0)
@@ -151,6 +172,13 @@ class TrainConfig:
         need(self.checkpoint_every >= 1 and self.log_every >= 1, "--checkpoint-every and --log-every must be >= 1")
         need(self.sample_every >= 0 and self.sample_count >= 1, "--sample-every >= 0 and --sample-count >= 1")
         need(self.max_nonfinite >= 1, "--max-nonfinite must be at least 1")
+        need(self.val_fraction is None or 0 < self.val_fraction < 1,
+             "--val-fraction must be between 0 and 1 (0.1 holds out a tenth of --data)")
+        need(not (self.val_fraction is not None and self.val_data),
+             "give --val-data or --val-fraction, not both")
+        need(self.val_every >= 0 and self.val_limit >= 1, "--val-every >= 0 and --val-limit >= 1")
+        need(self.init_from is None or (self.init_vgg16 is None and self.init_trunk is None),
+             "--init-from sets the whole generator, trunk included: drop --init-vgg16 / --init-trunk")
         for name in ("lambda_g", "lambda_s"):
             value = getattr(self, name)
             need(value is None or value >= 0, f"--{name.replace('_', '-')} must not be negative")

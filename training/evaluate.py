@@ -65,7 +65,7 @@ from napari_chromagan.imageio import read_image
 from .data import GRAY_TOLERANCE, find_images
 from .metrics import SSIM_MIN_SIZE, colourfulness, psnr, ssim
 
-__all__ = ["EvaluationError", "evaluate", "format_table", "register", "run"]
+__all__ = ["EvaluationError", "evaluate", "format_table", "load_colour_image", "register", "run", "score_network_size", "squash"]
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +92,12 @@ def _find_inputs(data: str | os.PathLike[str]) -> tuple[list[Path], Path]:
     return files, source if source.is_dir() else source.parent
 
 
-def _load_rgb(path: Path) -> tuple[np.ndarray | None, str]:
-    """Read ``path`` as uint8 (H, W, 3); returns (rgb, "") or (None, "gray" | "unreadable")."""
+def load_colour_image(path: Path) -> tuple[np.ndarray | None, str]:
+    """Read ``path`` as uint8 (H, W, 3); returns (rgb, "") or (None, "gray" | "unreadable").
+
+    Gray files (see the module docstring), unreadable ones and those too small for SSIM are
+    refused with the reason (logged for the unreadable ones); training's validation uses it too.
+    """
     try:
         image = read_image(path)
     except (UnsupportedImageError, OSError) as exc:
@@ -126,7 +130,7 @@ def _load_rgb(path: Path) -> tuple[np.ndarray | None, str]:
 # scoring
 
 
-def _squash(rgb: np.ndarray, size: int) -> np.ndarray:
+def squash(rgb: np.ndarray, size: int) -> np.ndarray:
     """(H, W, 3) uint8 -> (size, size, 3) uint8: anisotropic bilinear, no antialiasing (cv2's)."""
     t = torch.from_numpy(rgb).permute(2, 0, 1)[None].float()
     t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
@@ -158,15 +162,20 @@ def _predict_at(
     return F.interpolate(ab, size=(size, size), mode="bilinear", align_corners=False), probs
 
 
-def _score_batch(
-    colorizer: Colorizer, batch: list[tuple[str, np.ndarray]], size: int, teacher: Any = None
-) -> list[dict[str, Any]]:
-    """Score a batch of (name, uint8 RGB) images; one network call for the S x S protocol.
+def score_network_size(
+    colorizer: Colorizer, images: list[np.ndarray], size: int | None = None, teacher: Any = None
+) -> list[dict[str, float]]:
+    """The authors' protocol at ``size`` x ``size`` for uint8 RGB (H, W, 3) ``images``: one network call.
 
-    With a ``teacher`` (training.teacher.Teacher), each row also says whether the class head's
-    top-1 is among the teacher's top 5 for the colour image.
+    Each image is squashed to the size (an image already that size is kept as it is); returns one
+    dict per image with ``psnr_S``, ``psnr_S_floor``, ``ssim_S``, ``ssim_S_floor`` (S = ``size``,
+    default the network's), ``cf``, ``cf_truth``, ``cf_floor`` (colourfulness), the mean a*, b*
+    (``a_mean``, ``a_mean_truth``, ``b_mean``, ``b_mean_truth``) and, with a ``teacher``
+    (training.teacher.Teacher), ``class_top1_in_teacher_top5``. Training's validation scores
+    its held-out images with this.
     """
-    small = torch.from_numpy(np.stack([_squash(rgb, size) for _, rgb in batch]))
+    size = colorizer.config.image_size if size is None else size
+    small = torch.from_numpy(np.stack([rgb if rgb.shape[:2] == (size, size) else squash(rgb, size) for rgb in images]))
     lab = rgb_to_lab(small.double() / 255.0, dim=-1)  # (N, S, S, 3) float64
     L = lab[..., 0]
     ab_truth = lab[..., 1:].permute(0, 3, 1, 2)
@@ -181,26 +190,16 @@ def _score_batch(
     truth = _lab_to_rgb8(L, ab_truth)
     pred = _lab_to_rgb8(L, ab_pred.double().cpu())
     floor = _lab_to_rgb8(L, torch.zeros_like(ab_truth))
-
     rows = []
-    for i, (name, rgb) in enumerate(batch):
-        full, full_floor = _full_resolution(colorizer, rgb)
-        cf_truth = colourfulness(truth[i])
+    for i in range(len(images)):
         rows.append(
             {
-                "file": name,
-                "width": rgb.shape[1],
-                "height": rgb.shape[0],
                 f"psnr_{size}": psnr(pred[i], truth[i]),
                 f"psnr_{size}_floor": psnr(floor[i], truth[i]),
                 f"ssim_{size}": ssim(pred[i], truth[i]),
                 f"ssim_{size}_floor": ssim(floor[i], truth[i]),
-                "psnr_full": psnr(full, rgb),
-                "psnr_full_floor": psnr(full_floor, rgb),
-                "ssim_full": ssim(full, rgb),
-                "ssim_full_floor": ssim(full_floor, rgb),
                 "cf": colourfulness(pred[i]),
-                "cf_truth": cf_truth,
+                "cf_truth": colourfulness(truth[i]),
                 "cf_floor": colourfulness(floor[i]),
                 "a_mean": float(ab_mean_pred[i, 0]),
                 "a_mean_truth": float(ab_mean_truth[i, 0]),
@@ -209,6 +208,29 @@ def _score_batch(
                 **({} if agree is None else {"class_top1_in_teacher_top5": float(agree[i])}),
             }
         )
+    return rows
+
+
+def _score_batch(
+    colorizer: Colorizer, batch: list[tuple[str, np.ndarray]], size: int, teacher: Any = None
+) -> list[dict[str, Any]]:
+    """Score a batch of (name, uint8 RGB) images: the S x S protocol, then full resolution.
+
+    With a ``teacher`` (training.teacher.Teacher), each row also says whether the class head's
+    top-1 is among the teacher's top 5 for the colour image.
+    """
+    scores = score_network_size(colorizer, [rgb for _, rgb in batch], size, teacher)
+    rows = []
+    for (name, rgb), at_size in zip(batch, scores, strict=True):
+        full, full_floor = _full_resolution(colorizer, rgb)
+        row = {"file": name, "width": rgb.shape[1], "height": rgb.shape[0], **at_size}
+        row.update(
+            psnr_full=psnr(full, rgb),
+            psnr_full_floor=psnr(full_floor, rgb),
+            ssim_full=ssim(full, rgb),
+            ssim_full_floor=ssim(full_floor, rgb),
+        )
+        rows.append(row)
     return rows
 
 
@@ -392,7 +414,7 @@ def evaluate(
         for path in files:
             if limit is not None and len(rows) + len(batch) >= limit:
                 break
-            rgb, why = _load_rgb(path)
+            rgb, why = load_colour_image(path)
             if rgb is None:
                 skipped[why] += 1
                 continue

@@ -17,6 +17,7 @@ Where this departs from the authors' code (chromagan-spec.md §3), on purpose:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -49,9 +50,19 @@ from .data import (
     make_loader,
 )
 from .losses import critic_loss, kl_teacher_student, mse_ab
+from .progress import ProgressWriter
 from .steptimer import StepTimer
 
-__all__ = ["TrainResult", "TrainingError", "absolute_paths", "checkpoint_files", "latest_checkpoint", "train"]
+__all__ = [
+    "TrainResult",
+    "TrainingError",
+    "absolute_paths",
+    "checkpoint_files",
+    "init_weights_path",
+    "latest_checkpoint",
+    "split_validation",
+    "train",
+]
 
 log = logging.getLogger("training")
 _CKPT_RE = re.compile(r"^step-(\d{8,})\.pt$")
@@ -88,6 +99,57 @@ def latest_checkpoint(out: str | os.PathLike[str]) -> Path | None:
 
 def _write_json_atomic(path: Path, values: Any) -> None:
     atomic_write_text(path, json.dumps(values, indent=2, sort_keys=True, default=str) + "\n")
+
+
+# --------------------------------------------------------------------------- fine-tuning and validation
+
+
+def init_weights_path(value: str) -> Path:
+    """The file ``--init-from`` names: a path, ``default`` (what ``napari-chromagan colorize``
+    uses without ``--weights``) or a name of :data:`napari_chromagan.registry.REGISTRY`.
+
+    Raises
+    ------
+    WeightsNotFoundError
+        A path that is not a file, a registry entry not on this machine, or no default weights.
+    """
+    from napari_chromagan import registry
+    from napari_chromagan.errors import WeightsNotFoundError
+    from napari_chromagan.weights import resolve_weights
+
+    if value == "default":
+        return resolve_weights(None)
+    if value in registry.REGISTRY and not Path(value).exists():
+        path = registry.entry_path(value)
+        if path is None:
+            raise WeightsNotFoundError(
+                f"--init-from {value}: these weights are not on this machine yet; get them with "
+                f"`napari-chromagan download-weights {value}` (or give a checkpoint file)"
+            )
+        return path
+    return resolve_weights(value)
+
+
+def split_validation(paths: list[Path], fraction: float, root: str | os.PathLike[str]) -> tuple[list[Path], list[Path]]:
+    """(training, held out): ``round(fraction * len(paths))`` files (at least one) held out.
+
+    The held-out files are those whose path relative to ``root`` has the smallest SHA-1, so the
+    split depends on the files alone (not on ``--seed`` or their order), and adding images to a
+    folder moves few files from one side to the other. Both lists keep the input order.
+    """
+    root = Path(root)
+    root = root if root.is_dir() else root.parent
+
+    def key(path: Path) -> str:
+        try:
+            name = path.relative_to(root).as_posix()
+        except ValueError:
+            name = path.as_posix()
+        return hashlib.sha1(name.encode("utf-8")).hexdigest()
+
+    count = min(len(paths), max(1, round(fraction * len(paths))))
+    held = set(sorted(range(len(paths)), key=lambda i: key(paths[i]))[:count])
+    return [p for i, p in enumerate(paths) if i not in held], [p for i, p in enumerate(paths) if i in held]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -160,6 +222,8 @@ class Trainer:
         self.totals = {"unreadable": 0, "skipped-grayscale": 0, "grayscale": 0, "images": 0, "nonfinite": 0}
         self.history: list[dict[str, float]] = []
         self.timer: StepTimer | None = None  # set by bench/bench_train.py to time the step's phases
+        self.fine_tuned_from: dict[str, Any] | None = None  # what --init-from started from
+        self.progress: ProgressWriter | None = None  # rank 0's OUT/progress.json, made by run()
 
         _seed_everything(config.seed)  # identical initial weights on every rank
         model_config = config.model_config()
@@ -169,6 +233,8 @@ class Trainer:
             # nothing trains the class head: freeze it, so DDP and the optimizer ignore it
             self.generator.class_head.requires_grad_(False)
         self.critic = Critic(config.critic_config()) if config.uses_critic else None
+        if config.init_from and not resuming:  # a resume loads its own weights
+            self._init_from_checkpoint(config.init_from)
 
         self.teacher = None
         if config.uses_class_loss:
@@ -208,10 +274,20 @@ class Trainer:
             paths = find_images(config.data)
         except ValueError as exc:  # no images in the folder, a list file that is not text...
             raise ConfigError(f"--data: {exc}") from None
+        self.val_paths: list[Path] = []
+        if config.val_fraction is not None:
+            paths, self.val_paths = split_validation(paths, config.val_fraction, config.data)
+        elif config.val_data:
+            try:
+                self.val_paths = find_images(config.val_data)
+            except ValueError as exc:
+                raise ConfigError(f"--val-data: {exc}") from None
         if len(paths) < config.batch_size * info.world_size:
+            held = f" after holding out {len(self.val_paths)} for validation" if config.val_fraction else ""
             raise ConfigError(
-                f"{config.data} has {len(paths)} images, fewer than one batch "
+                f"{config.data} has {len(paths)} images{held}, fewer than one batch "
                 f"({config.batch_size} x {info.world_size} processes); add images or lower --batch-size"
+                + (" or --val-fraction" if held else "")
             )
         self.paths = paths
         self.dataset = ColorizationDataset(
@@ -259,6 +335,13 @@ class Trainer:
             "epochs_seen": round(self.step / self.steps_per_epoch, 3),
             "batch_size": self.config.batch_size * self.info.world_size,
             "trained_with": f"napari-chromagan {__version__}",
+            **({} if self.fine_tuned_from is None else {
+                "fine_tuned_from": self.fine_tuned_from,
+                # a frozen class head keeps what the starting weights learnt
+                "class_head_trained": bool(self.config.uses_class_loss
+                                           or self.fine_tuned_from.get("class_head_trained")),
+            }),
+            **({"validation_images": len(self.val_paths)} if self.val_paths else {}),
         }
 
     def save(self) -> Path | None:
@@ -293,6 +376,7 @@ class Trainer:
             self.opt_d.load_state_dict(state["optimizer_critic"])
         self.opt_g.load_state_dict(state["optimizer_generator"])
         self.scaler.load_state_dict(state["scaler"])
+        self.fine_tuned_from = ckpt.metadata.get("fine_tuned_from")
         self.step, self.epoch, self.position = int(state["step"]), int(state["epoch"]), int(state["position"])
         self.totals.update(state.get("totals", {}))
         self.nonfinite_in_row = int(state.get("nonfinite_in_row", 0))
@@ -318,6 +402,8 @@ class Trainer:
     def _init_trunk(self, resuming: bool) -> None:
         """Pretrained weights for the trunk, when the config asks for them (a resume loads its own)."""
         config = self.config
+        if config.init_from:  # the whole generator comes from there
+            return
         if config.trunk != "vgg16":
             if resuming:
                 return
@@ -336,6 +422,40 @@ class Trainer:
             log.info("trunk initialised from %s", config.init_vgg16)
         elif not resuming:
             log.warning("no --init-vgg16: the VGG16 trunk starts from random weights (slower to train)")
+
+    def _init_from_checkpoint(self, value: str) -> None:
+        """Load the generator (and the critic, when the file has a fitting one) from ``--init-from``.
+
+        The optimizers, the step and the data order start afresh: this is a new run.
+        """
+        path = init_weights_path(value)
+        ckpt = load_checkpoint(path)
+        wanted = self.generator.config
+        if ckpt.config != wanted:
+            raise ConfigError(
+                f"--init-from {path}: its generator is {ckpt.config}, but this run builds {wanted}; the "
+                "model's --width, --trunk and --image-size come from the file: drop those flags"
+            )
+        self.generator.load_state_dict(ckpt.generator.state_dict())
+        critic_state = (ckpt.training or {}).get("critic")
+        critic_note = "a fresh critic (the file has none)"
+        if self.critic is not None and critic_state is not None:
+            try:
+                self.critic.load_state_dict(critic_state)
+                critic_note = "its critic"
+            except RuntimeError as exc:  # another critic width
+                critic_note = "a fresh critic (the file's does not fit: " + str(exc).splitlines()[0] + ")"
+        elif self.critic is None:
+            critic_note = "no critic (this preset has none)"
+        metadata = ckpt.metadata
+        self.fine_tuned_from = {
+            "weights": str(path),
+            "variant": metadata.get("variant"),
+            "steps": metadata.get("steps"),
+            "label": metadata.get("label"),
+            "class_head_trained": metadata.get("class_head_trained"),
+        }
+        log.info("fine-tuning %s (%s), with %s", path, ckpt.config, critic_note)
 
     def _generator_step(
         self, L: torch.Tensor, ab: torch.Tensor, rgb: torch.Tensor | None
@@ -417,6 +537,10 @@ class Trainer:
         metrics_file = (self.out / "metrics.jsonl").open("a", encoding="utf-8") if main else None
         writer = _tensorboard(self.out) if main else None
         sampler_batch = _SampleBatch(self, config) if main and config.sample_every else None
+        validation = _Validation(self) if main and self.val_paths else None
+        if main:
+            self.progress = ProgressWriter(self.out, self.total_steps, self.step)
+            self.progress.update(self.step, checkpoint=latest_checkpoint(self.out))
         bar = None
         if main:
             from tqdm.auto import tqdm
@@ -493,15 +617,30 @@ class Trainer:
                                     writer.add_scalar(k, v, self.step)
                         bar.set_postfix(loss_g=f"{record['loss_g']:.4f}", img_s=f"{record['images_per_s']:.1f}",
                                         refresh=False)
+                        self.progress.update(self.step, losses={k: record[k] for k in values},
+                                             images_per_s=record["images_per_s"])
                         window, window_images, window_start = {}, 0, time.perf_counter()
                     if bar is not None:
                         bar.update(1)
                     if sampler_batch is not None and self.step % config.sample_every == 0:
                         sampler_batch.write(self.step)
+                    if validation is not None and (
+                        (config.val_every and self.step % config.val_every == 0) or self.step >= self.total_steps
+                    ):
+                        row = validation.run(self.step)
+                        metrics_file.write(json.dumps(row) + "\n")
+                        metrics_file.flush()
+                        if writer is not None:
+                            for k, v in row.items():
+                                if k.startswith("val_"):
+                                    writer.add_scalar(k, v, self.step)
+                        self.progress.update(self.step, val={k: v for k, v in row.items() if k != "time"})
 
                     if self.step % config.checkpoint_every == 0 or self.step >= self.total_steps:
-                        self.save()
+                        saved = self.save()
                         last_saved = self.step
+                        if self.progress is not None:
+                            self.progress.update(self.step, checkpoint=saved)
                     if self.step >= self.total_steps:
                         break
                 else:
@@ -513,7 +652,9 @@ class Trainer:
                     self.epoch += 1
                     self.position = 0
             if last_saved != self.step:
-                self.save()
+                saved = self.save()
+                if self.progress is not None:
+                    self.progress.update(self.step, checkpoint=saved)
         finally:
             if bar is not None:
                 bar.close()
@@ -540,7 +681,8 @@ class _SampleBatch:
 
     def __init__(self, trainer: Trainer, config: TrainConfig) -> None:
         self.trainer = trainer
-        paths = find_images(config.dev_data) if config.dev_data else trainer.paths
+        # the held-out images, when there are some: their colourisation says more than the training images'
+        paths = find_images(config.dev_data) if config.dev_data else (trainer.val_paths or trainer.paths)
         dataset = ColorizationDataset(paths[: config.sample_count], config.image_size, resize="squash", seed=0)
         batch = collate([dataset[i] for i in range(len(dataset))])
         self.rgb = batch.rgb
@@ -575,6 +717,68 @@ class _SampleBatch:
         return path
 
 
+class _Validation:
+    """The held-out images, scored in the authors' protocol at the network size by
+    :func:`training.evaluate.score_network_size` (PSNR and colourfulness beside the no-colour floor).
+
+    The images are read once (at most ``--val-limit`` colour ones; gray and unreadable files are
+    skipped) and kept squashed to the network size.
+    """
+
+    def __init__(self, trainer: Trainer) -> None:
+        from .evaluate import load_colour_image, squash
+
+        self.trainer = trainer
+        config = trainer.config
+        self.images: list[np.ndarray] = []
+        skipped = 0
+        for path in trainer.val_paths:
+            if len(self.images) >= config.val_limit:
+                break
+            rgb, _why = load_colour_image(path)
+            if rgb is None:
+                skipped += 1
+                continue
+            self.images.append(squash(rgb, config.image_size))
+        if not self.images:
+            raise ConfigError(
+                f"none of the {len(trainer.val_paths)} held-out images is a readable colour image: validation "
+                "needs colour photographs (check --val-data, or hold out more with --val-fraction)"
+            )
+        log.info("validation: %d held-out colour images%s", len(self.images),
+                 f" ({skipped} gray or unreadable skipped)" if skipped else "")
+
+    @torch.no_grad()
+    def run(self, step: int) -> dict[str, Any]:
+        """Score the generator as it is now; returns the metrics row (``val_*`` keys)."""
+        from napari_chromagan.colorize import Colorizer
+
+        from .evaluate import score_network_size
+
+        generator = _unwrap(self.trainer.generator)
+        was_training = generator.training
+        size = self.trainer.config.image_size
+        previous = logging.getLogger("napari_chromagan.colorize").level
+        logging.getLogger("napari_chromagan.colorize").setLevel(logging.WARNING)  # not "runs on cpu" each time
+        try:
+            colorizer = Colorizer(generator, self.trainer.device, precision="fp32")
+            rows: list[dict[str, float]] = []
+            for i in range(0, len(self.images), 16):
+                rows.extend(score_network_size(colorizer, self.images[i:i + 16], size))
+        finally:
+            logging.getLogger("napari_chromagan.colorize").setLevel(previous)
+            generator.train(was_training)
+
+        def mean(key: str) -> float:
+            return float(np.mean([row[key] for row in rows]))
+
+        return {
+            "step": step, "val_psnr": mean(f"psnr_{size}"), "val_psnr_floor": mean(f"psnr_{size}_floor"),
+            "val_colourfulness": mean("cf"), "val_colourfulness_truth": mean("cf_truth"),
+            "val_images": len(rows), "time": time.time(),
+        }  # fmt: skip
+
+
 def prepare_output(config: TrainConfig, info: distributed.DistInfo) -> Path | None:
     """Check the output folder and find the checkpoint to resume from (None: a fresh run).
 
@@ -606,8 +810,8 @@ def prepare_output(config: TrainConfig, info: distributed.DistInfo) -> Path | No
     return path
 
 
-_PATH_FIELDS = ("data", "out", "dev_data")  # always paths
-_MAYBE_PATH_FIELDS = ("teacher", "init_vgg16", "init_trunk", "resume")  # a path, or a name/keyword
+_PATH_FIELDS = ("data", "out", "dev_data", "val_data")  # always paths
+_MAYBE_PATH_FIELDS = ("teacher", "init_from", "init_vgg16", "init_trunk", "resume")  # a path, or a name/keyword
 
 
 def absolute_paths(config: TrainConfig) -> TrainConfig:
@@ -688,10 +892,28 @@ def train(config: TrainConfig) -> TrainResult:
             trainer.generator = DDP(trainer.generator, device_ids=ids)
             if trainer.critic is not None:
                 trainer.critic = DDP(trainer.critic, device_ids=ids)
-        with _StopRequest() as stop:
-            result = trainer.run(stop)
+        try:
+            with _StopRequest() as stop:
+                result = trainer.run(stop)
+        except BaseException as exc:
+            if trainer.progress is not None:  # rank 0, once the run has started
+                stopped = isinstance(exc, KeyboardInterrupt)
+                newest = latest_checkpoint(config.out)
+                message = (
+                    f"stopped at once at step {trainer.step} by a second interrupt; the newest checkpoint is "
+                    f"{newest.name if newest else 'none'}" if stopped else f"{type(exc).__name__}: {exc}"
+                )
+                trainer.progress.update(trainer.step, state="stopped" if stopped else "failed", message=message,
+                                        checkpoint=newest)
+            raise
         if info.is_main and result.interrupted:
             log.warning("stopped at step %d; continue with --resume latest", trainer.step)
+        if trainer.progress is not None:
+            trainer.progress.update(
+                trainer.step, state="stopped" if result.interrupted else "finished", checkpoint=result.checkpoint,
+                message=f"stopped by a signal at step {trainer.step}; continue with --resume latest"
+                if result.interrupted else None,
+            )
         return result
     finally:
         distributed.cleanup()

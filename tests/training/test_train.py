@@ -241,7 +241,7 @@ def test_torchrun_gloo_two_processes(images, tmp_path):
     assert ckpt.training["world_size"] == 2 and len(ckpt.training["rng_epsilon"]) == 2
     assert ckpt.metadata["batch_size"] == 4  # 2 per process x 2 processes
     # only rank 0 wrote: no stray temporary files, one metrics file
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "config.json", "metrics.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "config.json", "metrics.jsonl", "progress.json"]
 
 
 def test_efficientnet_family_trains_with_its_teacher_and_improves_psnr(images, tmp_path):
