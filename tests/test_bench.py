@@ -70,3 +70,30 @@ def test_inference_benchmark_quick_run_writes_consistent_json(tmp_path):
     assert target["ratio"] > 0 and target["required_at_most"] == 1.5
     assert target["passed"] == (target["ratio"] <= 1.5)
     assert target["ratio"] == target["colorize_s"] / (target["predict_1x224_s"] + target["full_resolution_s"])
+
+
+def test_hints_benchmark_quick_run_writes_consistent_json(tmp_path):
+    out = tmp_path / "hints.json"
+    subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_hints.py"), "--quick", "--threads", "1", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=True,
+    )
+    result = json.loads(out.read_text())
+    assert result["date"] and result["machine"]["cpu_count"] and result["settings"]["quick"] is True
+    rows = {row["case"]: row for row in result["rows"]}
+    assert set(rows) == {
+        "baseline: colorize 256^2",
+        "preview 256^2, 1 point",
+        "preview 256^2, 5 points",
+        "  of which solve 256^2, 5 points",
+        "baseline: colorize 512^2",
+        "apply_color_hints 512^2, 5 points",
+    }
+    for row in rows.values():
+        base = rows[f"baseline: colorize {row['side']}^2"]["median_s"]
+        assert row["median_s"] > 0 and row["x baseline"] == row["median_s"] / base
+    memory = result["memory"]
+    assert memory["side"] == 512 and memory["peak_growth_mib"] > 0
+    assert abs(memory["outputs_mib"] - 512 * 512 * (2 * 4 + 3) / 2**20) < 1e-9
+    # the targets are for 1024^2 and 4096^2: a quick run measures neither
+    assert result["targets"]["values"] == {"preview_1024_s": None, "image_4096_s": None, "memory_4096_gib": None}
