@@ -453,3 +453,47 @@ def test_hints_that_do_not_fit_the_result_are_refused():
         HintError, match=r"the plane's \(64, 80\) or the whole result's \(3, 64, 80\)"
     ):
         apply_color_hints(result, ColorHints.from_labels(np.ones((2, 64, 80), np.int32), {1: RED}))
+
+
+# ----------------------------------------------------------------------------------- CSV
+
+
+def test_hints_csv_with_and_without_a_header(tmp_path):
+    from napari_chromagan.hints import read_hints_csv
+
+    plain = tmp_path / "plain.csv"
+    plain.write_text("# x, y, colour\n10, 20, #dc1414\n\n30.5, 40, 0 128 255\n")
+    hints = read_hints_csv(plain)
+    np.testing.assert_array_equal(hints.coords, [[20, 10], [40, 30.5]])  # (row, col) = (y, x)
+    np.testing.assert_allclose(hints.ab, colors_to_ab([[220, 20, 20], [0, 128, 255]]))
+    np.testing.assert_array_equal(hints.radius, [5.0, 5.0])
+
+    headed = tmp_path / "headed.csv"
+    headed.write_text(
+        "file,plane,x,y,color,radius\na.png,2,1,2,#00ff00,3\n,0,5,6,#0000ff,\nb.png,1,7,8,#ff0000,4\n"
+    )
+    hints = read_hints_csv(headed, "a.png")
+    np.testing.assert_array_equal(hints.coords, [[2, 2, 1], [0, 6, 5]])  # b.png's row left out
+    np.testing.assert_array_equal(hints.radius, [3.0, 5.0])
+    assert read_hints_csv(headed, "c.png").coords.tolist() == [[0, 6, 5]]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("1, 2\n", r"line 1: 2 values; expected 4"),
+        ("1, 2, #12345\n", r"line 1: colour '#12345' is neither"),
+        ("1, 2, 0, #ff0000\n1, 2, #ff0000\n", "either every row gives a plane or none does"),
+        ("x, y, hue\n1, 2, 3\n", "the header must name x, y and colour"),
+        ("one, 2, 3, #ff0000\n4, 5, 6, #ff0000\n", "the header must name"),
+    ],
+)
+def test_bad_hints_csv_names_the_line(tmp_path, text, message):
+    from napari_chromagan.hints import read_hints_csv
+
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(HintError, match=message):
+        read_hints_csv(path)
+    with pytest.raises(HintError, match="cannot read the hints file"):
+        read_hints_csv(tmp_path / "absent.csv")

@@ -18,8 +18,10 @@ No Qt, no napari: the Colour hints widget is a thin front end to this module.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -39,6 +41,7 @@ __all__ = [
     "describe_hints",
     "hint_plane",
     "iter_color_hints",
+    "read_hints_csv",
 ]
 
 # The allowed ranges, inclusive; the widget takes its slider limits from here.
@@ -454,6 +457,109 @@ def describe_hints(hints: ColorHints, params: HintParams) -> dict[str, Any]:
         account["point_coords"] = np.round(hints.coords, 2).tolist()
         account["point_ab"] = np.round(hints.ab.astype(np.float64), 2).tolist()
     return account
+
+
+_CSV_COLUMNS = ("x", "y", "plane", "colour", "color", "radius", "file")
+
+
+def read_hints_csv(path: str | os.PathLike[str], image: str | None = None) -> ColorHints:
+    """Point hints from a CSV file, one per row: ``x, y[, plane], colour`` (the command line's
+    ``--hints``).
+
+    Parameters
+    ----------
+    path : path
+        The CSV. Without a header, rows are ``x, y, colour`` or ``x, y, plane, colour``; with
+        one, its names say which column is which: ``x`` (column, pixels), ``y`` (row, pixels),
+        ``plane`` (index on the stack's first axis), ``colour`` or ``color``, ``radius``
+        (pixels, default 5) and ``file`` (the input's file name the row is for; rows without
+        one are for every input). A colour is ``#rrggbb``, or ``r g b`` in 0-255 (spaces or
+        semicolons between). Empty lines and lines starting with ``#`` are skipped.
+    image : str, optional
+        The input's file name: only rows for it (or for every input) are kept.
+
+    Raises
+    ------
+    HintError
+        With the line number and what is wrong, for a row or header that cannot be read.
+    """
+    import csv
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise HintError(f"cannot read the hints file {path}: {exc.strerror or exc}") from None
+    rows = [
+        (number, [cell.strip() for cell in row])
+        for number, row in enumerate(csv.reader(text.splitlines()), start=1)
+        if row and any(cell.strip() for cell in row) and not row[0].strip().startswith("#")
+    ]
+    names: list[str]
+    if rows and not _is_number(rows[0][1][0]):
+        number, header = rows.pop(0)
+        names = [name.lower() for name in header]
+        unknown = [name for name in names if name not in _CSV_COLUMNS]
+        if unknown or "x" not in names or "y" not in names or not {"colour", "color"} & set(names):
+            raise HintError(
+                f"{path}, line {number}: the header must name x, y and colour (and may name plane, "
+                f"radius, file); got {', '.join(header)}"
+            )
+        names = ["colour" if name == "color" else name for name in names]
+    else:
+        names = []
+    coords, colours, radii = [], [], []
+    with_plane: bool | None = None
+    for number, cells in rows:
+        columns = names or (
+            ["x", "y", "colour"] if len(cells) == 3 else ["x", "y", "plane", "colour"]
+        )
+        if len(cells) != len(columns):
+            raise HintError(
+                f"{path}, line {number}: {len(cells)} values; expected {len(columns)} ({', '.join(columns)})"
+            )
+        row = dict(zip(columns, cells, strict=True))
+        if image is not None and row.get("file") and Path(row["file"]).name != Path(image).name:
+            continue
+        try:
+            position = [float(row["y"]), float(row["x"])]
+            if row.get("plane", "") != "":
+                position.insert(0, float(row["plane"]))
+            colour = _parse_colour(row["colour"])
+            radius = float(row["radius"]) if row.get("radius", "") != "" else 5.0
+        except ValueError as exc:
+            raise HintError(f"{path}, line {number}: {exc}") from None
+        if with_plane is not None and with_plane != (len(position) == 3):
+            raise HintError(f"{path}, line {number}: either every row gives a plane or none does")
+        with_plane = len(position) == 3
+        coords.append(position)
+        colours.append(colour)
+        radii.append(radius)
+    if not coords:
+        return ColorHints.from_points(np.zeros((0, 2)), np.zeros((0, 3)))
+    return ColorHints.from_points(np.asarray(coords), np.asarray(colours, np.uint8), radius=radii)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _parse_colour(text: str) -> tuple[int, int, int]:
+    """'#rrggbb' or 'r g b' (0-255) -> (r, g, b)."""
+    value = text.strip()
+    if value.startswith("#") and len(value) == 7:
+        try:
+            return int(value[1:3], 16), int(value[3:5], 16), int(value[5:7], 16)
+        except ValueError:
+            pass
+    parts = value.replace(";", " ").split()
+    if len(parts) == 3 and all(p.isdigit() and int(p) <= 255 for p in parts):
+        return int(parts[0]), int(parts[1]), int(parts[2])
+    raise ValueError(f"colour {text!r} is neither #rrggbb nor 'r g b' with values 0-255")
 
 
 # ----------------------------------------------------------------------------------- one plane

@@ -163,6 +163,16 @@ def register_colorize(subparsers: Any) -> argparse.ArgumentParser:
         ),
     )
     p.add_argument(
+        "--hints",
+        type=Path,
+        metavar="CSV",
+        help=(
+            "colour hints, applied after colourisation: a CSV with one point per row, "
+            "'x, y[, plane], colour' (#rrggbb or 'r g b'), or with a header naming x, y, plane, "
+            "colour, radius and file (a file column gives rows for one input by name)"
+        ),
+    )
+    p.add_argument(
         "-q",
         "--quiet",
         action="store_true",
@@ -489,10 +499,19 @@ def _colorize_one(
     if result.missing is not None and result.missing.all():
         blank.append(source)
     del image
+    hinted = None
+    if getattr(args, "hints", None) is not None:
+        from napari_chromagan.hints import HintParams, apply_color_hints, describe_hints, read_hints_csv
+
+        hints = read_hints_csv(args.hints, source.name)
+        if not hints.is_empty:
+            result = apply_color_hints(result, hints)
+            hinted = describe_hints(hints, HintParams())
     record = None
     if args.provenance:
         from napari_chromagan.provenance import record_for
 
-        record = record_for(colorizer, result)  # the weights' sha256 is hashed once per run
+        # the weights' sha256 is hashed once per run
+        record = record_for(colorizer, result, hints=hinted)
     imageio.write_image(target, result.rgb, overwrite=args.overwrite, provenance=record)
     return True
