@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-__all__ = ["cpu_has_native_bf16"]
+__all__ = ["available_devices", "cpu_has_native_bf16"]
 
 _BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -25,3 +25,14 @@ def cpu_has_native_bf16() -> bool:
     except OSError:
         pass
     return False
+
+
+def available_devices() -> list[str]:
+    """The device choices a widget offers: auto, cpu, each CUDA device, and mps where it works."""
+    import torch
+
+    devices = ["auto", "cpu"]
+    devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices

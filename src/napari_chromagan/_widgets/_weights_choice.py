@@ -18,6 +18,7 @@ from typing import Any
 from napari.qt.threading import thread_worker
 from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info
+from psygnal import Signal
 
 from ..errors import Cancelled, ChromaGANError
 from ._workers import Failed, ProgressRelay, download_work, import_work, throttled
@@ -28,12 +29,27 @@ __all__ = [
     "IMPORT_KERAS",
     "REGISTRY_PREFIX",
     "WeightsChoice",
+    "announce_weights",
 ]
 
 DEFAULT_WEIGHTS = "default"
 CHOOSE_WEIGHTS = "choose"
 IMPORT_KERAS = "import-keras"
 REGISTRY_PREFIX = "registry:"  # the choice value of a registry entry that is not on this machine
+
+
+class _WeightsEvents:
+    """New weights in the user folder (exported by Fine-tune): every weights list refreshes."""
+
+    added = Signal(str)
+
+
+_EVENTS = _WeightsEvents()
+
+
+def announce_weights(path: str | Path) -> None:
+    """Tell every open weights list that ``path`` is new (call on the main thread)."""
+    _EVENTS.added.emit(str(path))
 
 
 class WeightsChoice:
@@ -62,6 +78,16 @@ class WeightsChoice:
     _save_settings: Any  # the widget's: save the current choices
 
     # ------------------------------------------------------------------ the list
+
+    def _follow_new_weights(self) -> None:
+        """Refresh the list when :func:`announce_weights` is called (psygnal holds the widget weakly)."""
+        _EVENTS.added.connect(self._on_weights_announced)
+
+    def _on_weights_announced(self, _path: str) -> None:
+        try:
+            self._refresh_weights()
+        except RuntimeError:  # the widget's Qt side is gone (its dock was closed)
+            _EVENTS.added.disconnect(self._on_weights_announced)
 
     def _weights_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
         from .. import registry

@@ -58,13 +58,9 @@ _NORMALIZATIONS = [
 
 
 def _available_devices() -> list[str]:
-    import torch
+    from ..device import available_devices
 
-    devices = ["auto", "cpu"]
-    devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    if torch.backends.mps.is_available():
-        devices.append("mps")
-    return devices
+    return available_devices()
 
 
 class ColorizeWidget(WeightsChoice, Container):
@@ -164,6 +160,7 @@ class ColorizeWidget(WeightsChoice, Container):
         for layer in viewer.layers:
             self._watch_name(layer)
         self._refresh_layers()
+        self._follow_new_weights()  # weights that Fine-tune exports join the list at once
 
     # ------------------------------------------------------------------ layer picker
 
