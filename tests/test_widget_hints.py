@@ -120,6 +120,14 @@ def test_points_with_colours_preview_the_plane_under_the_slider(viewer, qtbot):
         "base": "gray colorized"
     }
 
+    # a colour chosen for the next point leaves the points already placed as they are
+    widget.set_colour(BLUE)
+    points.add([[1, 10.0, 10.0]])
+    np.testing.assert_allclose(points.face_color[0, :3], [0xDC / 255, 0x1E / 255, 0x1E / 255])
+    np.testing.assert_allclose(points.face_color[1, :3], [0x1E / 255, 0x3C / 255, 0xD2 / 255])
+    points.data = points.data[:1]
+    preview_now(qtbot, widget)
+
     # moving to another plane previews it too, with the same hints (a 3-coordinate point: none)
     viewer.dims.set_current_step(0, 2)
     qtbot.waitUntil(lambda: "preview on 2 of 3" in widget._status.value, timeout=TIMEOUT_MS)

@@ -654,7 +654,10 @@ class ColorHintsWidget(LayerWatcher, Container):
             return
         layer = self._hints.value
         if isinstance(layer, Points):
-            layer.current_face_color = self._colour.value  # recolours the selected points too
+            # the colour is for the next clicks: napari would also recolour the selected points
+            # (a point just added is selected), so the selection is let go first
+            layer.selected_data = set()
+            layer.current_face_color = self._colour.value
 
     def _pick_colour(self, _value: Any = None) -> None:
         from qtpy.QtGui import QColor
