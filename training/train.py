@@ -66,6 +66,7 @@ __all__ = [
 
 log = logging.getLogger("training")
 _CKPT_RE = re.compile(r"^step-(\d{8,})\.pt$")
+VALIDATION_LIST = "validation.txt"  # the held-out images of a run, one path a line
 
 
 class TrainingError(RuntimeError):
@@ -531,6 +532,16 @@ class Trainer:
 
     # ----------------------------------------------------------------- loop
 
+    def _log_validation(self, validation: _Validation, metrics_file: Any, writer: Any) -> None:
+        row = validation.run(self.step)
+        metrics_file.write(json.dumps(row) + "\n")
+        metrics_file.flush()
+        if writer is not None:
+            for k, v in row.items():
+                if k.startswith("val_"):
+                    writer.add_scalar(k, v, self.step)
+        self.progress.update(self.step, val={k: v for k, v in row.items() if k != "time"})
+
     def run(self, stop: _StopRequest) -> TrainResult:
         config, info = self.config, self.info
         main = info.is_main
@@ -541,6 +552,9 @@ class Trainer:
         if main:
             self.progress = ProgressWriter(self.out, self.total_steps, self.step)
             self.progress.update(self.step, checkpoint=latest_checkpoint(self.out))
+        if validation is not None and self.step == 0:
+            # where a new run starts from: for fine-tuning, the starting weights' own score
+            self._log_validation(validation, metrics_file, writer)
         bar = None
         if main:
             from tqdm.auto import tqdm
@@ -627,14 +641,7 @@ class Trainer:
                     if validation is not None and (
                         (config.val_every and self.step % config.val_every == 0) or self.step >= self.total_steps
                     ):
-                        row = validation.run(self.step)
-                        metrics_file.write(json.dumps(row) + "\n")
-                        metrics_file.flush()
-                        if writer is not None:
-                            for k, v in row.items():
-                                if k.startswith("val_"):
-                                    writer.add_scalar(k, v, self.step)
-                        self.progress.update(self.step, val={k: v for k, v in row.items() if k != "time"})
+                        self._log_validation(validation, metrics_file, writer)
 
                     if self.step % config.checkpoint_every == 0 or self.step >= self.total_steps:
                         saved = self.save()
@@ -877,6 +884,8 @@ def train(config: TrainConfig) -> TrainResult:
             effective["world_size"] = info.world_size
             effective["device_used"] = info.device_info
             _write_json_atomic(Path(config.out) / "config.json", effective)
+            if trainer.val_paths:  # so that `python -m training evaluate --data OUT/validation.txt` scores them
+                atomic_write_text(Path(config.out) / VALIDATION_LIST, "".join(f"{p}\n" for p in trainer.val_paths))
             log.info("training on %s (%d process%s): %d images, %d steps", info.device_info, info.world_size,
                      "es" if info.world_size > 1 else "", len(trainer.paths), trainer.total_steps)
         if resume_from is not None:

@@ -112,6 +112,19 @@ def test_init_from_takes_the_models_shape_from_the_file_and_refuses_other_flags(
     assert load_checkpoint(checkpoint_files(out)[-1]).training["step"] == 4
 
 
+def test_a_fine_tune_first_scores_its_starting_weights(images, trained, tmp_path):
+    _, exported = trained
+    out = tmp_path / "ft"
+    assert main(["train", "--data", str(images), "--out", str(out), "--init-from", str(exported), "--num-workers",
+                 "0", "--preset", "chromagan-noclass", "--batch-size", "4", "--max-steps", "2", "--sample-every", "0",
+                 "--val-fraction", "0.25", "--val-every", "0"]) == 0
+    before, after = [r for r in _rows(out) if "val_psnr" in r]
+    start = evaluate(exported, out / "validation.txt", device="cpu", progress=False)["metrics"]
+    assert before["step"] == 0 and before["val_psnr"] == pytest.approx(start["psnr_64"]["model"], abs=1e-9)
+    assert before["val_colourfulness"] == pytest.approx(start["colourfulness"]["model"], abs=1e-9)
+    assert after["step"] == 2 and after["val_psnr"] != before["val_psnr"]
+
+
 def test_init_from_names_what_is_missing(images, tmp_path, capsys):
     base = ["train", "--data", str(images), "--out", str(tmp_path / "x"), *TINY, "--max-steps", "1"]
     # the test environment has no default weights (conftest hides the packaged file and the cache)
@@ -155,15 +168,15 @@ def test_validation_psnr_and_colourfulness_are_those_evaluate_measures(images, t
     assert main(["train", "--data", str(images), "--out", str(out), *TINY, "--max-steps", "4",
                  "--val-fraction", "0.25", "--val-every", "2"]) == ExitCode.FINISHED
     val = [r for r in _rows(out) if "val_psnr" in r]
-    assert [r["step"] for r in val] == [2, 4]
+    assert [r["step"] for r in val] == [0, 2, 4]  # where the run starts, then every 2 steps
     assert all(r["val_images"] == 4 for r in val)
     # the held-out images are not trained on
     ckpt = load_checkpoint(checkpoint_files(out)[-1])
     assert ckpt.metadata["images"] == 12 and ckpt.metadata["validation_images"] == 4
     # the final row scores the final checkpoint: the same numbers as `evaluate` on those files
     _, held = split_validation(find_images(images), 0.25, images)
-    listing = tmp_path / "held.txt"
-    listing.write_text("".join(f"{p}\n" for p in held))
+    listing = out / "validation.txt"  # the run lists its held-out files
+    assert listing.read_text().splitlines() == [str(p) for p in held]
     summary = evaluate(checkpoint_files(out)[-1], listing, device="cpu", progress=False)
     metrics = summary["metrics"]
     assert val[-1]["val_psnr"] == pytest.approx(metrics["psnr_64"]["model"], abs=1e-9)
@@ -184,8 +197,8 @@ def test_validation_from_a_folder_and_the_samples_show_held_out_images(images, t
     out = tmp_path / "run"
     assert main(["train", "--data", str(images), "--out", str(out), *TINY, "--max-steps", "2",
                  "--val-data", str(held), "--val-every", "0", "--sample-every", "2"]) == 0
-    (row,) = [r for r in _rows(out) if "val_psnr" in r]  # --val-every 0: at the end only
-    assert row["step"] == 2 and row["val_images"] == 1
+    rows = [r for r in _rows(out) if "val_psnr" in r]  # --val-every 0: at the start and the end only
+    assert [r["step"] for r in rows] == [0, 2] and rows[-1]["val_images"] == 1
     # the sample batch is the held-out files (gray.png, two.png), not the training images
     sample = np.asarray(Image.open(out / "samples" / "step-00000002.png")).astype(int)
     assert sample.shape == (3 * 64, 2 * 64, 3)  # gray / colourised / truth rows
