@@ -184,7 +184,10 @@ def test_a_run_killed_from_outside_is_reported_and_nothing_is_offered(make_napar
     assert read_progress(run.out)["state"] == "running"  # it could not say otherwise
     # nothing offered as weights: no export, no file, no new entry in Colorize's list
     assert widget.export() is None and widget.exported is None
-    assert not widget._export_button.enabled and widget._resume_button.enabled
+    assert not widget._export_button.enabled
+    # Resume is offered exactly when the killed run had written a (complete) checkpoint
+    assert widget._resume_button.enabled == bool(checkpoint_files(run.out))
+    assert ("Resume continues from it" in widget._status.value) == bool(checkpoint_files(run.out))
     assert not list(user_weights_dir().glob("*.pt"))
     assert list(colorize._weights.choices) == choices_before
     # napari carries on

@@ -229,8 +229,9 @@ def describe_exit(returncode: int, progress: dict[str, Any] | None, log_tail: st
             name = signal.Signals(-returncode).name
         except ValueError:
             name = f"signal {-returncode}"
-        return (f"the training process was killed ({name}){at}; nothing was exported{newest}, "
-                "complete (checkpoints are written whole): Resume continues from it")
+        after = (f"; its newest checkpoint, {Path(checkpoint).name}, is complete (checkpoints are written whole): "
+                 "Resume continues from it" if checkpoint else "; it had written no checkpoint yet: Start again")
+        return f"the training process was killed ({name}){at}; nothing was exported{after}"
     return f"crashed (exit status {returncode}){at}: the traceback is in {LOG_FILE}{newest}"
 
 

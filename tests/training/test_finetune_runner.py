@@ -83,7 +83,9 @@ def test_describe_exit_says_how_each_run_ended():
     assert describe_exit(3, progress, "error: 5 non-finite losses").startswith("failed at step 12: 5 non-finite")
     assert "out of memory at step 12: lower the batch size" in describe_exit(4, progress)
     killed = describe_exit(-signal.SIGKILL, progress)
-    assert "killed (SIGKILL) at step 12; nothing was exported" in killed and "step-00000012.pt" in killed
+    assert killed == ("the training process was killed (SIGKILL) at step 12; nothing was exported; its newest "
+                      "checkpoint, step-00000012.pt, is complete (checkpoints are written whole): Resume continues from it")
+    assert describe_exit(-signal.SIGKILL, {"step": 3, "checkpoint": None}).endswith("no checkpoint yet: Start again")
     assert "crashed (exit status 1)" in describe_exit(1, progress)
 
 

@@ -171,6 +171,7 @@ class FinetuneWidget(Container):
         self._source.changed.connect(self._update_controls)
         self._start_from.changed.connect(self._on_start_from_changed)
         self._on_close.changed.connect(self._on_close_changed)
+        self._out.changed.connect(self._on_out_changed)
         self._start_button.changed.connect(self.start)
         self._stop_button.changed.connect(self.stop)
         self._resume_button.changed.connect(self.resume)
@@ -320,8 +321,7 @@ class FinetuneWidget(Container):
         except (ChromaGANError, OSError) as exc:
             show_error(f"Fine-tune: {exc}")
             return None
-        self._out.value = out
-        self._begin(run, f"training in {out}")
+        self._begin(run, f"training in {out}")  # (the Run folder field stays as it was: Start again makes a new run)
         return run
 
     def _write_layers(self, layers: list[Image], folder: Path, tile: int) -> list[Path]:
@@ -342,8 +342,8 @@ class FinetuneWidget(Container):
         if self.running:
             show_info("Fine-tune: the run is going already.")
             return None
-        out = self.run.out if self.run is not None else Path(str(self._out.value))
-        if latest_checkpoint(out) is None:
+        out = self._resume_target()
+        if out is None or latest_checkpoint(out) is None:
             show_error(f"Fine-tune: there is no run to resume in {out}: press Start.")
             return None
         run = FinetuneRun(out)
@@ -354,6 +354,13 @@ class FinetuneWidget(Container):
             return None
         self._begin(run, f"resuming {out}")
         return run
+
+    def _resume_target(self) -> Path | None:
+        """The Run folder field when it names one, else the last run's folder."""
+        given = str(self._out.value)
+        if given not in ("", "."):
+            return Path(given)
+        return self.run.out if self.run is not None else None
 
     def _begin(self, run: FinetuneRun, message: str) -> None:
         self.run = self._guard.run = run
@@ -378,9 +385,18 @@ class FinetuneWidget(Container):
     def _set_buttons(self, running: bool) -> None:
         self._start_button.enabled = not running
         self._stop_button.enabled = running
-        self._resume_button.enabled = not running and self.run is not None
+        self._resume_button.enabled = not running and self._resumable()
         self._export_button.enabled = (not running and self.run is not None
                                        and self.run.finished_checkpoint() is not None)
+
+    def _resumable(self) -> bool:
+        from training.train import latest_checkpoint
+
+        out = self._resume_target()
+        return out is not None and latest_checkpoint(out) is not None
+
+    def _on_out_changed(self, _value: Any = None) -> None:
+        self._resume_button.enabled = not self.running and self._resumable()
 
     # ------------------------------------------------------------------ following
 
