@@ -217,3 +217,61 @@ def test_closing_napari_stops_the_run_when_asked_to(make_napari_viewer, qtbot, t
     viewer.close()
     assert run.wait(timeout=LONG_MS / 1000) == 130
     assert read_progress(run.out)["state"] == "stopped" and checkpoint_files(run.out)
+
+
+def test_closing_napari_leaves_the_run_going_when_asked_to(make_napari_viewer, qtbot, tmp_path, notes):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(6):
+        Image.fromarray(colour_image(60 + i)).save(folder / f"p{i}.png")
+    viewer = make_napari_viewer()
+    widget = make_widget(viewer)
+    widget._folder.value = folder
+    widget._start_from.value = ft.START_SCRATCH
+    widget._size.value = 64
+    widget._width.value = 0.125
+    widget._batch.value = 2
+    widget._steps.value = 5000
+    widget._held_out.value = 0.0
+    widget._on_close.value = ft.KEEP_GOING
+    run = widget.start()
+    assert run is not None, notes
+    assert "it keeps going if napari closes" in widget._status.value
+    qtbot.waitUntil(lambda: (read_progress(run.out) or {}).get("step", 0) >= 2, timeout=LONG_MS)
+    viewer.close()
+    qtbot.wait(200)
+    step = read_progress(run.out)["step"]
+    qtbot.waitUntil(lambda: read_progress(run.out)["step"] > step, timeout=LONG_MS)  # still training
+    assert run.wait(timeout=0.1) is None
+    run.stop()  # (the test's own clean-up: a terminal user would do this with Ctrl-C or kill -INT)
+    assert run.wait(timeout=LONG_MS / 1000) == 130
+
+
+def test_the_live_plot_draws_its_series(qtbot):
+    from napari_chromagan._widgets._plot import LivePlot
+
+    plot = LivePlot()
+    qtbot.addWidget(plot)
+    plot.resize(300, 160)
+
+    def pixels(colour: str) -> int:
+        image = plot.grab().toImage()
+        target = tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
+        return sum(
+            1 for y in range(image.height()) for x in range(0, image.width())
+            if max(abs(a - b) for a, b in zip(image.pixelColor(x, y).getRgb()[:3], target)) < 30
+        )
+
+    legend_g, legend_val = pixels("#e6a23c"), pixels("#98c379")  # the legend's names, in their colours
+    for step in range(1, 11):
+        plot.add_row({"step": step, "loss_g": 1.0 / step, "mse": 0.1 * step})  # (falling, rising)
+    plot.add_row({"step": 10, "val_psnr": 22.0, "val_psnr_floor": 21.0})
+    plot.add_row({"step": 20, "val_psnr": 23.0, "val_psnr_floor": 21.0, "loss_g": float("nan")})
+    assert [s for s, _ in plot.series["loss_g"]] == list(range(1, 11))  # NaN is not drawn
+    assert plot.series["val_psnr"] == [(10.0, 22.0), (20.0, 23.0)]
+    assert pixels("#e6a23c") > legend_g + 100 and pixels("#98c379") > legend_val + 50  # the lines
+    # a resumed run logs a step again: its point replaces the old ones from there on
+    plot.add_row({"step": 5, "loss_g": 9.0})
+    assert plot.series["loss_g"][-1] == (5.0, 9.0) and len(plot.series["loss_g"]) == 5
+    plot.clear()
+    assert pixels("#e6a23c") <= legend_g and pixels("#98c379") <= legend_val
