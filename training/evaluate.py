@@ -180,11 +180,19 @@ def score_network_size(
     L = lab[..., 0]
     ab_truth = lab[..., 1:].permute(0, 3, 1, 2)
     ab_pred, probs = _predict_at(colorizer, L, size, with_class=teacher is not None)
-    agree = None
+    agree: dict[str, list[bool]] = {}
     if teacher is not None:
-        rgb = small.permute(0, 3, 1, 2).contiguous()
-        teacher_top5 = teacher((L / 100.0)[:, None].float(), rgb).topk(5, dim=1).indices
-        agree = (teacher_top5 == probs.cpu().argmax(dim=1, keepdim=True)).any(dim=1).tolist()
+        top1 = probs.cpu().argmax(dim=1, keepdim=True)
+        rgb = small.permute(0, 3, 1, 2).float() / 255.0
+        sizes = {"class_top1_in_teacher_top5": size}
+        if colorizer.config.image_size != size:  # also as in training: the teacher at the network's size
+            sizes["class_top1_in_teacher_top5_at_network_size"] = colorizer.config.image_size
+        for key, side in sizes.items():
+            seen = rgb if side == size else F.interpolate(
+                rgb, size=(side, side), mode="bilinear", align_corners=False, antialias=True
+            ).clamp_(0.0, 1.0)
+            top5 = teacher(torch.zeros_like(seen[:, :1]), seen.to(colorizer.device)).cpu().topk(5, dim=1).indices
+            agree[key] = (top5 == top1).any(dim=1).tolist()
     ab_mean_pred = ab_pred.double().cpu().mean(dim=(2, 3))  # (N, 2): a*, b*
     ab_mean_truth = ab_truth.mean(dim=(2, 3))
     truth = _lab_to_rgb8(L, ab_truth)
@@ -205,7 +213,7 @@ def score_network_size(
                 "a_mean_truth": float(ab_mean_truth[i, 0]),
                 "b_mean": float(ab_mean_pred[i, 1]),
                 "b_mean_truth": float(ab_mean_truth[i, 1]),
-                **({} if agree is None else {"class_top1_in_teacher_top5": float(agree[i])}),
+                **{key: float(values[i]) for key, values in agree.items()},
             }
         )
     return rows
@@ -252,7 +260,7 @@ def _columns(size: int, with_class: bool = False) -> list[str]:
         f"psnr_{size}", f"psnr_{size}_floor", f"ssim_{size}", f"ssim_{size}_floor",
         "psnr_full", "psnr_full_floor", "ssim_full", "ssim_full_floor",
         "cf", "cf_truth", "cf_floor", "a_mean", "a_mean_truth", "b_mean", "b_mean_truth",
-    ] + (["class_top1_in_teacher_top5"] if with_class else [])  # fmt: skip
+    ] + (["class_top1_in_teacher_top5", "class_top1_in_teacher_top5_at_network_size"] if with_class else [])  # fmt: skip
 
 
 def _summarise(rows: list[dict[str, Any]], size: int) -> dict[str, Any]:
@@ -275,8 +283,9 @@ def _summarise(rows: list[dict[str, Any]], size: int) -> dict[str, Any]:
     for channel in ("a", "b"):
         metrics[f"{channel}_mean"] = {"model": mean(f"{channel}_mean"), "truth": mean(f"{channel}_mean_truth"),
                                       "floor": 0.0}
-    if rows and "class_top1_in_teacher_top5" in rows[0]:
-        metrics["class_top1_in_teacher_top5"] = {"model": mean("class_top1_in_teacher_top5")}
+    for key in ("class_top1_in_teacher_top5", "class_top1_in_teacher_top5_at_network_size"):
+        if rows and key in rows[0]:
+            metrics[key] = {"model": mean(key)}
     return metrics
 
 
@@ -505,10 +514,12 @@ def format_table(summary: dict[str, Any]) -> str:
             f"{m['a_mean']['truth']:+.2f}, {m['b_mean']['truth']:+.2f} (a cast shows as a difference)"
         )
     if "class_top1_in_teacher_top5" in m:
-        lines.append(
-            f"class head: top-1 among the teacher's top 5 on {100 * m['class_top1_in_teacher_top5']['model']:.1f} % "
-            "of the images"
-        )
+        line = (f"class head: top-1 among the teacher's top 5 on {100 * m['class_top1_in_teacher_top5']['model']:.1f} % "
+                f"of the images (teacher on the colour image at {size} px")
+        if "class_top1_in_teacher_top5_at_network_size" in m:
+            line += (f"; {100 * m['class_top1_in_teacher_top5_at_network_size']['model']:.1f} % with the teacher at the "
+                     f"network's {summary.get('network_size')} px, as in training")
+        lines.append(line + ")")
     return "\n".join(lines)
 
 
