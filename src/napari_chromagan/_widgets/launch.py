@@ -60,17 +60,37 @@ def open_viewer(
                 viewer.close()
                 return 1
     if screenshot is not None:
-        from qtpy.QtCore import QThreadPool
-
         _wait(lambda: False, 1.0)  # let the widgets follow the new layer and repaint
         viewer.reset_view()
-        _wait(lambda: False, 0.2)
-        QThreadPool.globalInstance().waitForDone(30_000)  # no worker thread may outlive the app
+        _drain()
         path = Path(screenshot)
         path.parent.mkdir(parents=True, exist_ok=True)
         viewer.screenshot(str(path), canvas_only=False, flash=False)
         print(f"napari-chromagan: wrote {path}")
         viewer.close()
+        _drain()  # closing removes layers, and the widgets may start work when they see that
         return 0
     napari.run()
+    _drain()
     return 0
+
+
+def _drain(timeout: float = 60.0) -> None:
+    """Process events until no worker of Qt's pool runs and none is queued by the events.
+
+    A worker still inside torch when Python finalises aborts the process (see
+    :mod:`napari_chromagan._threads`); a debounced preview can start one from an event, so
+    events and waiting alternate until both are quiet.
+    """
+    from qtpy.QtCore import QThreadPool
+    from qtpy.QtWidgets import QApplication
+
+    pool = QThreadPool.globalInstance()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pool.waitForDone(max(1, int(1000 * (deadline - time.monotonic()))))
+        QApplication.processEvents()
+        time.sleep(0.05)  # a debounce timer of the widgets fires within this
+        QApplication.processEvents()
+        if pool.activeThreadCount() == 0:
+            return
