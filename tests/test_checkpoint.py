@@ -154,7 +154,7 @@ def test_resolve_weights_order(tmp_path, monkeypatch, tiny_generator):
     with pytest.raises(WeightsNotFoundError, match="import-weights.*python -m training"):
         resolve_weights()
     # the shipped demo model is the last resort
-    demo = save_checkpoint(tmp_path / "_weights" / "chromagan-demo-small.pt", tiny_generator)
+    demo = save_checkpoint(tmp_path / "_weights" / "chromagan-lite0.pt", tiny_generator)
     monkeypatch.setattr("napari_chromagan.weights.PACKAGED_WEIGHTS", demo)
     assert resolve_weights() == demo
     cache = user_weights_dir()

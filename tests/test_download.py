@@ -274,23 +274,23 @@ def test_registry_entries():
     assert imagenet.checkpoint_name == "chromagan-imagenet.pt"
     assert MANUAL in imagenet.manual_steps
     assert "import-weights my_model_colorization.h5" in imagenet.manual_steps
-    assert REGISTRY["chromagan-demo-small"].kind == "packaged"
+    assert REGISTRY["chromagan-lite0"].kind == "packaged"
     with pytest.raises(ValueError, match="unknown weights 'nope'"):
         entry_status("nope")
 
 
 def test_packaged_entry(tmp_path, monkeypatch):
     # conftest points PACKAGED_WEIGHTS at a file that does not exist
-    assert entry_status("chromagan-demo-small") == "missing"
-    assert entry_path("chromagan-demo-small") is None
+    assert entry_status("chromagan-lite0") == "missing"
+    assert entry_path("chromagan-lite0") is None
     with pytest.raises(WeightsNotFoundError, match="reinstall"):
-        fetch("chromagan-demo-small")
-    shipped = tmp_path / "chromagan-demo-small.pt"
+        fetch("chromagan-lite0")
+    shipped = tmp_path / "chromagan-lite0.pt"
     shipped.write_bytes(b"x")
     monkeypatch.setattr("napari_chromagan.weights.PACKAGED_WEIGHTS", shipped)
-    assert entry_status("chromagan-demo-small") == "available"
-    assert entry_path("chromagan-demo-small") == shipped
-    assert fetch("chromagan-demo-small") == shipped
+    assert entry_status("chromagan-lite0") == "available"
+    assert entry_path("chromagan-lite0") == shipped
+    assert fetch("chromagan-lite0") == shipped
 
 
 def test_fetch_reports_every_failure_and_the_manual_steps(server, refused_url):
@@ -398,7 +398,7 @@ def test_cli_list(capsys, monkeypatch):
     assert main(["download-weights", "--list"]) == 0
     out = capsys.readouterr().out
     lines = {line.split()[0]: line.split()[1] for line in out.splitlines()}
-    assert lines == {"chromagan-imagenet": "missing", "chromagan-demo-small": "missing"}
+    assert lines == {"chromagan-imagenet": "missing", "chromagan-lite0": "missing"}
     folder = user_weights_dir()
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "chromagan-imagenet.pt").write_bytes(b"x")

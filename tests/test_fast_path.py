@@ -75,7 +75,7 @@ def test_bf16_agrees_with_fp32_on_a_random_tiny_generator(tiny_generator):
         _assert_bf16_close(fp32.colorize(image), bf16.colorize(image), label)
 
 
-def test_bf16_agrees_with_fp32_on_photos_with_the_trained_demo_model(tmp_path):
+def test_bf16_agrees_with_fp32_on_photos_with_the_trained_default_model(tmp_path):
     ref = Colorizer.from_checkpoint(SHIPPED, "cpu", precision="fp32")
     fast = Colorizer.from_checkpoint(SHIPPED, "cpu", precision="bf16")
     assert fast.autocast_dtype is torch.bfloat16 and ref.autocast_dtype is None

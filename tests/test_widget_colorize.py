@@ -144,7 +144,7 @@ def test_devices_and_weights_choices(viewer, cached_weights, tmp_path):
     assert weights_labels(widget) == [
         "default: tiny.pt",
         "chromagan-imagenet (download)",
-        "chromagan-demo-small (not installed)",
+        "chromagan-lite0 (not installed)",
         "Choose file…",
         "Import Keras weights…",
     ]
@@ -155,13 +155,13 @@ def test_devices_and_weights_choices(viewer, cached_weights, tmp_path):
 
 def test_available_registry_entries_name_their_files(viewer, tmp_path, monkeypatch):
     imagenet = save_checkpoint(user_weights_dir() / "chromagan-imagenet.pt", make_generator())
-    demo = save_checkpoint(tmp_path / "chromagan-demo-small.pt", make_generator(seed=1))
+    demo = save_checkpoint(tmp_path / "chromagan-lite0.pt", make_generator(seed=1))
     monkeypatch.setattr("napari_chromagan.weights.PACKAGED_WEIGHTS", demo)
     widget = make_widget(viewer)
     assert weights_labels(widget) == [
         "default: chromagan-imagenet.pt",
         "chromagan-imagenet",
-        "chromagan-demo-small",
+        "chromagan-lite0",
         "Choose file…",
         "Import Keras weights…",
     ]

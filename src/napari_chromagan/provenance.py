@@ -4,7 +4,7 @@ A provenance record is a small JSON-able dict::
 
     {"schema": 1, "software": "napari-chromagan", "version": "0.1.0",
      "statement": "Colours generated automatically by napari-chromagan ...",
-     "weights_name": "chromagan-demo-small.pt", "weights_sha256": "6f1c...",
+     "weights_name": "chromagan-lite0.pt", "weights_sha256": "6f1c...",
      "precision": "fp32", "device": "cpu",
      "normalization": {"mode": "dtype", "low": 0.0, "high": 255.0, "percentiles": null},
      "hints": {...},                      # only when colour hints were applied

@@ -4,7 +4,7 @@
 authors' ImageNet generator, published as a Keras file (docs: chromagan-spec.md §5.1);
 :func:`fetch` downloads it into the user cache (:func:`~napari_chromagan.weights.user_weights_dir`)
 and converts it into ``chromagan-imagenet.pt`` there, where the plugin and the command line look
-first. ``chromagan-demo-small`` is the small demo model shipped inside the package.
+first. ``chromagan-lite0`` is the small default model shipped inside the package.
 
 :func:`download` is plain ``urllib``: it streams into ``<dest>.part``, resumes an interrupted
 transfer with an HTTP ``Range`` request, checks the size and SHA-256 when they are known, and
@@ -102,19 +102,20 @@ REGISTRY: dict[str, WeightsEntry] = {
             manual_steps=_IMAGENET_MANUAL,
         ),
         WeightsEntry(
-            name="chromagan-demo-small",
+            name="chromagan-lite0",
             description=(
-                "small demo model shipped with the package (width-reduced, briefly trained; far "
+                "small default model shipped with the package (EfficientNet-Lite0 trunk, width 0.5, "
+                "128 px, trained on a CPU; far "
                 "weaker than chromagan-imagenet)"
             ),
             urls=(),
-            filename="chromagan-demo-small.pt",
+            filename="chromagan-lite0.pt",
             size=None,
             sha256=None,
             kind="packaged",
-            checkpoint_name="chromagan-demo-small.pt",
+            checkpoint_name="chromagan-lite0.pt",
             manual_steps=(
-                "The demo model ships inside the package; reinstall napari-chromagan "
+                "The default model ships inside the package; reinstall napari-chromagan "
                 "(`pip install --force-reinstall napari-chromagan`) to get it back."
             ),
         ),
@@ -415,7 +416,7 @@ def fetch(
         path = _packaged_path()
         if not path.is_file():
             raise WeightsNotFoundError(
-                f"this installation lacks the demo model {path}. {entry.manual_steps}"
+                f"this installation lacks the default model {path}. {entry.manual_steps}"
             )
         return path
 

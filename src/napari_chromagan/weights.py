@@ -1,11 +1,11 @@
-"""Where weights are found: an explicit path, ``$NAPARI_CHROMAGAN_WEIGHTS``, the user cache, the demo model.
+"""Where weights are found: an explicit path, ``$NAPARI_CHROMAGAN_WEIGHTS``, the user cache, the small default model.
 
 The user cache is ``platformdirs.user_cache_dir("napari-chromagan")/weights`` (for instance
 ``~/.cache/napari-chromagan/weights`` on Linux), or ``$NAPARI_CHROMAGAN_CACHE/weights`` when
 that variable is set. Imported or downloaded weights land there, so the plugin and the command
 line list them.
 
-Last comes the small demo model shipped inside the package (``_weights/``), so that the plugin
+Last comes the small default model shipped inside the package (``_weights/``), so that the plugin
 and the command line work out of the box. It is a width-reduced generator trained briefly on a
 few thousand photographs (see the README for its measured figures): far weaker than the authors'
 ImageNet model, and labelled as such in its metadata.
@@ -37,8 +37,8 @@ CACHE_ENV = "NAPARI_CHROMAGAN_CACHE"
 WEIGHTS_SUFFIXES = (".pt", ".pth")
 # The imported authors' ImageNet model is the best weights a user can have; prefer it.
 PREFERRED_CACHE_NAMES = ("chromagan-imagenet.pt",)
-# The small demo model shipped with the package (trained with `python -m training`; see README).
-PACKAGED_WEIGHTS = Path(__file__).with_name("_weights") / "chromagan-demo-small.pt"
+# The small default model shipped with the package (trained with `python -m training`; see README).
+PACKAGED_WEIGHTS = Path(__file__).with_name("_weights") / "chromagan-lite0.pt"
 
 HOW_TO_GET_WEIGHTS = (
     "To get weights, either import the authors' published ImageNet model "
@@ -84,7 +84,7 @@ def cached_weights() -> list[Path]:
 
 
 def packaged_weights() -> Path | None:
-    """The demo model shipped inside the package, when this installation has it."""
+    """The small default model shipped inside the package, when this installation has it."""
     return PACKAGED_WEIGHTS if PACKAGED_WEIGHTS.is_file() else None
 
 
@@ -110,7 +110,7 @@ def resolve_weights(path: str | os.PathLike[str] | None = None) -> Path:
     """The weights file to use.
 
     Order: ``path`` when given (it must exist), then ``$NAPARI_CHROMAGAN_WEIGHTS``, then the
-    user cache folder (:func:`user_weights_dir`), then the small demo model shipped with the
+    user cache folder (:func:`user_weights_dir`), then the small default model shipped with the
     package (:func:`packaged_weights`).
 
     Raises
