@@ -105,14 +105,22 @@ class VGG16Classifier(nn.Module):
         return model
 
 
-def _read_torch(path: Path) -> dict[str, Tensor]:
+def _read_torch(path: Path) -> Mapping[str, object]:
+    """What ``torch.load`` finds in ``path`` (``weights_only``: never runs code), unwrapped from
+    a ``{"state_dict": ...}`` envelope."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # weights_only refusals, corrupt zips, foreign formats
-        raise CheckpointError(f"{path} is not a readable PyTorch VGG16 state dict: {str(exc).splitlines()[0]}") from None
+        raise CheckpointError(f"{path} is not a readable PyTorch state dict: {str(exc).splitlines()[0]}") from None
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
-    if not isinstance(state, Mapping) or "features.0.weight" not in state:
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+def _vgg16_tensors(state: Mapping[str, object], path: Path) -> dict[str, Tensor]:
+    if "features.0.weight" not in state:
         raise CheckpointError(f"{path} is not a torchvision-layout VGG16 state dict (no features.0.weight)")
     return {k: v for k, v in state.items() if isinstance(v, Tensor)}
 
@@ -180,7 +188,7 @@ def load_vgg16_state(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], C
         raise CheckpointError(f"VGG16 weights file {path} does not exist")
     if path.suffix.lower() in (".h5", ".hdf5", ".keras"):
         return _read_keras(path), "caffe"
-    return _read_torch(path), "torchvision"
+    return _vgg16_tensors(_read_torch(path), path), "torchvision"
 
 
 class Teacher(nn.Module):
@@ -239,9 +247,17 @@ def load_teacher(source: str | os.PathLike[str], input_mode: InputMode = "auto")
     if name in efficientnet.VARIANTS:
         return Teacher(efficientnet.load_classifier(variant=name), "tflite", input_mode)
     path = Path(source)
-    if path.suffix.lower() in (".pth", ".pt") and path.is_file() and _is_efficientnet(path):
-        return Teacher(efficientnet.load_classifier(path, _efficientnet_variant(path)), "tflite", input_mode)
-    state, convention = load_vgg16_state(path)
+    if not path.is_file():
+        raise CheckpointError(f"teacher weights file {path} does not exist; give a file or one of "
+                              f"{', '.join(efficientnet.VARIANTS)}")
+    if path.suffix.lower() in (".h5", ".hdf5", ".keras"):
+        state, convention = _read_keras(path), "caffe"
+    else:  # one read of the file, whichever network it holds
+        raw = _read_torch(path)
+        if efficientnet.is_efficientnet_state(raw):
+            tensors = {k: v for k, v in raw.items() if isinstance(v, Tensor)}
+            return Teacher(efficientnet.classifier_from_state(tensors, source=path), "tflite", input_mode)
+        state, convention = _vgg16_tensors(raw, path), "torchvision"
     if "features.0.weight" in state and "classifier.0.weight" not in state:
         raise CheckpointError(
             f"{path} holds only VGG16's convolutional layers (a file without top), but the "
@@ -250,25 +266,6 @@ def load_teacher(source: str | os.PathLike[str], input_mode: InputMode = "auto")
             "A file without top is enough for --init-vgg16."
         )
     return Teacher(VGG16Classifier.from_state_dict(state), convention, input_mode)
-
-
-def _is_efficientnet(path: Path) -> bool:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # not ours to judge here: load_vgg16_state says what is wrong
-        return False
-    return isinstance(state, Mapping) and "_conv_stem.weight" in state
-
-
-def _efficientnet_variant(path: Path) -> str:
-    """The variant whose number of blocks and last stage's width fit the file."""
-    state = efficientnet.load_efficientnet_state(path)
-    blocks = {int(k.split(".")[1]) for k in state if k.startswith("_blocks.")}
-    for variant in efficientnet.VARIANTS:
-        model = efficientnet.EfficientNetLite(variant, num_classes=None)
-        if len(model._blocks) == len(blocks) and model.stage_channels[-1] == state["_conv_head.weight"].shape[1]:
-            return variant
-    raise CheckpointError(f"{path} is an EfficientNet state dict but not of {', '.join(efficientnet.VARIANTS)}")
 
 
 def init_trunk_from_efficientnet(generator: Generator, source: str | os.PathLike[str] | None = None) -> None:

@@ -33,7 +33,10 @@ __all__ = [
     "VARIANTS",
     "EfficientNetLite",
     "imagenet_input",
+    "classifier_from_state",
+    "is_efficientnet_state",
     "load_classifier",
+    "variant_of_state",
     "load_efficientnet_state",
     "pretrained_file",
 ]
@@ -208,17 +211,36 @@ def load_efficientnet_state(path: str | os.PathLike[str]) -> dict[str, Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # weights_only refusals, corrupt zips, foreign formats
         raise CheckpointError(f"{path} is not a readable PyTorch state dict: {str(exc).splitlines()[0]}") from None
-    if not isinstance(state, Mapping) or "_conv_stem.weight" not in state:
+    if not is_efficientnet_state(state):
         raise CheckpointError(f"{path} is not an EfficientNet state dict in efficientnet_pytorch's layout "
                               "(no _conv_stem.weight)")
     return {k: v for k, v in state.items() if isinstance(v, Tensor)}
 
 
-def load_classifier(source: str | os.PathLike[str] | None = None,
-                    variant: str = "efficientnet-lite0") -> EfficientNetLite:
-    """The ImageNet classifier, eval mode, from ``source`` (a .pth) or the variant's wheel."""
-    path = Path(source) if source is not None else pretrained_file(variant)
-    state = load_efficientnet_state(path)
+def is_efficientnet_state(state: object) -> bool:
+    """Whether ``state`` (anything ``torch.load`` returned) is a state dict in efficientnet_pytorch's layout."""
+    return isinstance(state, Mapping) and "_conv_stem.weight" in state
+
+
+def variant_of_state(state: Mapping[str, Tensor], source: object = "the state dict") -> str:
+    """The variant whose number of blocks and last stage's width fit the state dict."""
+    blocks = {int(k.split(".")[1]) for k in state if k.startswith("_blocks.")}
+    head = state.get("_conv_head.weight")
+    for variant in VARIANTS:
+        model = EfficientNetLite(variant, num_classes=None)
+        if head is not None and len(model._blocks) == len(blocks) and model.stage_channels[-1] == head.shape[1]:
+            return variant
+    raise CheckpointError(f"{source} is an EfficientNet state dict, but not of {', '.join(VARIANTS)}")
+
+
+def classifier_from_state(state: Mapping[str, Tensor], variant: str | None = None,
+                          source: object = "the state dict") -> EfficientNetLite:
+    """The ImageNet classifier, eval mode, from a state dict (``variant``: inferred when None).
+
+    Strict: a missing, unexpected or differently shaped tensor is a :class:`CheckpointError`
+    naming ``source``.
+    """
+    variant = variant_of_state(state, source) if variant is None else variant
     model = EfficientNetLite(variant, num_classes=int(state["_fc.weight"].shape[0]) if "_fc.weight" in state else 1000)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
@@ -226,8 +248,15 @@ def load_classifier(source: str | os.PathLike[str] | None = None,
     shapes = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
     if missing or unexpected or shapes:
         raise CheckpointError(
-            f"{path} does not fit {variant} (missing {missing[:3]}, unexpected {unexpected[:3]}, "
+            f"{source} does not fit {variant} (missing {missing[:3]}, unexpected {unexpected[:3]}, "
             f"other shapes {shapes[:3]}): another EfficientNet variant or another network"
         )
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(dict(state), strict=True)
     return model.eval()
+
+
+def load_classifier(source: str | os.PathLike[str] | None = None,
+                    variant: str = "efficientnet-lite0") -> EfficientNetLite:
+    """The ImageNet classifier, eval mode, from ``source`` (a .pth) or the variant's wheel."""
+    path = Path(source) if source is not None else pretrained_file(variant)
+    return classifier_from_state(load_efficientnet_state(path), variant, source=path)

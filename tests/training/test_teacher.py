@@ -173,3 +173,45 @@ def test_keras_h5_with_part_of_the_top_is_refused(tiny_vgg, tmp_path):
         del f["predictions"]
     with pytest.raises(CheckpointError, match="predictions are missing"):
         load_vgg16_state(path)
+
+
+def _count_loads(monkeypatch) -> list[str]:
+    calls: list[str] = []
+    real = torch.load
+
+    def counting(path, *args, **kwargs):
+        calls.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting)
+    return calls
+
+
+def test_a_teacher_file_is_read_once_whichever_network_it_holds(tiny_vgg, tmp_path, monkeypatch):
+    from napari_chromagan.efficientnet import EfficientNetLite
+
+    torch.manual_seed(1)
+    lite = EfficientNetLite("efficientnet-lite0", num_classes=10).eval()
+    torch.save(lite.state_dict(), tmp_path / "lite0.pth")
+    torch.save(tiny_vgg.state_dict(), tmp_path / "vgg.pth")
+    calls = _count_loads(monkeypatch)
+
+    teacher = load_teacher(tmp_path / "lite0.pth")
+    assert calls == [str(tmp_path / "lite0.pth")]
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():  # the same network as the one saved (a random one: no wheel needed)
+        torch.testing.assert_close(teacher.classifier(x), lite(x))
+
+    calls.clear()
+    assert isinstance(load_teacher(tmp_path / "vgg.pth").classifier, VGG16Classifier)
+    assert calls == [str(tmp_path / "vgg.pth")]
+
+
+def test_an_efficientnet_file_of_no_known_variant_is_refused(tmp_path):
+    from napari_chromagan.efficientnet import EfficientNetLite
+
+    state = EfficientNetLite("efficientnet-lite0", num_classes=10).state_dict()
+    state = {k: v for k, v in state.items() if not k.startswith("_blocks.15.")}  # one block short
+    torch.save(state, tmp_path / "odd.pth")
+    with pytest.raises(CheckpointError, match=r"odd\.pth is an EfficientNet state dict, but not of"):
+        load_teacher(tmp_path / "odd.pth")
