@@ -47,7 +47,15 @@ try:
 except ImportError:  # run without PYTHONPATH=src from a source checkout
     sys.path.insert(0, str(HERE.parent / "src"))
 
-from _common import host_tag, machine_info, print_table, write_json_atomic  # noqa: E402
+from _common import (  # noqa: E402
+    host_tag,
+    machine_info,
+    peak_rss_kib,
+    peak_rss_reset,
+    print_table,
+    rss_kib,
+    write_json_atomic,
+)
 
 DATA = HERE.parent.parent / "shared" / "data" / "dev"
 if not DATA.exists():  # a worktree under /work/wt/<name>
@@ -79,28 +87,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # --------------------------------------------------------------------------- memory (one layout)
-
-
-def _rss_kib() -> int:
-    with open("/proc/self/statm", encoding="ascii") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
-
-
-def _hwm_reset() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _hwm_kib() -> int:
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    raise OSError("no VmHWM in /proc/self/status")
 
 
 def _photos(n: int) -> list[Path]:
@@ -146,30 +132,20 @@ def memory_child(layout: str, planes: int, side: int) -> dict[str, Any]:
     from napari_chromagan.normalize import Normalization
 
     gc.collect()
-    rss_start = _rss_kib()
+    rss_start = rss_kib()
     rgb, L, ab = engine_shaped(planes, side)
     engine = ColorizeResult(rgb, L, ab, None, Normalization("dtype", 0.0, 255.0), None, "cpu")
     del rgb, L, ab
     gc.collect()
-    rss_engine = _rss_kib()
-    reset = _hwm_reset()
+    rss_engine = rss_kib()
+    reset = peak_rss_reset()
     t0 = time.perf_counter()
-    if layout == "float32":  # what version 1 stored: the engine's own float32 arrays
-        stored = {
-            "L": engine.L,
-            "ab": engine.ab,
-            "class_probs": None,
-            "class_head_trained": True,
-            "source": "gray",
-            "normalization": engine.normalization.to_dict(),
-            "weights": None,
-            "device": "cpu",
-            "plane": None,
-            "blend": {},
-            "provenance": None,
-            "version": 1,
-        }
-        metadata = {METADATA_KEY: stored}
+    if layout == "float32":  # what version 1 stored: its fields, the engine's float32 arrays
+        result = LayerResult(
+            engine.L, engine.ab, None, True, "gray", engine.normalization.to_dict(), None, "cpu"
+        )
+        metadata = {METADATA_KEY: {**vars(result), "version": 1}}
+        del result
     else:
         result = LayerResult.from_colorize_result(engine, source="gray", class_head_trained=True)
         metadata = result_metadata(result)
@@ -178,8 +154,8 @@ def memory_child(layout: str, planes: int, side: int) -> dict[str, Any]:
     store_s = time.perf_counter() - t0
     del engine, metadata
     gc.collect()
-    rss_after = _rss_kib()
-    peak = _hwm_kib()
+    rss_after = rss_kib()
+    peak = peak_rss_kib()
     pixels = planes * side * side
     nbytes = _metadata_nbytes(layer.metadata[METADATA_KEY])
     middle = planes // 2
@@ -196,8 +172,8 @@ def memory_child(layout: str, planes: int, side: int) -> dict[str, Any]:
         "metadata_mib": nbytes / 2**20,
         "rgb_mib": layer.data.nbytes / 2**20,
         "rss_held_mib": (rss_after - rss_start) / 1024,
-        "peak_growth_while_storing_mib": (peak - rss_engine) / 1024 if reset else None,
-        "peak_total_mib": (peak - rss_start) / 1024 if reset else None,
+        "peak_growth_while_storing_mib": (peak - rss_engine) / 1024 if reset and peak else None,
+        "peak_total_mib": (peak - rss_start) / 1024 if reset and peak else None,
         "engine_result_mib": (rss_engine - rss_start) / 1024,
         "store_s": store_s,
         "read_plane_ms": 1e3 * timeit(read_plane, repeats=5, warmup=1),

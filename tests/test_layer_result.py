@@ -175,7 +175,9 @@ def test_packing_works_in_strips(monkeypatch):
 
 def version_1_layer(result: LayerResult) -> Image:
     """A layer as napari-chromagan stored results before packing (float32 "L" and "ab")."""
+    # written out key by key, as version 1 wrote it (not from today's dataclass)
     stored = {
+        "version": 1,
         "L": result.L,
         "ab": result.ab,
         "class_probs": None,
@@ -187,7 +189,6 @@ def version_1_layer(result: LayerResult) -> Image:
         "plane": None,
         "blend": {},
         "provenance": None,
-        "version": 1,
     }
     rgb = render_rgb(result.L, result.ab)
     return Image(rgb, rgb=True, name="old colorized", metadata={METADATA_KEY: stored})
