@@ -9,7 +9,7 @@ Storage (version 2) costs 6 bytes per pixel beside the layer's RGB, where versio
 
 * L* as uint16 codes, ``round(L* * 655.35)`` (:class:`PackedLightness`, 2 bytes): decoded to
   float32 plane by plane, within 0.0008 of the engine's L*;
-* a*, b* as float16 (4 bytes): within 0.032 of the engine's float32 (float16 keeps 11
+* a*, b* as float16 (4 bytes): within 1/32 of the engine's float32 (float16 keeps 11
   significant bits: a step of 1/16 where a* or b* is 64 to 128 in magnitude, finer below).
 
 A re-rendering from the stored values (Chroma blend at other settings, colour hints) therefore
@@ -56,15 +56,14 @@ _STRIP_PIXELS = 1 << 20  # pixels packed per step: bounds the float temporaries
 
 
 def _strips(shape: tuple[int, ...]) -> list[tuple[Any, ...]]:
-    """Index tuples covering an array of ``shape`` (*stack, H, W[, C]) in strips of rows."""
+    """Index tuples covering pixels of ``shape`` (*stack, H, W) in strips of whole rows."""
     if len(shape) < 2:
         return [()]
-    stack_ndim = max(0, len(shape) - 2)
-    H, W = shape[stack_ndim], int(np.prod(shape[stack_ndim + 1 :], dtype=np.int64))
+    H, W = shape[-2:]
     rows = max(1, _STRIP_PIXELS // max(1, W))
     return [
         (*index, slice(r0, r0 + rows))
-        for index in np.ndindex(*shape[:stack_ndim])
+        for index in np.ndindex(*shape[:-2])
         for r0 in range(0, H, rows)
     ]
 
@@ -73,8 +72,9 @@ class PackedLightness:
     """L* in [0, 100] in 2 bytes per pixel: uint16 codes, decoded to float32 on indexing.
 
     ``code = round(L* * 65535 / 100)``, so a decoded value is within 100 / 131070 (0.00077, plus
-    float32 rounding) of the packed one. Indexing (``packed[index]``) decodes just what it selects, so a widget that
-    renders one plane decodes one plane; ``np.asarray(packed)`` decodes everything.
+    float32 rounding) of the packed one. Indexing (``packed[index]``) decodes just what it
+    selects, so a widget that renders one plane decodes one plane; ``np.asarray(packed)``
+    decodes everything.
 
     Parameters
     ----------
