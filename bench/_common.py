@@ -19,7 +19,10 @@ __all__ = [
     "foreign_cpu_seconds",
     "host_tag",
     "machine_info",
+    "peak_rss_kib",
+    "peak_rss_reset",
     "print_table",
+    "rss_kib",
     "timeit",
     "timeit_interleaved",
     "write_json_atomic",
@@ -169,3 +172,32 @@ def print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> No
     print("  ".join("-" * w for w in widths))
     for r in cells:
         print(line(r))
+
+
+def rss_kib() -> int:
+    """This process's resident set size now, in KiB (Linux: ``/proc/self/statm``)."""
+    with open("/proc/self/statm", encoding="ascii") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def peak_rss_reset() -> bool:
+    """Reset this process's peak RSS (VmHWM) so that what follows is measured alone (Linux);
+    False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_kib() -> int | None:
+    """This process's peak RSS (VmHWM) in KiB since start or :func:`peak_rss_reset`; None if unknown."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None

@@ -51,7 +51,16 @@ try:
 except ImportError:  # run without PYTHONPATH=src from a source checkout
     sys.path.insert(0, str(HERE.parent / "src"))
 
-from _common import host_tag, machine_info, print_table, timeit_interleaved, write_json_atomic  # noqa: E402
+from _common import (  # noqa: E402
+    host_tag,
+    machine_info,
+    peak_rss_kib,
+    peak_rss_reset,
+    print_table,
+    rss_kib,
+    timeit_interleaved,
+    write_json_atomic,
+)
 
 from napari_chromagan.blend import PlaneRenderer, prepare_gamut_table  # noqa: E402
 from napari_chromagan.colorize import Colorizer  # noqa: E402
@@ -161,11 +170,11 @@ def memory_case(args: argparse.Namespace) -> dict[str, Any]:
     result = colorizer.colorize(gray_plane(args.memory_case), with_class=False)
     prepare_gamut_table()
     hints = hints_for(args.memory_case, 5)
-    before = _rss_kib()
-    reset = _hwm_reset()
-    start_peak = _hwm_kib() if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = rss_kib()
+    reset = peak_rss_reset()
+    start_peak = peak_rss_kib() if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     out = apply_color_hints(result, hints)
-    peak = _hwm_kib() if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_rss_kib() if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     image = result.L.nbytes + result.ab.nbytes + result.rgb.nbytes
     outputs = out.ab.nbytes + out.rgb.nbytes
     return {
@@ -178,31 +187,6 @@ def memory_case(args: argparse.Namespace) -> dict[str, Any]:
         "image_result_mib": image / 2**20,
         "outputs_mib": outputs / 2**20,
     }
-
-
-def _rss_kib() -> int:
-    with open("/proc/self/statm", encoding="ascii") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
-
-
-def _hwm_reset() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _hwm_kib() -> int | None:
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,7 +60,15 @@ try:
 except ImportError:  # run without PYTHONPATH=src from a source checkout
     sys.path.insert(0, str(HERE.parent / "src"))
 
-from _common import machine_info, print_table, timeit_interleaved, write_json_atomic  # noqa: E402
+from _common import (  # noqa: E402
+    machine_info,
+    peak_rss_kib,
+    peak_rss_reset,
+    print_table,
+    rss_kib,
+    timeit_interleaved,
+    write_json_atomic,
+)
 
 from napari_chromagan.colorize import Colorizer, select_device  # noqa: E402
 from napari_chromagan.model import Generator, ModelConfig  # noqa: E402
@@ -298,32 +306,6 @@ def staged_colorize(engine: Colorizer, image: np.ndarray, batch_size: int, sync:
     return rgb_out, ab_out, t, clock() - start
 
 
-def _rss_kib() -> int:
-    with open("/proc/self/statm", encoding="ascii") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
-
-
-def _hwm_reset() -> bool:
-    """Reset this process's peak RSS (VmHWM) so that a later call can be measured alone (Linux)."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _hwm_kib() -> int | None:
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
 def run_case(args: argparse.Namespace) -> dict[str, Any]:
     """One end-to-end case in this process: memory of the first colorize, then timings."""
     device = torch.device(args.device)
@@ -343,14 +325,14 @@ def run_case(args: argparse.Namespace) -> dict[str, Any]:
         cuda_before = torch.cuda.memory_allocated(device)
     # ru_maxrss of a fresh interpreter can hold the parent's peak (inherited at fork) or the
     # model build's; resetting the high-water mark first makes it this call's alone (Linux).
-    hwm_reset = _hwm_reset()
-    rss_before = _rss_kib()
+    hwm_reset = peak_rss_reset()
+    rss_before = rss_kib()
     maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     first = engine.colorize(image, batch_size=batch_size, with_class=False)
     first_s = time.perf_counter() - t0
     maxrss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    hwm = _hwm_kib() if hwm_reset else None
+    hwm = peak_rss_kib() if hwm_reset else None
     peak = hwm if hwm is not None else maxrss_after
     memory = {
         "rss_before_mib": rss_before / 1024,
@@ -371,10 +353,10 @@ def run_case(args: argparse.Namespace) -> dict[str, Any]:
     # The steady state: a second call, its peak alone (VmHWM reset; Linux only).
     del first
     gc.collect()
-    if _hwm_reset():
-        rss_before2 = _rss_kib()
+    if peak_rss_reset():
+        rss_before2 = rss_kib()
         again = engine.colorize(image, batch_size=batch_size, with_class=False)
-        hwm = _hwm_kib()
+        hwm = peak_rss_kib()
         if hwm is not None:
             memory["second_call_peak_rss_growth_mib"] = (hwm - rss_before2) / 1024
         first = again

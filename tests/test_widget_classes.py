@@ -171,3 +171,21 @@ def test_follows_layers_added_removed_renamed_and_rerun(viewer):
     assert widget._layer_box.count() == 1 and widget.layer is gray
     viewer.layers.remove(gray)
     assert widget.layer is None and widget.rows() == [] and widget.message() == wc.NO_LAYER
+
+
+def test_on_a_colourised_layer_the_bars_are_the_engines_class_distribution(viewer):
+    from conftest import make_generator
+
+    from napari_chromagan import colorize_layer
+    from napari_chromagan.colorize import Colorizer
+
+    yy, xx = np.mgrid[0:32, 0:32]
+    gray = np.stack([(xx * (4 + p) + yy * 3) % 256 for p in range(3)]).astype(np.uint8)
+    source = viewer.add_image(gray, name="gray")
+    colorizer = Colorizer(make_generator(), "cpu")
+    colorize_layer(source, viewer, colorizer, with_class=True)
+    engine = colorizer.colorize(gray, with_class=True)
+    widget = make_widget(viewer)
+    for plane in (2, 0):
+        viewer.dims.set_current_step(0, plane)
+        assert widget.rows() == top_k(engine.class_probs[plane], 5)  # stored as they are: exact

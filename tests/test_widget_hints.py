@@ -36,7 +36,7 @@ def make_result(stack=(3,), size=64):
     ab[..., 0], ab[..., 1] = -20.0, 25.0
     result = LayerResult(
         L, ab, None, True, source="gray", normalization={}, weights=None, device="cpu"
-    )
+    ).packed()  # as a colourised layer stores it
     return result, inside
 
 
@@ -139,7 +139,7 @@ def _colorize_result(result, rgb):
     from napari_chromagan.normalize import Normalization
 
     return ColorizeResult(
-        rgb, result.L, result.ab, None, Normalization("dtype", 0.0, 255.0), None, "cpu"
+        rgb, np.asarray(result.L), result.ab, None, Normalization("dtype", 0.0, 255.0), None, "cpu"
     )
 
 
@@ -164,7 +164,8 @@ def test_apply_to_the_stack_stores_hints_and_parameters(viewer, qtbot):
     np.testing.assert_array_equal(out.data, expected.rgb)
     np.testing.assert_array_equal(out.data[[1, 3]], rgb[[1, 3]])  # planes without a hint
     stored = get_layer_result(out)
-    np.testing.assert_array_equal(stored.ab, expected.ab)
+    assert stored.is_packed
+    np.testing.assert_array_equal(stored.ab, expected.ab.astype(np.float16))  # as stored
     np.testing.assert_array_equal(stored.L, result.L)
     record = out.metadata[wh.HINTS_KEY]
     assert record["base"] == "gray colorized" and HintParams.from_dict(record["params"]) == params
@@ -258,3 +259,30 @@ def test_no_colourised_layer(viewer, notes):
     assert widget.new_points_layer() is None and widget.apply_to_stack() is None
     assert notes[-1][0] == "info"
     assert METADATA_KEY not in viewer.layers["plain"].metadata
+
+
+def test_on_a_colourised_layer_hints_match_float32_within_tolerance(viewer, qtbot):
+    from conftest import make_generator
+
+    from napari_chromagan import colorize_layer
+    from napari_chromagan.colorize import Colorizer
+
+    yy, xx = np.mgrid[0:48, 0:48]
+    gray = np.where(np.hypot(yy - 24, xx - 24) < 12, 170, 60) + 20 * np.sin(xx / 5)
+    source = viewer.add_image(np.stack([gray] * 2).astype(np.uint8), name="gray")
+    colorizer = Colorizer(make_generator(), "cpu")
+    layer = colorize_layer(source, viewer, colorizer, with_class=False)
+    engine = colorizer.colorize(source.data, with_class=False)
+    widget = make_widget(viewer)
+    assert widget.layer is layer
+    points = widget.new_points_layer()
+    widget.set_colour(BLUE)
+    points.add([[1, 24.0, 24.0]])
+    wait_for(qtbot, widget, widget.apply_to_stack())
+    hints = ColorHints.from_points([[1, 24.0, 24.0]], [(0x1E, 0x3C, 0xD2)], radius=points.size[0] / 2)
+    expected = apply_color_hints(engine, hints)
+    out = widget.output.data
+    np.testing.assert_array_equal(out[0], engine.rgb[0])  # no hint on plane 0: the engine's pixels
+    levels = np.abs(out[1].astype(int) - expected.rgb[1]).max(axis=-1)
+    assert levels.max() <= 2 and (levels > 0).mean() <= 0.03  # as measured on photographs
+    assert np.abs(out[1].astype(int) - engine.rgb[1]).max() > 20  # the hint did change it

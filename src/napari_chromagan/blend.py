@@ -90,8 +90,14 @@ class CancelEvent(Protocol):
 
 
 class _LayerResultLike(Protocol):
-    L: np.ndarray
+    L: Any
     ab: np.ndarray
+
+
+def _array_like(x: Any) -> Any:
+    """``x`` itself when it has a shape and can be indexed (an ndarray, or the packed L* of a
+    :class:`~napari_chromagan.layer_result.LayerResult`, decoded plane by plane), else an array."""
+    return x if hasattr(x, "shape") and hasattr(x, "__getitem__") else np.asarray(x)
 
 
 @dataclass(frozen=True)
@@ -262,7 +268,18 @@ def smooth_ab(ab: np.ndarray, sigma: float, axis: int = 0) -> np.ndarray:
         return ab
     from scipy.ndimage import gaussian_filter1d
 
-    return gaussian_filter1d(ab, sigma, axis=axis, mode="nearest", output=np.float32)
+    if ab.dtype != np.float16:
+        return gaussian_filter1d(ab, sigma, axis=axis, mode="nearest", output=np.float32)
+    # scipy filters no float16 (a stored result's a*b*): widen one block of rows at a time.
+    # The filter runs along a stack axis, so each row block is independent: same values.
+    out = np.empty(ab.shape, np.float32)
+    rows = max(1, _STRIP_PIXELS // max(1, ab[..., 0, :, 0].size))
+    for r0 in range(0, ab.shape[-3], rows):
+        at = (Ellipsis, slice(r0, r0 + rows), slice(None), slice(None))
+        gaussian_filter1d(
+            ab[at].astype(np.float32), sigma, axis=axis, mode="nearest", output=out[at]
+        )
+    return out
 
 
 def _gaussian_weights(sigma: float) -> np.ndarray:
@@ -427,7 +444,7 @@ def render_rgb(
     Parameters
     ----------
     L : ndarray
-        float (...): L* in [0, 100].
+        float (...): L* in [0, 100] (or a stored result's packed L*, decoded strip by strip).
     ab : ndarray
         float (..., 2): the model's a*, b* (before gamut fitting).
     params : BlendParams, optional
@@ -440,14 +457,14 @@ def render_rgb(
     ndarray
         uint8 (..., 3), a new array.
     """
-    L = np.asarray(L)
-    ab = np.asarray(ab)
+    L = _array_like(L)
+    ab = _array_like(ab)
     if ab.shape != (*L.shape, 2):
         raise ValueError(
             f"ab has shape {ab.shape}; expected {(*L.shape, 2)} for L of shape {L.shape}"
         )
     if L.ndim < 2:
-        return PlaneRenderer(L, device).render(ab, params)
+        return PlaneRenderer(L[...], device).render(ab, params)
     rgb = np.empty((*L.shape, 3), np.uint8)
     rows = max(1, _STRIP_PIXELS // max(1, L.shape[-1]))
     for index in np.ndindex(*L.shape[:-2]):
@@ -497,7 +514,7 @@ def iter_apply_to_stack(
     :func:`render_rgb`. ``out`` (uint8 (*stack, H, W, 3)) is filled in place; it is created
     when None and returned by the generator (``StopIteration.value``).
     """
-    L, ab = np.asarray(L), np.asarray(ab)
+    L, ab = _array_like(L), _array_like(ab)
     if ab.shape != (*L.shape, 2) or L.ndim < 2:
         raise ValueError(
             f"expected L (*stack, H, W) and ab (*stack, H, W, 2), got {L.shape} and {ab.shape}"
@@ -527,9 +544,9 @@ def apply_to_stack(
     Parameters
     ----------
     L : ndarray
-        float (*stack, H, W): L* in [0, 100].
+        float (*stack, H, W): L* in [0, 100] (or a stored result's packed L*).
     ab : ndarray
-        float (*stack, H, W, 2): the model's a*, b*.
+        float (*stack, H, W, 2): the model's a*, b* (float16 as stored, or float32).
     params : BlendParams
     progress : callable, optional
         ``progress(done, total)`` in planes, called once before the first plane and after each.

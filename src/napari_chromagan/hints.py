@@ -628,13 +628,14 @@ def iter_color_hints(
     Parameters
     ----------
     L : ndarray
-        float (*stack, H, W): L* in [0, 100].
+        float (*stack, H, W): L* in [0, 100] (or a stored result's packed L*, indexed per plane).
     ab : ndarray
         float (*stack, H, W, 2): the network's a*, b*.
     hints : ColorHints
     params : HintParams
     out_ab : ndarray
-        float32 (*stack, H, W, 2), holding ``ab`` already: hinted planes are overwritten.
+        float32 or float16 (*stack, H, W, 2), holding ``ab`` already: hinted planes are
+        overwritten (rounded to its dtype; the RGB is rendered from the unrounded values).
     out_rgb : ndarray, optional
         uint8 (*stack, H, W, 3), holding the result's rendering already: pixels whose chroma
         changes are rendered again with :func:`~napari_chromagan.blend.render_rgb` (the
@@ -647,18 +648,19 @@ def iter_color_hints(
     H, W = L.shape[-2:]
     rows = max(1, _STRIP_PIXELS // W)
     for done, index in enumerate(hints.planes(stack), start=1):
-        change = plane_change(L[index], ab[index], hints, index, params)
+        L_plane, ab_plane = L[index], ab[index]  # once: a stored result's L* decodes on indexing
+        change = plane_change(L_plane, ab_plane, hints, index, params)
         if change is not None:
             plane_missing = None if missing is None else missing[index]
             for r0 in range(0, H, rows):
                 r1 = min(H, r0 + rows)
-                q = change.rows(r0, r1, L[index], plane_missing)
+                q = change.rows(r0, r1, L_plane, plane_missing)
                 if not q.any():
                     continue  # out_ab and out_rgb hold the input's values already
-                new = ab[index][r0:r1] + q
+                new = ab_plane[r0:r1] + q
                 out_ab[index][r0:r1] = new
                 if out_rgb is not None:
-                    strip = render_rgb(L[index][r0:r1], new)
+                    strip = render_rgb(L_plane[r0:r1], new)
                     moved = q.any(axis=-1)
                     out_rgb[index][r0:r1][moved] = strip[moved]
         yield done

@@ -358,7 +358,7 @@ class ColorHintsWidget(LayerWatcher, Container):
         if state.output is None:
             self._make_output(state)
         planes = hints.planes(result.stack_shape)
-        out_ab = np.array(result.ab, np.float32, copy=True)
+        out_ab = np.array(result.ab, copy=True)  # float16 as stored: what it will be stored as
         out_rgb = np.array(state.base, copy=True)
         self._pbar = napari_progress(
             total=max(1, len(planes)), desc=f"Colour hints {state.layer.name}"
