@@ -53,10 +53,10 @@ except ImportError:  # run without PYTHONPATH=src from a source checkout
 
 from _common import host_tag, machine_info, print_table, timeit_interleaved, write_json_atomic  # noqa: E402
 
-from napari_chromagan.blend import PlaneRenderer, prepare_gamut_table  # noqa: E402
 from napari_chromagan.colorize import Colorizer  # noqa: E402
 from napari_chromagan.hint_solver import plane_change, working_shape  # noqa: E402
 from napari_chromagan.hints import ColorHints, HintParams, apply_color_hints, hint_plane  # noqa: E402
+from napari_chromagan.render import PlaneRenderer, prepare_gamut_table  # noqa: E402
 
 PHOTO = HERE.parent.parent / "shared" / "data" / "dev" / "kodak24" / "kodim01.png"
 # (row, col) in a 500 x 500 kodim01 and an sRGB colour: the door, two shutters, the wall
