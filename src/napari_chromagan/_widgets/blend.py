@@ -12,12 +12,10 @@ still shows the model's own rendering, the widget keeps a reference to those pix
 Reset (and sliders moved back to neutral) restore them exactly and at once; that costs memory
 for one more copy of the layer once a change is made.
 
-Re-rendering could not replace that reference: the previews render with the renderer's table
-method (:mod:`napari_chromagan.render`), one 8-bit level off the engine's exact method on about
-0.003-0.2 % of the pixels of a colourised photograph (``tests/test_render.py`` measures it); and
-even the exact method gives back the engine's pixels bit for bit only for a result rendered on
-the CPU from float32 chroma: a result rendered on a GPU, or a layer whose hinted pixels were
-rendered by the table method, would differ on some pixels by one level.
+A re-render could not replace that reference: the preview's table method
+(:mod:`napari_chromagan.render`) is one 8-bit level off the engine on 0.003-0.2 % of a photo's
+pixels (``tests/test_render.py``), and even the exact method gives the engine's pixels back only
+for a result rendered on the CPU from float32 chroma (not from a GPU, nor for hinted pixels).
 
 The smoothing preview sums the neighbouring planes' a*, b* (within 4 sigma): a large sigma
 makes moving the sigma slider itself slower than the other sliders, whose moves reuse it.
