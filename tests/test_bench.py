@@ -97,3 +97,23 @@ def test_hints_benchmark_quick_run_writes_consistent_json(tmp_path):
     assert abs(memory["outputs_mib"] - 512 * 512 * (2 * 4 + 3) / 2**20) < 1e-9
     # the targets are for 1024^2 and 4096^2: a quick run measures neither
     assert result["targets"]["values"] == {"preview_1024_s": None, "image_4096_s": None, "memory_4096_gib": None}
+
+
+def test_render_benchmark_quick_run_writes_its_cases(tmp_path):
+    out = tmp_path / "render.json"
+    subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_render.py"), "--quick", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=True,
+    )
+    result = json.loads(out.read_text())
+    assert result["date"] and result["machine"]["cpu_count"] and result["side"] == 256
+    cases = [row["case"] for row in result["cases"]]
+    assert cases[:5] == [
+        "pattern: baseline render_lab exact",
+        "pattern: render_lab table",
+        "pattern: PlaneRenderer re-render s1.5 h10",
+        "pattern: PlaneRenderer re-render gray 40%",
+        "pattern: render_srgb",
+    ]
+    assert all(len(result["samples_s"][case]) == 2 for case in cases)
+

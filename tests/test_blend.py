@@ -24,8 +24,9 @@ from napari_chromagan.blend import (
     smooth_ab,
     smooth_plane_ab,
 )
-from napari_chromagan.color import fit_chroma_to_gamut, lab_to_rgb, lab_to_rgb_uint8
+from napari_chromagan.color import lab_to_rgb, lab_to_rgb_uint8
 from napari_chromagan.errors import Cancelled
+from napari_chromagan.gamut import fit_chroma_to_gamut
 from napari_chromagan.layer_result import LayerResult
 
 
@@ -455,7 +456,7 @@ def test_core_modules_import_neither_qt_nor_napari():
     import sys
 
     code = (
-        "import sys, napari_chromagan.blend, napari_chromagan.classes; "
+        "import sys, napari_chromagan.blend, napari_chromagan.classes, napari_chromagan.render; "
         "print(sorted(m for m in ('qtpy', 'PyQt6', 'PyQt5', 'PySide6', 'napari', 'magicgui') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

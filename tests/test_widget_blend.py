@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from skimage.color import rgb2lab
 
+import napari_chromagan.weights as weights_module
 from napari_chromagan.blend import BlendParams, apply_to_stack, render_rgb, smooth_ab
 from napari_chromagan.layer_result import (
     METADATA_KEY,
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.qt
 wb = pytest.importorskip("napari_chromagan._widgets.blend")
 
 TIMEOUT_MS = 60_000
+SHIPPED = weights_module.PACKAGED_WEIGHTS  # the real path (conftest redirects it only inside tests)
 
 
 def make_result(stack=(5,), size=24, seed=0, flicker=0.0, packed=True):
@@ -157,6 +159,34 @@ def test_reset_restores_the_model_output(viewer):
     # after a reset the next change copies again instead of writing into the model's output
     widget._strength.value = 150
     np.testing.assert_array_equal(rgb, render_rgb(result.L, result.ab))
+
+
+def test_reset_after_apply_gives_back_the_engines_own_pixels(viewer, qtbot):
+    """Reset restores what the engine wrote, bit for bit, though the preview renders otherwise."""
+    from skimage import data as skdata
+
+    from napari_chromagan.colorize import Colorizer
+    from napari_chromagan.render import render_srgb
+
+    colorizer = Colorizer.from_checkpoint(SHIPPED, "cpu")
+    gray = skdata.camera()[::4, ::4]
+    engine = colorizer.colorize(np.stack([gray, gray[::-1], gray[:, ::-1]]), with_class=False)
+    result = LayerResult.from_colorize_result(engine, source="gray", class_head_trained=None)
+    rgb = engine.rgb
+    layer = viewer.add_image(rgb, rgb=True, name="camera colorized", metadata=result_metadata(result))
+    widget = make_widget(viewer)
+    # the table-method rendering of the stored result is not the engine's: a re-render cannot Reset
+    assert (render_srgb(result.L, result.ab) != rgb).any()
+    widget._strength.value = 140
+    widget._hue.value = 20
+    start_and_wait(qtbot, widget, widget.apply_to_stack)
+    assert not np.array_equal(layer.data, rgb)
+    widget._strength.value = 100
+    widget._hue.value = 0  # back to neutral: the preview shows the engine's pixels again
+    np.testing.assert_array_equal(layer.data[widget.current_index()], rgb[widget.current_index()])
+    assert widget.reset() is None
+    np.testing.assert_array_equal(layer.data, rgb)
+    assert layer.data is rgb and get_layer_result(layer).blend == {}
 
 
 def test_apply_to_stack_with_smoothing_lowers_flicker(viewer, qtbot):

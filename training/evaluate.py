@@ -20,8 +20,8 @@ Differences from the authors' script, all on purpose:
   image itself up to rounding, rather than an 8-bit Lab round trip of it.
 * Predicted ab is kept in floating point (the authors truncated ``255 * s`` to uint8, a bias of
   half a unit), and out-of-gamut colours are brought into sRGB as the plugin does it:
-  :func:`fit_chroma_to_gamut` shrinks chroma at constant L* and hue, then
-  :func:`lab_to_rgb_uint8` rounds. OpenCV's Lab2BGR instead clips R, G and B, which shifts L*.
+  :func:`~napari_chromagan.render.render_lab` shrinks chroma at constant L* and hue, then
+  rounds. OpenCV's Lab2BGR instead clips R, G and B, which shifts L*.
 * SSIM is skimage's with the Wang et al. settings (11x11 Gaussian, sigma 1.5), which is what
   ``tf.image.ssim`` computes; PSNR is per image over all channels, averaged over images, as
   ``tf.image.psnr`` and the authors did.
@@ -52,15 +52,11 @@ from tqdm.auto import tqdm
 
 from napari_chromagan.atomic import atomic_write_text, check_writable
 from napari_chromagan.cli import positive_int
-from napari_chromagan.color import (
-    fit_chroma_to_gamut,
-    lab_to_rgb_uint8,
-    rgb_to_lab,
-    rgb_to_luminance_L,
-)
+from napari_chromagan.color import lab_to_rgb_uint8, rgb_to_lab, rgb_to_luminance_L
 from napari_chromagan.colorize import Colorizer
 from napari_chromagan.errors import ChromaGANError, OutputError, UnsupportedImageError
 from napari_chromagan.imageio import read_image
+from napari_chromagan.render import render_lab
 
 from .data import GRAY_TOLERANCE, find_images
 from .metrics import SSIM_MIN_SIZE, colourfulness, psnr, ssim
@@ -139,9 +135,7 @@ def squash(rgb: np.ndarray, size: int) -> np.ndarray:
 
 def _lab_to_rgb8(L: torch.Tensor, ab: torch.Tensor) -> np.ndarray:
     """L (N, S, S) and ab (N, 2, S, S) -> uint8 RGB (N, S, S, 3), gamut-fitted as the plugin does."""
-    ab = fit_chroma_to_gamut(L, ab, dim=-3)
-    rgb = lab_to_rgb_uint8(torch.cat([L[:, None], ab], dim=1), dim=-3)
-    return rgb.permute(0, 2, 3, 1).cpu().numpy()
+    return render_lab(L, ab, dim=-3).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def _predict_at(

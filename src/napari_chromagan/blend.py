@@ -14,24 +14,9 @@ The order of the per-pixel steps (see :func:`adjust_ab` and :func:`render_rgb`):
 
 ``smooth_sigma`` acts across planes (time points, z slices), before all of these.
 
-Rendering speed
----------------
-Moving a slider re-renders one plane, so :class:`PlaneRenderer` is written for speed: one fused
-float32 Lab -> linear RGB pass in planar layout, with what depends on L* alone kept between
-calls. A 1024 x 1024 plane takes about 35-50 ms of CPU on one thread here, so about 20-30 ms with
-torch's default two threads on an idle 2-core machine.
-
-The gamut fit does not bisect every out-of-gamut pixel (the engine's
-:func:`~napari_chromagan.color.fit_chroma_to_gamut` takes 50-100 ms per such plane): it looks
-the outermost in-gamut chroma up in a (L*, hue) table (``_fastlab._max_chroma_table``, 512 x 2048,
-built once per process in about half a second) and scales the chroma to it, at constant L* and
-hue. Pixels that the interpolation leaves clearly outside (rare) are bisected as the engine
-does. Compared with the engine's rendering: L* is kept as exactly (to the 8-bit rounding, < 0.25);
-in-gamut pixels agree to one 8-bit level; fitted pixels differ by less than 1 CIE76 Delta E on
-99.9 % of pixels of saturated test images. The exception is a sliver at the yellow cusp
-(L* > 92, hues 98-107 degrees), where a ray of constant hue leaves the gamut and comes back:
-there the table keeps the outer, more saturated boundary, while the engine's bisection may stop
-at the inner one.
+Rendering (steps 4 and 5) is :mod:`napari_chromagan.render`'s table method: the gamut policy of
+:mod:`napari_chromagan.gamut`, a fast fused pass for live previews, and how far it is from the
+engine's exact rendering, are described and measured there.
 """
 
 from __future__ import annotations
@@ -43,26 +28,11 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from torch import Tensor
 
-from ._fastlab import (
-    _FIT_SLACK,
-    _as_tensor,
-    _combine,
-    _encode,
-    _finv,
-    _fit_scale,
-    _gamut_table,
-    _inside,
-    _quantize,
-    _where_false,
-    _y_terms,
-    prepare_gamut_table,
-)
-from .color import fit_chroma_to_gamut
 from .errors import Cancelled
+from .render import PlaneRenderer, prepare_gamut_table, render_srgb
 
-__all__ = [
+__all__ = [  # PlaneRenderer and prepare_gamut_table live in .render (here for older scripts)
     "BlendParams",
     "PlaneRenderer",
     "adjust_ab",
@@ -81,8 +51,7 @@ GRAY_RANGE = (0.0, 1.0)
 OFFSET_RANGE = (-128.0, 128.0)
 HUE_RANGE = (-180.0, 180.0)
 SIGMA_RANGE = (0.0, 100.0)
-
-_STRIP_PIXELS = 1 << 21  # rows per strip in whole-stack work: bounds the temporaries (~40 B/pixel)
+_STRIP_PIXELS = 1 << 21  # pixels per block of rows in smooth_ab's float16 -> float32 steps
 
 
 class CancelEvent(Protocol):
@@ -186,8 +155,8 @@ class BlendParams:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in dict(values or {}).items() if k in names})
 
-    def _ab_matrix(self) -> tuple[float, float, float, float]:
-        """(A, B, C, D) with a' = A a + B b + a_offset, b' = C a + D b + b_offset."""
+    def ab_matrix(self) -> tuple[float, float, float, float]:
+        """(A, B, C, D) with a' = A a + B b + a_offset, b' = C a + D b + b_offset (hue, then strength)."""
         theta = math.radians(self.hue_degrees)
         # exact zeros at multiples of 90 degrees, so that +-90 is an exact swap of a* and b*
         cos, sin = (0.0 if abs(v) < 1e-12 else v for v in (math.cos(theta), math.sin(theta)))
@@ -221,7 +190,7 @@ def adjust_ab(ab: np.ndarray, params: BlendParams) -> np.ndarray:
         raise ValueError(f"ab needs a last axis of length 2, got shape {ab.shape}")
     if params.ab_is_identity:
         return ab
-    A, B, C, D = params._ab_matrix()
+    A, B, C, D = params.ab_matrix()
     a, b = ab[..., 0].astype(np.float32), ab[..., 1].astype(np.float32)
     out = np.empty(ab.shape, np.float32)
     out[..., 0] = A * a + B * b + params.a_offset
@@ -328,102 +297,6 @@ def smooth_plane_ab(
 
 # ----------------------------------------------------------------------------------- rendering
 
-class PlaneRenderer:
-    """Renders one plane's L* with any chroma and :class:`BlendParams`, fast.
-
-    Keeps what depends on L* alone (32 bytes per pixel), so that re-rendering the same plane
-    after a slider move costs one fused pass. Not thread-safe.
-
-    Parameters
-    ----------
-    L : ndarray
-        float (H, W) (or any shape): L* in [0, 100].
-    device : str or torch.device
-        Where to compute ("cpu", "cuda", ...).
-    """
-
-    def __init__(self, L: np.ndarray, device: str | torch.device = "cpu") -> None:
-        self.device = torch.device(device)
-        self.shape = tuple(np.shape(L))
-        self._fy = (_as_tensor(L, self.device).reshape(-1) + 16.0) / 116.0
-        self._y_terms = _y_terms(_finv(self._fy))
-        # the same per pixel in rows, for gathering the out-of-gamut pixels in one go
-        self._rows = torch.stack([self._fy, *self._y_terms], dim=1)
-        self._gray: Tensor | None = None
-
-    def _gray_encoded(self) -> Tensor:
-        if self._gray is None:
-            self._gray = _encode(
-                _combine(self._fy, self._fy.clone(), self._y_terms).clamp_(0.0, 1.0)
-            )
-        return self._gray
-
-    def render(self, ab: np.ndarray, params: BlendParams | None = None) -> np.ndarray:
-        """sRGB uint8 ``shape + (3,)`` of this L* with ``ab`` (float ``shape + (2,)``).
-
-        ``params.smooth_sigma`` is not used here (smoothing needs the stack; see
-        :func:`smooth_plane_ab`).
-        """
-        params = params or BlendParams()
-        if np.shape(ab) != (*self.shape, 2):
-            raise ValueError(f"ab has shape {np.shape(ab)}; expected {(*self.shape, 2)}")
-        t = _as_tensor(ab, self.device).reshape(-1, 2)
-        a, b = t[:, 0], t[:, 1]
-        A, B, C, D = params._ab_matrix()
-        ao, bo = params.a_offset, params.b_offset
-        # fx = fy + a'/500 and fz = fy - b'/200, with a', b' = adjust_ab(a, b) folded in
-        fx = torch.add(self._fy, a, alpha=A / 500.0)
-        fz = torch.add(self._fy, b, alpha=-D / 200.0)
-        if B:
-            fx.add_(b, alpha=B / 500.0)
-        if C:
-            fz.add_(a, alpha=-C / 200.0)
-        if ao:
-            fx.add_(ao / 500.0)
-        if bo:
-            fz.sub_(bo / 200.0)
-        lin = _combine(fx, fz, self._y_terms)
-        out = _where_false(_inside(lin))
-        if out.numel():
-            # out of gamut: shrink a', b' at constant L* and hue onto the gamut boundary
-            a_out, b_out = t.index_select(0, out).unbind(1)
-            fy_out, *y_terms = self._rows.index_select(0, out).unbind(1)
-            a_out, b_out = a_out * A + b_out * B + ao, a_out * C + b_out * D + bo
-            L_out = fy_out * 116.0 - 16.0
-            scale = _fit_scale(L_out, a_out, b_out, _gamut_table(self.device))
-            a_out.mul_(scale)
-            b_out.mul_(scale)
-            fitted = _combine(
-                torch.add(fy_out, a_out, alpha=1.0 / 500.0),
-                torch.add(fy_out, b_out, alpha=-1.0 / 200.0),
-                y_terms,
-            )
-            # Interpolating the table across a jump of the boundary (rare: at the yellow cusp)
-            # can land outside: bisect those pixels as the engine does. A small overshoot
-            # (within _FIT_SLACK in linear RGB) is left to the clip below: it moves L* by < 0.1;
-            # so are L* outside [0, 100], where even the gray is out of gamut.
-            stray = _where_false(_inside(fitted, _FIT_SLACK) | (L_out < 0.0) | (L_out > 100.0))
-            if stray.numel():
-                ab_fit = fit_chroma_to_gamut(
-                    L_out[stray], torch.stack([a_out[stray], b_out[stray]], dim=-1), dim=-1
-                )
-                fy_s = fy_out[stray]
-                fitted.index_copy_(
-                    1,
-                    stray,
-                    _combine(
-                        torch.add(fy_s, ab_fit[:, 0], alpha=1.0 / 500.0),
-                        torch.add(fy_s, ab_fit[:, 1], alpha=-1.0 / 200.0),
-                        [term[stray] for term in y_terms],
-                    ),
-                )
-            lin.index_copy_(1, out, fitted)
-        v = _encode(lin.clamp_(0.0, 1.0))
-        if params.gray > 0.0:
-            v = torch.lerp(v, self._gray_encoded(), params.gray)  # exactly the gray image at 1
-        return _quantize(v, self.shape)
-
-
 def render_rgb(
     L: np.ndarray,
     ab: np.ndarray,
@@ -457,21 +330,7 @@ def render_rgb(
     ndarray
         uint8 (..., 3), a new array.
     """
-    L = _array_like(L)
-    ab = _array_like(ab)
-    if ab.shape != (*L.shape, 2):
-        raise ValueError(
-            f"ab has shape {ab.shape}; expected {(*L.shape, 2)} for L of shape {L.shape}"
-        )
-    if L.ndim < 2:
-        return PlaneRenderer(L[...], device).render(ab, params)
-    rgb = np.empty((*L.shape, 3), np.uint8)
-    rows = max(1, _STRIP_PIXELS // max(1, L.shape[-1]))
-    for index in np.ndindex(*L.shape[:-2]):
-        for r0 in range(0, L.shape[-2], rows):
-            at = (*index, slice(r0, r0 + rows))
-            rgb[at] = PlaneRenderer(L[at], device).render(ab[at], params)
-    return rgb
+    return render_srgb(L, ab, params, device)
 
 
 def render_plane(

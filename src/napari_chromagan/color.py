@@ -23,12 +23,13 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "fit_chroma_to_gamut",
+    "lab_to_linear_rgb",
     "lab_to_rgb",
     "lab_to_rgb_uint8",
     "lightness_to_gray",
     "rgb_to_lab",
     "rgb_to_luminance_L",
+    "srgb_constants",
 ]
 
 # skimage.color.colorconv.xyz_from_rgb (sRGB specification); its inverse is rgb_from_xyz.
@@ -38,12 +39,15 @@ _XYZ_FROM_RGB = (
     (0.019334, 0.119193, 0.950227),
 )
 _WHITE_D65 = (0.95047, 1.0, 1.08883)  # skimage's D65 / observer "2" tristimulus values
-_GAMUT_TOL = 1e-6  # linear-RGB slack before a colour counts as out of gamut
 
 
 @lru_cache(maxsize=32)
-def _constants(device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
-    """(xyz_from_rgb, rgb_from_xyz, white) on ``device``/``dtype``, inverted in float64 on CPU."""
+def srgb_constants(device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+    """(xyz_from_rgb, rgb_from_xyz, white) on ``device``/``dtype``, inverted in float64 on CPU.
+
+    The 3x3 sRGB -> XYZ matrix, its inverse and the D65 white point that every conversion here
+    uses (cached; do not modify the tensors).
+    """
     m = torch.tensor(_XYZ_FROM_RGB, dtype=torch.float64)
     mats = (m, torch.linalg.inv(m), torch.tensor(_WHITE_D65, dtype=torch.float64))
     return tuple(t.to(dtype).to(device) for t in mats)  # type: ignore[return-value]
@@ -84,13 +88,35 @@ def _f_inv(t: Tensor) -> Tensor:
 
 def _lab_to_linear(lab: Tensor, dim: int) -> Tensor:
     """Lab (compute dtype, channel axis ``dim``) -> linear RGB, unclipped."""
-    _, rgb_from_xyz, white = _constants(lab.device, lab.dtype)
+    _, rgb_from_xyz, white = srgb_constants(lab.device, lab.dtype)
     L, a, b = lab.unbind(dim)
     fy = (L + 16.0) / 116.0
     # skimage clips negative z to 0 (and warns); we clip silently.
     fxyz = torch.stack([a / 500.0 + fy, fy, (fy - b / 200.0).clamp_min(0.0)], dim=-1)
     xyz = torch.movedim(_f_inv(fxyz) * white, -1, dim)
     return _matmul(rgb_from_xyz, xyz, dim)
+
+
+def lab_to_linear_rgb(lab: Tensor, dim: int = -3) -> Tensor:
+    """Convert CIE L*a*b* to linear (not gamma-encoded) sRGB, unclipped.
+
+    The gamut test of :mod:`napari_chromagan.gamut`: a colour is in the sRGB gamut when all three
+    of these values lie in [0, 1]. Negative z is clipped to 0 silently, as in :func:`lab_to_rgb`.
+
+    Parameters
+    ----------
+    lab : Tensor
+        Floating-point Lab, channels along ``dim``.
+    dim : int, optional
+        Channel axis (default -3).
+
+    Returns
+    -------
+    Tensor
+        Linear RGB, same shape and dtype as ``lab``.
+    """
+    x, dim = _prepare(lab, dim, 3, "lab")
+    return _lab_to_linear(x, dim).to(lab.dtype)
 
 
 def rgb_to_lab(rgb: Tensor, dim: int = -3) -> Tensor:
@@ -110,7 +136,7 @@ def rgb_to_lab(rgb: Tensor, dim: int = -3) -> Tensor:
         Same shape and dtype as ``rgb``: L* in [0, 100], a*, b* roughly in [-128, 127].
     """
     x, dim = _prepare(rgb, dim, 3, "rgb")
-    xyz_from_rgb, _, white = _constants(x.device, x.dtype)
+    xyz_from_rgb, _, white = srgb_constants(x.device, x.dtype)
     xyz = torch.movedim(_matmul(xyz_from_rgb, _srgb_to_linear(x), dim), dim, -1)
     fx, fy, fz = _f(xyz / white).unbind(-1)
     lab = torch.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], dim=dim)
@@ -133,7 +159,7 @@ def rgb_to_luminance_L(rgb: Tensor, dim: int = -3) -> Tensor:
         L* in [0, 100], same dtype as ``rgb``, shape of ``rgb`` with axis ``dim`` removed.
     """
     x, dim = _prepare(rgb, dim, 3, "rgb")
-    xyz_from_rgb, _, white = _constants(x.device, x.dtype)
+    xyz_from_rgb, _, white = srgb_constants(x.device, x.dtype)
     y = (torch.movedim(_srgb_to_linear(x), dim, -1) @ xyz_from_rgb[1]) / white[1]
     return (116.0 * _f(y) - 16.0).to(rgb.dtype)
 
@@ -180,56 +206,3 @@ def lab_to_rgb_uint8(lab: Tensor, dim: int = -3) -> Tensor:
     """
     rgb = lab_to_rgb(lab.to(torch.promote_types(lab.dtype, torch.float32)), dim, clip=True)
     return (rgb * 255.0 + 0.5).floor().to(torch.uint8)
-
-
-def fit_chroma_to_gamut(L: Tensor, ab: Tensor, dim: int = -3, iterations: int = 10) -> Tensor:
-    """Shrink the chroma of out-of-gamut colours until they fit sRGB, keeping L* and hue.
-
-    Clipping an out-of-gamut Lab colour in RGB changes its L*; this instead scales (a*, b*)
-    by the largest ``t`` in [0, 1] found by bisection for which the colour is inside the sRGB
-    gamut (linear RGB within [0, 1] up to 1e-6). In-gamut pixels are returned bit-for-bit.
-    If even the grey ``(L*, 0, 0)`` is outside (L* beyond about [0, 100]), chroma becomes 0.
-
-    Parameters
-    ----------
-    L : Tensor
-        Floating-point L* in [0, 100], shape of ``ab`` without axis ``dim``.
-    ab : Tensor
-        Floating-point a*, b*, channels (2) along ``dim``.
-    dim : int, optional
-        Channel axis of ``ab`` (default -3).
-    iterations : int, optional
-        Bisection steps (default 10); the scale is within ``2**-iterations`` of the boundary.
-
-    Returns
-    -------
-    Tensor
-        Fitted a*, b*, same shape and dtype as ``ab``.
-    """
-    x, dim = _prepare(ab, dim, 2, "ab")
-    if L.shape != x.shape[:dim] + x.shape[dim + 1 :]:
-        raise ValueError(f"L has shape {tuple(L.shape)}, expected ab's without dim {dim}")
-    dtype = torch.promote_types(x.dtype, L.dtype)
-    # Pixels as rows: (P, 2) chroma and (P, 1) lightness, so that the bisection can run on the
-    # out-of-gamut pixels alone (usually a small fraction of a real image).
-    chroma = x.to(dtype).movedim(dim, -1).reshape(-1, 2)
-    light = L.to(dtype).reshape(-1, 1)
-
-    def inside(lightness: Tensor, c: Tensor) -> Tensor:
-        rgb = _lab_to_linear(torch.cat([lightness, c], dim=1), 1)
-        return ((rgb >= -_GAMUT_TOL) & (rgb <= 1.0 + _GAMUT_TOL)).all(dim=1)
-
-    out_idx = torch.nonzero(~inside(light, chroma)).squeeze(1)
-    if out_idx.numel() == 0:
-        return ab
-    l_out, c_out = light[out_idx], chroma[out_idx]
-    lo = torch.zeros_like(l_out)
-    hi = torch.ones_like(l_out)
-    for _ in range(iterations):
-        mid = (lo + hi) / 2
-        ok = inside(l_out, c_out * mid)[:, None]
-        lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
-    fitted = chroma.clone()
-    fitted[out_idx] = c_out * lo
-    moved_shape = x.movedim(dim, -1).shape
-    return fitted.reshape(moved_shape).movedim(-1, dim).to(ab.dtype).reshape(ab.shape)

@@ -42,10 +42,11 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import load_checkpoint
-from .color import fit_chroma_to_gamut, lab_to_rgb_uint8, rgb_to_luminance_L
+from .color import rgb_to_luminance_L
 from .errors import Cancelled, CheckpointError, DeviceError, MissingPixelsWarning, UnsupportedImageError
 from .model import Generator
 from .normalize import Mode, Normalization, resolve_normalization
+from .render import render_lab
 from .weights import resolve_weights
 
 __all__ = ["MAX_CHANNELS", "ColorizeResult", "Colorizer", "Precision", "bilinear_rows", "check_batch_size", "image_layout", "select_device"]
@@ -593,8 +594,7 @@ class Colorizer:
                 L = L_device[planes, r0:r1]
             else:
                 L = torch.from_numpy(L_planes[planes, r0:r1]).to(self.device, non_blocking=True)
-            fitted = fit_chroma_to_gamut(L, ab, dim=-3)
-            rgb = lab_to_rgb_uint8(torch.cat([L[:, None], fitted], dim=1), dim=-3)
+            rgb = render_lab(L, ab, dim=-3)
             if self._pinned:
                 # Both results come back through pinned buffers with asynchronous copies and one
                 # synchronisation, instead of two blocking copies through pageable memory.

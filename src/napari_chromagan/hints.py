@@ -27,11 +27,11 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from .blend import render_rgb
 from .color import rgb_to_lab
 from .colorize import ColorizeResult
 from .errors import Cancelled, HintError
 from .hint_solver import plane_change
+from .render import render_srgb
 
 __all__ = [
     "ColorHints",
@@ -638,7 +638,7 @@ def iter_color_hints(
         overwritten (rounded to its dtype; the RGB is rendered from the unrounded values).
     out_rgb : ndarray, optional
         uint8 (*stack, H, W, 3), holding the result's rendering already: pixels whose chroma
-        changes are rendered again with :func:`~napari_chromagan.blend.render_rgb` (the
+        changes are rendered again with :func:`~napari_chromagan.render.render_srgb` (the
         L*-preserving gamut fit), the others keep their values bit for bit.
     missing : ndarray, optional
         bool (*stack, H, W): pixels without lightness (they keep no chroma).
@@ -660,7 +660,7 @@ def iter_color_hints(
                 new = ab_plane[r0:r1] + q
                 out_ab[index][r0:r1] = new
                 if out_rgb is not None:
-                    strip = render_rgb(L_plane[r0:r1], new)
+                    strip = render_srgb(L_plane[r0:r1], new)
                     moved = q.any(axis=-1)
                     out_rgb[index][r0:r1][moved] = strip[moved]
         yield done

@@ -12,6 +12,11 @@ still shows the model's own rendering, the widget keeps a reference to those pix
 Reset (and sliders moved back to neutral) restore them exactly and at once; that costs memory
 for one more copy of the layer once a change is made.
 
+A re-render could not replace that reference: the preview's table method
+(:mod:`napari_chromagan.render`) is one 8-bit level off the engine on 0.003-0.2 % of a photo's
+pixels (``tests/test_render.py``), and even the exact method gives the engine's pixels back only
+for a result rendered on the CPU from float32 chroma (not from a GPU, nor for hinted pixels).
+
 The smoothing preview sums the neighbouring planes' a*, b* (within 4 sigma): a large sigma
 makes moving the sigma slider itself slower than the other sliders, whose moves reuse it.
 """
@@ -29,15 +34,9 @@ from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info
 
 from .._threads import start_thread
-from ..blend import (
-    HUE_RANGE,
-    BlendParams,
-    PlaneRenderer,
-    iter_apply_to_stack,
-    prepare_gamut_table,
-    smooth_plane_ab,
-)
+from ..blend import HUE_RANGE, BlendParams, iter_apply_to_stack, smooth_plane_ab
 from ..layer_result import METADATA_KEY, LayerResult, get_layer_result, is_colorized
+from ..render import PlaneRenderer, prepare_gamut_table
 from ._common import LayerWatcher, plane_index
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -58,7 +57,8 @@ class _LayerState:
     layer: Any
     result: LayerResult
     applied: BlendParams  # what the whole layer shows (its metadata "blend")
-    original: np.ndarray | None  # the model's own rendering, when the layer still holds it
+    # the model's own rendering, while the layer still holds it (why: see the module docstring)
+    original: np.ndarray | None
     owned: np.ndarray | None = None  # our copy of the pixels, now the layer's data
     previewed: set[tuple[int, ...]] = field(default_factory=set)  # planes showing other settings
     renderer: tuple[tuple[int, ...], PlaneRenderer] | None = None

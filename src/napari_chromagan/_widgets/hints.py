@@ -29,7 +29,6 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 
 from .._threads import start_thread
-from ..blend import PlaneRenderer, prepare_gamut_table, render_rgb
 from ..errors import ChromaGANError
 from ..hints import (
     EDGE_RANGE,
@@ -47,6 +46,7 @@ from ..layer_result import (
     is_colorized,
     result_metadata,
 )
+from ..render import PlaneRenderer, prepare_gamut_table, render_srgb
 from ._common import LayerWatcher, plane_index
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -498,7 +498,7 @@ class ColorHintsWidget(LayerWatcher, Container):
         data = state.layer.data
         if not state.result.blend and getattr(data, "shape", None) == (*state.result.L.shape, 3):
             return np.asarray(data)
-        return render_rgb(state.result.L, state.result.ab)
+        return render_srgb(state.result.L, state.result.ab)
 
     def _make_output(self, state: _State) -> None:
         state.base = self._base_pixels(state)
