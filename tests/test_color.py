@@ -198,7 +198,7 @@ def test_fit_chroma_to_gamut_nchw_and_random() -> None:
         changed & keep & (fitted.norm(dim=1) > 0)
     ]
     assert dh.abs().max().item() < 1e-5
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="L has shape"):
         fit_chroma_to_gamut(L[:, :-1], ab)
 
 
@@ -214,7 +214,7 @@ def test_lab_to_rgb_uint8() -> None:
 
 
 def test_errors() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="rgb needs 3 channels"):
         rgb_to_lab(torch.zeros(4, 8, 8))
     with pytest.raises(TypeError):
         rgb_to_lab(torch.zeros(3, 8, 8, dtype=torch.uint8))

@@ -472,9 +472,11 @@ def format_table(summary: dict[str, Any]) -> str:
     size = summary["image_size"]
     m = summary["metrics"]
     lines = [
-        f"{summary['images']} image(s) scored from {summary['data']} "
-        f"({summary['skipped_gray']} gray skipped, {summary['unreadable']} unreadable); "
-        f"protocol at {size}x{size}, network at {summary.get('network_size', size)} px, on {summary['device']}",
+        (
+            f"{summary['images']} image(s) scored from {summary['data']} "
+            f"({summary['skipped_gray']} gray skipped, {summary['unreadable']} unreadable); "
+            f"protocol at {size}x{size}, network at {summary.get('network_size', size)} px, on {summary['device']}"
+        ),
         f"weights: {summary['weights']}",
         "",
     ]
@@ -505,8 +507,10 @@ def format_table(summary: dict[str, Any]) -> str:
             lines.append("  ".join("-" * w for w in widths))
     lines += [
         "",
-        f"colourfulness of the truth: {m['colourfulness']['truth']:.2f} "
-        "(Hasler & Susstrunk M3, at the network size; delta CF < 0 means duller than the truth)",
+        (
+            f"colourfulness of the truth: {m['colourfulness']['truth']:.2f} "
+            "(Hasler & Susstrunk M3, at the network size; delta CF < 0 means duller than the truth)"
+        ),
     ]
     if "a_mean" in m:
         lines.append(

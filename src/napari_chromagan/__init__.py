@@ -72,8 +72,8 @@ if TYPE_CHECKING:  # pragma: no cover
         UnsupportedImageError,
         WeightsNotFoundError,
     )
-    from .keras_import import import_keras_weights, import_keras_weights_to_checkpoint
     from .hints import ColorHints, HintParams, apply_color_hints
+    from .keras_import import import_keras_weights, import_keras_weights_to_checkpoint
     from .layers import colorize_layer
     from .model import Generator, ModelConfig, load_vgg16_trunk
     from .normalize import Normalization

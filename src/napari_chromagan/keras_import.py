@@ -120,7 +120,7 @@ def keras_weight_shapes(config: ModelConfig | None = None) -> dict[str, dict[str
     for name, (k, i, o) in zip(CONV_NAMES, convs, strict=True):
         conv(name, k, i, o)
     for name, n in zip(BN_NAMES, (c(512),) * 5 + (c(256),), strict=True):
-        shapes[name] = {w: (n,) for w in _FAMILIES["batch_normalization"][1]}
+        shapes[name] = dict.fromkeys(_FAMILIES["batch_normalization"][1], (n,))
     flat = config.global_grid**2 * c(512)
     dense = [
         (flat, c(1024)),
