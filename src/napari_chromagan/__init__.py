@@ -33,7 +33,7 @@ _LAZY = {
     "DeviceError": "errors",
     "MissingPixelsWarning": "errors",
     "OutputError": "errors",
-    "select_device": "colorize",
+    "select_device": "device",
     "apply_color_hints": "hints",
     "ColorHints": "hints",
     "HintParams": "hints",
@@ -60,7 +60,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-    from .colorize import Colorizer, ColorizeResult, select_device
+    from .colorize import Colorizer, ColorizeResult
+    from .device import select_device
     from .errors import (
         Cancelled,
         CheckpointError,
