@@ -50,8 +50,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from napari_chromagan.argtypes import positive_int
 from napari_chromagan.atomic import atomic_write_text, check_writable
-from napari_chromagan.cli import positive_int
 from napari_chromagan.color import (
     fit_chroma_to_gamut,
     lab_to_rgb_uint8,
@@ -62,7 +62,7 @@ from napari_chromagan.colorize import Colorizer
 from napari_chromagan.errors import ChromaGANError, OutputError, UnsupportedImageError
 from napari_chromagan.imageio import read_image
 
-from .data import GRAY_TOLERANCE, find_images
+from .data import find_images, is_gray
 from .metrics import SSIM_MIN_SIZE, colourfulness, psnr, ssim
 
 __all__ = ["EvaluationError", "evaluate", "format_table", "load_colour_image", "register", "run", "score_network_size", "squash"]
@@ -114,8 +114,7 @@ def load_colour_image(path: Path) -> tuple[np.ndarray | None, str]:
     elif rgb.dtype != np.uint8:
         log.warning("skipping %s: expected 8- or 16-bit RGB, got %s", path, rgb.dtype)
         return None, "unreadable"
-    spread = rgb.max(axis=-1).astype(np.int16) - rgb.min(axis=-1)
-    if int(spread.max()) <= GRAY_TOLERANCE:  # the training data's definition of a gray file
+    if is_gray(rgb):  # the training data's definition of a gray file
         return None, "gray"
     if min(rgb.shape[:2]) < SSIM_MIN_SIZE:
         log.warning(
