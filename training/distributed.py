@@ -13,26 +13,17 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from napari_chromagan.device import rank_device, select_device, torchrun_env
+from napari_chromagan.device import TorchrunEnv, rank_device, select_device, torchrun_env
 
 __all__ = ["DistInfo", "all_reduce_flags", "cleanup", "setup"]
 
 
 @dataclass(frozen=True)
-class DistInfo:
-    rank: int
-    world_size: int
-    local_rank: int
+class DistInfo(TorchrunEnv):
+    """This process's place among torchrun's (``is_main``, ``distributed``...) and its device."""
+
     device: torch.device
     device_info: str
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
 
 
 def setup(device: str = "auto") -> DistInfo:

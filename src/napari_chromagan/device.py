@@ -77,9 +77,9 @@ class TorchrunEnv:
     """This process's place among torchrun's: ``RANK`` and ``WORLD_SIZE`` are global (over every
     machine of the rendezvous), ``LOCAL_RANK`` counts the processes of this machine."""
 
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
+    rank: int
+    world_size: int
+    local_rank: int
 
     @property
     def is_main(self) -> bool:
@@ -93,7 +93,7 @@ class TorchrunEnv:
 
 def torchrun_env(environ: Mapping[str, str] | None = None) -> TorchrunEnv:
     """The torchrun environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``); one process of one
-    (``TorchrunEnv()``) without torchrun.
+    (``TorchrunEnv(0, 1, 0)``) without torchrun.
 
     Raises :class:`DeviceError` when a variable is not a whole number or the three disagree
     (a rank outside the world), naming the variables as they were set.
