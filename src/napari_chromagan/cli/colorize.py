@@ -28,7 +28,7 @@ from napari_chromagan.cli._common import (
 )
 from napari_chromagan.cli._torchrun import _remove_stale_parts, _torchrun_env, shard
 from napari_chromagan.device import rank_device
-from napari_chromagan.errors import ChromaGANError, CheckpointError, UnsupportedImageError, cli_text
+from napari_chromagan.errors import CheckpointError, ChromaGANError, UnsupportedImageError, cli_text
 
 _FORMATS = ("png", "jpeg", "jpg", "tiff", "tif", "webp")
 _TIFF_SUFFIXES = (".tif", ".tiff")
@@ -503,7 +503,12 @@ def _colorize_one(
     del image
     hinted = None
     if getattr(args, "hints", None) is not None:
-        from napari_chromagan.hints import HintParams, apply_color_hints, describe_hints, read_hints_csv
+        from napari_chromagan.hints import (
+            HintParams,
+            apply_color_hints,
+            describe_hints,
+            read_hints_csv,
+        )
 
         hints = read_hints_csv(args.hints, source.name)
         if not hints.is_empty:
