@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import host_tag, machine_info, print_table, timeit_interleaved, write_json_atomic  # noqa: E402
+from _common import host_tag, machine_info, print_table, timeit_interleaved, write_json_atomic
 
-from napari_chromagan import Colorizer  # noqa: E402
-from napari_chromagan.weights import packaged_weights  # noqa: E402
+from napari_chromagan import Colorizer
+from napari_chromagan.weights import packaged_weights
 
 
 def main(argv: list[str] | None = None) -> int:

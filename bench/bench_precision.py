@@ -24,12 +24,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import host_tag, machine_info, print_table, timeit_interleaved, write_json_atomic  # noqa: E402
+from _common import host_tag, machine_info, print_table, timeit_interleaved, write_json_atomic
 
-from napari_chromagan import Colorizer  # noqa: E402
-from napari_chromagan.device import cpu_has_native_bf16  # noqa: E402
-from napari_chromagan.model import Generator, ModelConfig  # noqa: E402
-from napari_chromagan.weights import packaged_weights  # noqa: E402
+from napari_chromagan import Colorizer
+from napari_chromagan.device import cpu_has_native_bf16
+from napari_chromagan.model import Generator, ModelConfig
+from napari_chromagan.weights import packaged_weights
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev"
 MEAN_LIMIT, P99_LIMIT = 1.0, 3.0

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian/Ubuntu machine for napari-chromagan: the system libraries that Qt and
 # napari need to run headless (under Xvfb), then a virtual environment in .venv with the
-# package, its test extras and a Qt binding. Safe to run again.
+# package, its test extras (pytest, ruff...) and a Qt binding. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,85 +1,138 @@
+"""The benchmarks' quick runs: what they report follows from what they measured.
+
+Each test runs a benchmark for real and checks its JSON against the raw samples it recorded
+(medians over the quiet samples, by the rule the benchmark states), against facts of timing
+(parts of one call are no longer than the call), and against independent outputs (the engine's
+colours against the eager network's). Figures a benchmark defines as the difference or ratio of
+two others are not re-added: that would check its arithmetic, not its measurements.
+"""
+
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+STAGES = ("normalise", "resize", "network", "full_resolution")  # bench_inference's timed stages
+SLACK_S = 1e-9  # float rounding of sums of perf_counter differences
 
 
-def test_engine_benchmark_quick_run_writes_consistent_json(tmp_path):
-    out = tmp_path / "engine.json"
+def _run(script: str, out: Path, *args: str) -> dict:
     subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bench_engine.py"), "--quick", "--out", str(out)],
+        [sys.executable, str(ROOT / "bench" / script), "--quick", "--out", str(out), *args],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=True,
     )
-    result = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+def _quiet_samples(samples: list[float], foreign: list[float | None], limit: float) -> list[float]:
+    """The samples taken while other processes used at most ``limit`` of the cores; all of
+    them when none was (bench_engine's and bench_hints' rule)."""
+    quiet = [s for s, f in zip(samples, foreign, strict=True) if f is not None and f <= limit]
+    return quiet or samples
+
+
+def _quiet_rounds(foreign: dict[str, list[float | None]], limit: float) -> list[int]:
+    """The rounds in which every case was quiet; all rounds when none was (bench_inference's)."""
+    (n,) = {len(f) for f in foreign.values()}
+    quiet = [i for i in range(n) if all(f[i] is not None and f[i] <= limit for f in foreign.values())]
+    return quiet or list(range(n))
+
+
+def test_engine_benchmark_quick_run_reports_what_it_measured(tmp_path):
+    result = _run("bench_engine.py", tmp_path / "engine.json")
     assert result["checks"]["same_weights"] is True
     # the engine and the eager baseline compute the same colours
     assert result["checks"]["max_abs_ab_diff_engine_vs_baseline_lab"] < 0.05
     assert result["machine"]["torch"]
-    ratios = [row["x vs eager bs1"] for row in result["rows"]]
-    assert all(r > 0 for r in ratios) and ratios[0] == 1.0
+    limit, repeats = result["settings"]["max_foreign"], result["settings"]["repeats"]
+    rows = {row["case"]: row for row in result["rows"]}
+    for row in rows.values():
+        assert len(row["samples_s"]) == repeats and min(row["samples_s"]) > 0
+        used = _quiet_samples(row["samples_s"], row["foreign_load"], limit)
+        assert row["median_s"] == statistics.median(used), row["case"]
+        assert row["planes/s"] == pytest.approx(row["planes_per_sample"] / statistics.median(used), rel=1e-12)
+    # the acceptance ratio is that of the two cases it names, from their samples
+    acceptance = result["acceptance"]
+    engine, baseline = acceptance["what"].removesuffix(", planes/s ratio").split(" vs ")
+    speed = {
+        name: rows[name]["planes_per_sample"]
+        / statistics.median(_quiet_samples(rows[name]["samples_s"], rows[name]["foreign_load"], limit))
+        for name in (engine, baseline)
+    }
+    assert acceptance["ratio"] == pytest.approx(speed[engine] / speed[baseline], rel=1e-12)
 
 
-def test_training_benchmark_quick_run_writes_consistent_json(tmp_path):
-    out = tmp_path / "train.json"
-    subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bench_train.py"), "--quick", "--out", str(out), "--device", "cpu"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=True,
-    )
-    result = json.loads(out.read_text())
+def test_training_benchmark_quick_run_reports_what_it_measured(tmp_path):
+    result = _run("bench_train.py", tmp_path / "train.json", "--device", "cpu")
     baseline, default = result["rows"]
-    assert baseline["x vs baseline"] == 1.0
-    assert default["images/s"] > 0 and default["x vs baseline"] == baseline["s/step"] / default["s/step"]
+    assert "baseline" in baseline["case"] and "loop default" in default["case"]
+    assert baseline["s/step"] > 0 and default["s/step"] > 0
     assert result["device"] == "cpu" and result["presets"] == {"tiny (w0.125, 64 px)": "chromagan-noclass"}
     (phases,) = result["breakdown_seconds_per_step"].values()
     timed = {k: v for k, v in phases.items() if k not in ("sum of phases", "untimed step")}
     assert {"batch to Lab", "generator forward", "generator backward", "critic backward"} <= set(timed)
     assert all(v > 0 for v in timed.values())
-    assert phases["sum of phases"] == sum(timed.values())
+    # The phases, timed one by one in a separate step, account for a whole step: a phase left
+    # out or the step counted in every phase moves their sum far from the step's own time. The
+    # band is wide because the breakdown times one step and the machine is shared.
+    ratio = sum(timed.values()) / phases["untimed step"]
+    assert 1 / 3 < ratio < 3, ratio
 
 
-def test_inference_benchmark_quick_run_writes_consistent_json(tmp_path):
-    out = tmp_path / "inference.json"
-    subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bench_inference.py"), "--quick", "--device", "cpu", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=True,
-    )
-    result = json.loads(out.read_text())
+def test_inference_benchmark_quick_run_reports_what_it_measured(tmp_path):
+    result = _run("bench_inference.py", tmp_path / "inference.json", "--device", "cpu")
     assert result["torch"] and result["machine"]["cpu_count"] and result["device"] == "cpu"
     assert result["settings"]["quick"] is True and result["settings"]["width"] == 0.25
     assert result["checks"]["same_weights"] is True
     assert result["checks"]["max_abs_ab_diff_engine_vs_baseline_lab"] < 0.05
+    limit = result["settings"]["max_foreign"]
     assert [row["batch"] for row in result["rows"]] == [1, 4]
     for row in result["rows"]:
-        assert row["eager img/s"] > 0 and row["engine img/s"] > 0
-        assert row["x vs eager"] > 0 and abs(row["x vs eager"] - row["engine img/s"] / row["eager img/s"]) < 1e-9
+        rounds = _quiet_rounds(row["foreign_load"], limit)
+        eager, engine = (statistics.median(row["samples_s"][k][i] for i in rounds) for k in ("eager", "engine"))
+        assert row["eager img/s"] == pytest.approx(row["images_per_sample"] / eager, rel=1e-12)
+        assert row["engine img/s"] == pytest.approx(row["images_per_sample"] / engine, rel=1e-12)
+        assert row["x vs eager"] == pytest.approx(eager / engine, rel=1e-12)
     assert set(result["breakdown"]) == {"image 1024x1024 u16", "stack 4x256x256 u8"}
     for case in result["breakdown"].values():
         # the engine's steps, called one by one, reproduce colorize's output exactly
         assert case["staged_matches_colorize"] is True
         assert case["staged_vs_colorize_max_diff"] == {"rgb": 0, "ab": 0.0, "exact_required": True}
+        rounds = _quiet_rounds(case["foreign_load"], limit)
+        assert case["colorize_s"] == statistics.median(case["samples_s"]["colorize"][i] for i in rounds)
+        staged, walls = case["staged_samples_s"], case["samples_s"]["staged"]
+        assert len(staged) == len(walls)
+        for sample, wall in zip(staged, walls, strict=True):
+            # the stages are disjoint intervals inside one staged call, and that call's own
+            # clock runs inside the benchmark's timer
+            assert 0 < sum(sample[k] for k in STAGES) <= sample["total"] + SLACK_S
+            assert sample["total"] <= wall + SLACK_S
         stages = case["breakdown_s"]
-        assert set(stages) == {"normalise", "resize", "network", "full_resolution", "remainder"}
-        assert all(stages[k] > 0 for k in ("normalise", "resize", "network", "full_resolution"))
-        assert abs(sum(stages.values()) - case["colorize_s"]) < 1e-9
+        assert set(stages) == {*STAGES, "remainder"}
+        for k in STAGES:
+            assert stages[k] > 0
+            assert stages[k] == statistics.median(staged[i][k] for i in rounds), k
         assert case["memory"]["peak_rss_growth_mib"] > 0
-    target = result["target"]
-    assert target["ratio"] > 0 and target["required_at_most"] == 1.5
-    assert target["passed"] == (target["ratio"] <= 1.5)
-    assert target["ratio"] == target["colorize_s"] / (target["predict_1x224_s"] + target["full_resolution_s"])
-
-
-def test_hints_benchmark_quick_run_writes_consistent_json(tmp_path):
-    out = tmp_path / "hints.json"
-    subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bench_hints.py"), "--quick", "--threads", "1", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=True,
+    # the target is computed from the 1024^2 case's own measurements
+    big, target = result["breakdown"]["image 1024x1024 u16"], result["target"]
+    assert target["required_at_most"] == 1.5
+    assert target["colorize_s"] == big["colorize_s"] and target["predict_1x224_s"] == big["predict_1x224_s"]
+    assert target["full_resolution_s"] == big["breakdown_s"]["full_resolution"]
+    assert target["ratio"] == pytest.approx(
+        big["colorize_s"] / (big["predict_1x224_s"] + big["breakdown_s"]["full_resolution"]), rel=1e-12
     )
-    result = json.loads(out.read_text())
+
+
+def test_hints_benchmark_quick_run_reports_what_it_measured(tmp_path):
+    result = _run("bench_hints.py", tmp_path / "hints.json", "--threads", "1")
     assert result["date"] and result["machine"]["cpu_count"] and result["settings"]["quick"] is True
+    limit = result["settings"]["max_foreign"]
     rows = {row["case"]: row for row in result["rows"]}
     assert set(rows) == {
         "baseline: colorize 256^2",
@@ -89,11 +142,17 @@ def test_hints_benchmark_quick_run_writes_consistent_json(tmp_path):
         "baseline: colorize 512^2",
         "apply_color_hints 512^2, 5 points",
     }
+    medians = {}
+    for name, row in rows.items():
+        assert min(row["samples_s"]) > 0
+        medians[name] = statistics.median(_quiet_samples(row["samples_s"], row["foreign_share"], limit))
+        assert row["median_s"] == medians[name], name
     for row in rows.values():
-        base = rows[f"baseline: colorize {row['side']}^2"]["median_s"]
-        assert row["median_s"] > 0 and row["x baseline"] == row["median_s"] / base
+        base = medians[f"baseline: colorize {row['side']}^2"]
+        assert row["x baseline"] == pytest.approx(medians[row["case"]] / base, rel=1e-12)
     memory = result["memory"]
     assert memory["side"] == 512 and memory["peak_growth_mib"] > 0
+    # the outputs of a 512^2 result: a*b* as float32 and the uint8 RGB
     assert abs(memory["outputs_mib"] - 512 * 512 * (2 * 4 + 3) / 2**20) < 1e-9
     # the targets are for 1024^2 and 4096^2: a quick run measures neither
     assert result["targets"]["values"] == {"preview_1024_s": None, "image_4096_s": None, "memory_4096_gib": None}

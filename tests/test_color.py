@@ -170,7 +170,7 @@ def test_lab_to_linear_rgb_is_lab_to_rgb_before_the_gamma(dtype: torch.dtype) ->
 
 
 def test_errors() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="rgb needs 3 channels"):
         rgb_to_lab(torch.zeros(4, 8, 8))
     with pytest.raises(TypeError):
         rgb_to_lab(torch.zeros(3, 8, 8, dtype=torch.uint8))

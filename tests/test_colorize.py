@@ -178,7 +178,7 @@ def test_cancel_stops_at_the_next_batch(colorizer):
 
 
 @pytest.mark.parametrize(
-    "image,kwargs,match",
+    ("image", "kwargs", "match"),
     [
         (np.zeros((0, 5), np.uint8), {}, "empty"),
         (np.zeros((4, 0, 5), np.uint8), {}, "empty"),

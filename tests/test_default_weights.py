@@ -82,7 +82,7 @@ OBVIOUS = [
 ]
 
 
-@pytest.mark.parametrize("name,k,plausible", OBVIOUS)
+@pytest.mark.parametrize(("name", "k", "plausible"), OBVIOUS)
 def test_the_class_head_names_what_is_in_the_picture(colorizer, name, k, plausible):
     gray = np.asarray(Image.open(_kodak() / f"{name}.png").convert("L"))
     probs = colorizer.colorize(gray).class_probs.reshape(-1)

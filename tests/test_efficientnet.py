@@ -43,7 +43,7 @@ def test_the_wheels_file_loads_strictly(lite0_state):
     assert len(model._blocks) == 16 and model.stage_channels == (16, 24, 40, 80, 112, 192, 320)
 
 
-@pytest.mark.parametrize("variant,blocks,last", [("efficientnet-lite1", 21, 320), ("efficientnet-lite2", 21, 352)])
+@pytest.mark.parametrize(("variant", "blocks", "last"), [("efficientnet-lite1", 21, 320), ("efficientnet-lite2", 21, 352)])
 def test_larger_variants_follow_the_lite_scaling_rules(variant, blocks, last):
     # depth scales the middle stages only and width rounds to multiples of 8; stem and head fixed.
     # (Checked 2026-12-01: the lite1 and lite2 wheels' files load into these strictly.)

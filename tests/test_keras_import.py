@@ -40,12 +40,81 @@ LAYER_NAMES = (
 ).split(", ")
 BN_ORDER = ("gamma", "beta", "moving_mean", "moving_variance")
 
+# The authors' generator as the paper's architecture and the spec's layer table (chromagan-spec.md
+# §1.1) describe it, written out here and not taken from keras_import: (Keras layer name, kind,
+# kernel side, input and output channels) at the paper's size. Counts that a narrower network
+# scales are numbers; the three input channels, the two a*b* outputs, the 1000 classes and the
+# flatten of the global trunk's 7x7x512 output (NHWC, 25,088 values) are named.
+RGB, AB, CLASSES, FLAT = "rgb", "ab", "classes", "flat"
+PAPER_LAYERS = (
+    # VGG16 up to block4_conv3, nested in the file's model_2 group
+    ("block1_conv1", "conv", 3, RGB, 64),
+    ("block1_conv2", "conv", 3, 64, 64),
+    ("block2_conv1", "conv", 3, 64, 128),
+    ("block2_conv2", "conv", 3, 128, 128),
+    ("block3_conv1", "conv", 3, 128, 256),
+    ("block3_conv2", "conv", 3, 256, 256),
+    ("block3_conv3", "conv", 3, 256, 256),
+    ("block4_conv1", "conv", 3, 256, 512),
+    ("block4_conv2", "conv", 3, 512, 512),
+    ("block4_conv3", "conv", 3, 512, 512),
+    # global-feature trunk: conv (strides 2, 1, 2, 1), ReLU, BatchNorm
+    ("conv2d_6", "conv", 3, 512, 512),
+    ("batch_normalization_1", "bn", None, 512, 512),
+    ("conv2d_7", "conv", 3, 512, 512),
+    ("batch_normalization_2", "bn", None, 512, 512),
+    ("conv2d_8", "conv", 3, 512, 512),
+    ("batch_normalization_3", "bn", None, 512, 512),
+    ("conv2d_9", "conv", 3, 512, 512),
+    ("batch_normalization_4", "bn", None, 512, 512),
+    # global branch to the fusion, and the class branch
+    ("dense_1", "dense", None, FLAT, 1024),
+    ("dense_2", "dense", None, 1024, 512),
+    ("dense_3", "dense", None, 512, 256),
+    ("dense_4", "dense", None, FLAT, 4096),
+    ("dense_5", "dense", None, 4096, 4096),
+    ("dense_6", "dense", None, 4096, CLASSES),
+    # mid-level branch
+    ("conv2d_10", "conv", 3, 512, 512),
+    ("batch_normalization_5", "bn", None, 512, 512),
+    ("conv2d_11", "conv", 3, 512, 256),
+    ("batch_normalization_6", "bn", None, 256, 256),
+    # fusion (mid 256 + global 256) and decoder
+    ("conv2d_12", "conv", 1, 512, 256),
+    ("conv2d_13", "conv", 3, 256, 128),
+    ("conv2d_14", "conv", 3, 128, 64),
+    ("conv2d_15", "conv", 3, 64, 64),
+    ("conv2d_16", "conv", 3, 64, 32),
+    ("conv2d_17", "conv", 3, 32, AB),
+)
+
+
+def paper_shapes(width: float = 1.0, size: int = 224) -> dict[str, dict[str, tuple[int, ...]]]:
+    """The Keras array shapes of PAPER_LAYERS for a network ``width`` times as wide on ``size``
+    px input: every numbered channel count times ``width``, the named ones as they are (the
+    flatten is (size / 32)^2 times the trunk's 512 channels scaled)."""
+
+    def n(count: int | str) -> int:
+        named = {RGB: 3, AB: 2, CLASSES: 1000, FLAT: (size // 32) ** 2 * round(512 * width)}
+        return named[count] if isinstance(count, str) else round(count * width)
+
+    shapes: dict[str, dict[str, tuple[int, ...]]] = {}
+    for name, kind, k, cin, cout in PAPER_LAYERS:
+        if kind == "conv":
+            shapes[name] = {"kernel": (k, k, n(cin), n(cout)), "bias": (n(cout),)}
+        elif kind == "dense":
+            shapes[name] = {"kernel": (n(cin), n(cout)), "bias": (n(cout),)}
+        else:
+            shapes[name] = {w: (n(cout),) for w in BN_ORDER}
+    return shapes
+
 
 def random_arrays(config: ModelConfig = SMALL, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
-    """Random float32 arrays with the Keras shapes of ``config``, keyed like the authors' file."""
+    """Random float32 arrays with the shapes of PAPER_LAYERS at ``config``'s width and size,
+    keyed like the authors' file."""
     rng = np.random.default_rng(seed)
     arrays: dict[str, dict[str, np.ndarray]] = {}
-    for layer, shapes in keras_weight_shapes(config).items():
+    for layer, shapes in paper_shapes(config.width, config.image_size).items():
         arrays[layer] = {}
         for name, shape in shapes.items():
             if name == "kernel":
@@ -133,27 +202,33 @@ def imported(keras_file):
     return import_keras_weights(keras_file, SMALL)
 
 
-def test_full_size_shape_table_matches_spec():
-    shapes = keras_weight_shapes()
-    assert len(shapes) == 10 + 12 + 6 + 6
-    assert shapes["block1_conv1"]["kernel"] == (3, 3, 3, 64)
-    assert shapes["block4_conv3"]["kernel"] == (3, 3, 512, 512)
-    assert shapes["conv2d_6"]["kernel"] == (3, 3, 512, 512)
-    assert shapes["conv2d_11"]["kernel"] == (3, 3, 512, 256)
-    assert shapes["conv2d_12"]["kernel"] == (1, 1, 512, 256)
-    assert shapes["conv2d_17"]["kernel"] == (3, 3, 32, 2)
-    assert shapes["batch_normalization_6"]["moving_variance"] == (256,)
-    assert shapes["dense_1"]["kernel"] == (25088, 1024)
-    assert shapes["dense_3"]["kernel"] == (512, 256)
-    assert shapes["dense_4"]["kernel"] == (25088, 4096)
-    assert shapes["dense_6"]["kernel"] == (4096, 1000)
-    total = sum(int(np.prod(s)) for layer in shapes.values() for s in layer.values())
-    assert total == 171_171_722  # spec §1.1, BN moving statistics included
+def _params(shapes: dict[str, dict[str, tuple[int, ...]]], names) -> int:
+    return sum(int(np.prod(shape)) for name in names for shape in shapes[name].values())
+
+
+def test_the_layer_table_written_here_has_the_papers_parameter_counts():
+    # the oracle itself, against the spec's computed totals (§1.1)
+    shapes = paper_shapes()
+    names = [row[0] for row in PAPER_LAYERS]
+    assert _params(shapes, [n for n in names if n.startswith("block")]) == 7_635_264  # VGG trunk
+    assert _params(shapes, ["dense_4", "dense_5", "dense_6"]) == 123_642_856  # class head
+    assert _params(shapes, names) == 171_171_722  # BN moving statistics included
+    assert _params(shapes, [n for n in names if n not in ("dense_4", "dense_5", "dense_6")]) == 47_528_866
+    assert len(names) == 10 + 12 + 6 + 6 and len(set(names)) == len(names)
+    # every weighted layer of the file's layer_names, and nothing else
+    assert {n for n in LAYER_NAMES if n.startswith(("conv2d", "batch_norm", "dense"))} == {
+        n for n in names if not n.startswith("block")
+    }
+
+
+@pytest.mark.parametrize("config", [ModelConfig(), SMALL], ids=["paper", "small"])
+def test_the_importers_shape_table_matches_the_paper(config):
+    assert keras_weight_shapes(config) == paper_shapes(config.width, config.image_size)
 
 
 def test_full_size_import_from_unallocated_file(tmp_path):
     """The paper's architecture end to end, from a ~100 kB file whose arrays read as 0.25."""
-    shapes = keras_weight_shapes()
+    shapes = paper_shapes()
     path = write_keras_h5(tmp_path / "full.h5", shapes, trunk_group="model_3", trunk_suffix="_1")
     assert path.stat().st_size < 1_000_000
     g = import_keras_weights(path)

@@ -78,7 +78,7 @@ def test_width_factor_scales_channels():
     assert trainable(g) < trainable(Generator()) / 10
 
 
-@pytest.mark.parametrize("size,kernel,stride", [(28, 3, 2), (14, 3, 2), (224, 4, 2), (28, 4, 1), (7, 3, 1)])
+@pytest.mark.parametrize(("size", "kernel", "stride"), [(28, 3, 2), (14, 3, 2), (224, 4, 2), (28, 4, 1), (7, 3, 1)])
 def test_same_conv_matches_tensorflow_padding(size, kernel, stride):
     """Reference: TF SAME pads total = max((ceil(n/s)-1)*s + k - n, 0), the extra pixel after."""
     torch.manual_seed(1)
@@ -179,7 +179,8 @@ def test_model_config_validation_and_round_trip():
     cfg = ModelConfig(width=0.5, image_size=96)
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     for bad in ({"width": 0}, {"image_size": 100}, {"num_classes": 0}):
-        with pytest.raises(ValueError):
+        (field,) = bad
+        with pytest.raises(ValueError, match=f"ModelConfig.{field} must be"):
             ModelConfig(**bad)
     with pytest.raises(ValueError, match="unknown ModelConfig fields"):
         ModelConfig.from_dict({"width": 1.0, "depth": 3})

@@ -50,8 +50,12 @@ def test_ci_workflow_runs_what_ci_runs_on_the_python_versions_listed():
     test_job = workflow["jobs"]["test"]
     runs = [step.get("run", "") for step in test_job["steps"]]
     assert "bash .ci/run" in runs  # the same commands as CI here: scripts/setup.sh, then pytest
-    ci = (ROOT / ".ci/run").read_text()
-    assert "bash scripts/setup.sh" in ci and ".venv/bin/python -m pytest" in ci
+    ci = (ROOT / ".ci/run").read_text().splitlines()
+    setup, pytest_ = ci.index("bash scripts/setup.sh"), ci.index(".venv/bin/python -m pytest")
+    # the formatter and the linter run after the set-up (which installs ruff) and before the
+    # tests, so a style failure is reported in seconds, not after the test run
+    assert setup < ci.index(".venv/bin/ruff format --check .") < pytest_
+    assert setup < ci.index(".venv/bin/ruff check .") < pytest_
     assert test_job["strategy"]["matrix"]["platform"] == ["ubuntu-latest"]
     classifiers = _wheel_metadata().get_all("Classifier")
     listed = sorted(c.rsplit(":: ", 1)[1] for c in classifiers if c.startswith("Programming Language :: Python :: 3."))
@@ -66,12 +70,18 @@ def test_pre_commit_runs_ruff_with_the_project_rules_and_napari_plugin_checks():
     import yaml
 
     config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
-    hooks = {hook["id"]: repo for repo in config["repos"] for hook in repo["hooks"]}
-    assert hooks["ruff-check"]["repo"].endswith("/ruff-pre-commit")
-    assert not hooks["ruff-check"]["hooks"][0].get("args")  # the rules come from pyproject.toml
-    assert hooks["napari-plugin-checks"]["repo"].endswith("/napari-plugin-checks")
-    # napari-plugin-checks' rule, checked here too: no PyQt5/PySide2 in the dependencies
+    hooks = {hook["id"]: (repo, hook) for repo in config["repos"] for hook in repo["hooks"]}
+    for name in ("ruff-check", "ruff-format"):
+        repo, hook = hooks[name]
+        assert repo["repo"].endswith("/ruff-pre-commit")
+        assert not hook.get("args")  # the settings come from pyproject.toml
+    # the hook runs the ruff that the testing extra installs for .ci/run
     config_cfg = configparser.ConfigParser()
     config_cfg.read(ROOT / "setup.cfg", encoding="utf-8")
+    testing = config_cfg["options.extras_require"]["testing"].split()
+    (pin,) = [r for r in testing if r.startswith("ruff")]
+    assert pin == f"ruff=={hooks['ruff-check'][0]['rev'].lstrip('v')}"
+    assert hooks["napari-plugin-checks"][0]["repo"].endswith("/napari-plugin-checks")
+    # napari-plugin-checks' rule, checked here too: no PyQt5/PySide2 in the dependencies
     requires = config_cfg["options"]["install_requires"].split()
     assert not {"PyQt5", "PySide2", "PyQt6", "PySide6"} & set(requires)

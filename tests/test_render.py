@@ -288,9 +288,9 @@ def test_render_lab_validation() -> None:
     with pytest.raises(ValueError, match="method must be"):
         render_lab(L, ab, dim=-1, method="fast")  # type: ignore[arg-type]
     for method in ("exact", "table"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"L (has shape|\(4, 4\))"):
             render_lab(L[:, :4], ab, dim=-1, method=method)
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="2 channels"):
             render_lab(L, ab[..., :1], dim=-1, method=method)
         with pytest.raises(TypeError):
             render_lab(L, ab.to(torch.int16), dim=-1, method=method)

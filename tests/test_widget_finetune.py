@@ -258,8 +258,8 @@ def test_the_live_plot_draws_its_series(qtbot):
         image = plot.grab().toImage()
         target = tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
         return sum(
-            1 for y in range(image.height()) for x in range(0, image.width())
-            if max(abs(a - b) for a, b in zip(image.pixelColor(x, y).getRgb()[:3], target)) < 30
+            1 for y in range(image.height()) for x in range(image.width())
+            if max(abs(a - b) for a, b in zip(image.pixelColor(x, y).getRgb()[:3], target, strict=True)) < 30
         )
 
     legend_g, legend_val = pixels("#e6a23c"), pixels("#98c379")  # the legend's names, in their colours

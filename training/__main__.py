@@ -201,9 +201,14 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    import os
+    from napari_chromagan.device import torchrun_env
+    from napari_chromagan.errors import DeviceError
 
-    if int(os.environ.get("RANK", "0")) != 0:  # rank-0 logging
+    try:
+        main_process = torchrun_env().is_main
+    except DeviceError:  # a malformed environment: train() reports it, so keep the log on
+        main_process = True
+    if not main_process:  # rank-0 logging
         logging.getLogger().setLevel(logging.ERROR)
     return args.func(args)
 

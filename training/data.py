@@ -33,11 +33,10 @@ import torch
 from PIL import Image
 
 from napari_chromagan.color import rgb_to_lab
-from napari_chromagan.imageio import read_image
+from napari_chromagan.imageio import IMAGE_SUFFIXES, image_files_in, read_image
 from napari_chromagan.normalize import resolve_normalization
 
 __all__ = [
-    "IMAGE_SUFFIXES",
     "STATUSES",
     "Batch",
     "ColorizationDataset",
@@ -45,12 +44,12 @@ __all__ = [
     "batch_to_lab",
     "collate",
     "find_images",
+    "is_gray",
     "make_loader",
 ]
 
 log = logging.getLogger("training.data")
 
-IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
 STATUSES: tuple[str, ...] = ("ok", "grayscale", "skipped-grayscale", "unreadable")
 _DROPPED = ("unreadable", "skipped-grayscale")
 GRAY_TOLERANCE = 2  # an RGB image whose channels differ by at most this much (8-bit) is gray
@@ -67,8 +66,8 @@ def find_images(source: str | os.PathLike[str]) -> list[Path]:
     Parameters
     ----------
     source : str or path-like
-        A folder, searched recursively for files whose suffix is in `IMAGE_SUFFIXES` (any case),
-        skipping hidden files and folders, in sorted order of their relative path; or a text file
+        A folder, searched as :func:`napari_chromagan.imageio.image_files_in` does (recursively,
+        the plugin's image suffixes, hidden files and folders skipped, sorted); or a text file
         listing image paths, one per line (relative paths are taken relative to the list file's
         folder; blank lines and lines starting with ``#`` are ignored; entries are kept as
         listed, in order, without checking their suffix); or a single image file.
@@ -86,9 +85,9 @@ def find_images(source: str | os.PathLike[str]) -> list[Path]:
     """
     path = Path(source)
     if path.is_dir():
-        found = _search_folder(path)
+        found = image_files_in(path)
         if not found:
-            accepted = " ".join(IMAGE_SUFFIXES)
+            accepted = " ".join(sorted(IMAGE_SUFFIXES))
             raise ValueError(
                 f"no images found in {path} (searched recursively, hidden files and folders "
                 f"skipped; accepted suffixes: {accepted}); point to the folder that holds the "
@@ -105,25 +104,12 @@ def find_images(source: str | os.PathLike[str]) -> list[Path]:
     return _read_list(path)
 
 
-def _search_folder(folder: Path) -> list[Path]:
-    hits = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for name in filenames:
-            if name.startswith(".") or os.path.splitext(name)[1].lower() not in IMAGE_SUFFIXES:
-                continue
-            path = Path(dirpath, name)
-            if path.is_file():
-                hits.append(path)
-    return sorted(hits, key=lambda p: p.relative_to(folder).parts)
-
-
 def _read_list(list_file: Path) -> list[Path]:
     try:
         text = list_file.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise ValueError(
-            f"{list_file} is neither a folder, an image ({' '.join(IMAGE_SUFFIXES)}) nor a UTF-8 "
+            f"{list_file} is neither a folder, an image ({' '.join(sorted(IMAGE_SUFFIXES))}) nor a UTF-8 "
             "text file listing image paths one per line"
         ) from exc
     base = list_file.parent
@@ -216,14 +202,17 @@ def _decode(path: Path) -> tuple[np.ndarray, bool]:
         image = (image * a + 255.0 * (1.0 - a) + 0.5).astype(np.uint8)
     if image.ndim == 2:
         return image, True
-    # Most colour photos are told apart on a sparse sample; only candidates get the full check.
-    if (
-        _channel_spread(image[::8, ::8]) <= GRAY_TOLERANCE
-        and _channel_spread(image) <= GRAY_TOLERANCE
-    ):
+    if is_gray(image):
         gray = (image.sum(axis=-1, dtype=np.uint16) + 1) // 3
         return gray.astype(np.uint8), True
     return np.ascontiguousarray(image), False
+
+
+def is_gray(rgb: np.ndarray) -> bool:
+    """Whether an 8-bit RGB image (H, W, 3) is gray: its channels differ by at most
+    `GRAY_TOLERANCE` at every pixel. Training and evaluation both skip (or keep) such files."""
+    # Most colour photos are told apart on a sparse sample; only candidates get the full check.
+    return _channel_spread(rgb[::8, ::8]) <= GRAY_TOLERANCE and _channel_spread(rgb) <= GRAY_TOLERANCE
 
 
 def _channel_spread(rgb: np.ndarray) -> int:

@@ -8,55 +8,43 @@ torchrun's environment variables this is a single process and nothing is initial
 from __future__ import annotations
 
 import datetime
-import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-from napari_chromagan.colorize import select_device
+from napari_chromagan.device import TorchrunEnv, rank_device, select_device, torchrun_env
 
 __all__ = ["DistInfo", "all_reduce_flags", "cleanup", "setup"]
 
 
 @dataclass(frozen=True)
-class DistInfo:
-    rank: int
-    world_size: int
-    local_rank: int
+class DistInfo(TorchrunEnv):
+    """This process's place among torchrun's (``is_main``, ``distributed``...) and its device."""
+
     device: torch.device
     device_info: str
 
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
 
 def setup(device: str = "auto") -> DistInfo:
-    """Initialise the process group when launched by torchrun and pick this process's device."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if world_size > 1:
-        wants_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-        if wants_cuda:
-            # one GPU per process: "cuda" and "auto" mean this process's local GPU
-            dev = torch.device("cuda", local_rank if device in ("auto", "cuda") else torch.device(device).index)
-            torch.cuda.set_device(dev)
-            info = f"cuda:{dev.index} ({torch.cuda.get_device_name(dev)})"
-            backend = "nccl"
-        else:
-            dev, info = select_device("cpu" if device == "auto" else device)
-            backend = "gloo"
-        if not dist.is_initialized():
-            dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30))
-        return DistInfo(rank, world_size, local_rank, dev, info)
-    dev, info = select_device(device)
-    return DistInfo(0, 1, 0, dev, info)
+    """Initialise the process group when launched by torchrun and pick this process's device.
+
+    The environment and the device are :mod:`napari_chromagan.device`'s, as for ``colorize``
+    under torchrun: "auto" and "cuda" mean this process's local GPU; without CUDA, "auto" is
+    the CPU (Gloo), not Apple's MPS, which has no process-group backend.
+    """
+    env = torchrun_env()
+    if not env.distributed:
+        dev, info = select_device(device)
+        return DistInfo(0, 1, 0, dev, info)
+    name = rank_device(device, env.local_rank)
+    dev, info = select_device("cpu" if name.strip().lower() == "auto" else name)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)  # one GPU per process
+    if not dist.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30))
+    return DistInfo(env.rank, env.world_size, env.local_rank, dev, info)
 
 
 def cleanup() -> None:

@@ -50,15 +50,15 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from napari_chromagan.argtypes import positive_int
 from napari_chromagan.atomic import atomic_write_text, check_writable
-from napari_chromagan.cli import positive_int
 from napari_chromagan.color import lab_to_rgb_uint8, rgb_to_lab, rgb_to_luminance_L
 from napari_chromagan.colorize import Colorizer
 from napari_chromagan.errors import ChromaGANError, OutputError, UnsupportedImageError
 from napari_chromagan.imageio import read_image
 from napari_chromagan.render import render_lab
 
-from .data import GRAY_TOLERANCE, find_images
+from .data import find_images, is_gray
 from .metrics import SSIM_MIN_SIZE, colourfulness, psnr, ssim
 
 __all__ = ["EvaluationError", "evaluate", "format_table", "load_colour_image", "register", "run", "score_network_size", "squash"]
@@ -110,8 +110,7 @@ def load_colour_image(path: Path) -> tuple[np.ndarray | None, str]:
     elif rgb.dtype != np.uint8:
         log.warning("skipping %s: expected 8- or 16-bit RGB, got %s", path, rgb.dtype)
         return None, "unreadable"
-    spread = rgb.max(axis=-1).astype(np.int16) - rgb.min(axis=-1)
-    if int(spread.max()) <= GRAY_TOLERANCE:  # the training data's definition of a gray file
+    if is_gray(rgb):  # the training data's definition of a gray file
         return None, "gray"
     if min(rgb.shape[:2]) < SSIM_MIN_SIZE:
         log.warning(
@@ -466,9 +465,11 @@ def format_table(summary: dict[str, Any]) -> str:
     size = summary["image_size"]
     m = summary["metrics"]
     lines = [
-        f"{summary['images']} image(s) scored from {summary['data']} "
-        f"({summary['skipped_gray']} gray skipped, {summary['unreadable']} unreadable); "
-        f"protocol at {size}x{size}, network at {summary.get('network_size', size)} px, on {summary['device']}",
+        (
+            f"{summary['images']} image(s) scored from {summary['data']} "
+            f"({summary['skipped_gray']} gray skipped, {summary['unreadable']} unreadable); "
+            f"protocol at {size}x{size}, network at {summary.get('network_size', size)} px, on {summary['device']}"
+        ),
         f"weights: {summary['weights']}",
         "",
     ]
@@ -499,8 +500,10 @@ def format_table(summary: dict[str, Any]) -> str:
             lines.append("  ".join("-" * w for w in widths))
     lines += [
         "",
-        f"colourfulness of the truth: {m['colourfulness']['truth']:.2f} "
-        "(Hasler & Susstrunk M3, at the network size; delta CF < 0 means duller than the truth)",
+        (
+            f"colourfulness of the truth: {m['colourfulness']['truth']:.2f} "
+            "(Hasler & Susstrunk M3, at the network size; delta CF < 0 means duller than the truth)"
+        ),
     ]
     if "a_mean" in m:
         lines.append(

@@ -35,8 +35,8 @@ from .progress import ExitCode, read_progress
 __all__ = [
     "FINETUNE_PRESETS",
     "FinetuneError",
-    "FinetuneSettings",
     "FinetuneRun",
+    "FinetuneSettings",
     "RunStatus",
     "describe_exit",
     "runs_dir",

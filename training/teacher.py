@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from napari_chromagan import efficientnet
+from napari_chromagan import efficientnet, keras_h5, vgg16
 from napari_chromagan.color import lab_to_rgb
 from napari_chromagan.errors import CheckpointError
 from napari_chromagan.model import Generator, load_efficientnet_trunk, load_vgg16_trunk
@@ -48,10 +48,7 @@ __all__ = [
 
 Convention = Literal["torchvision", "caffe", "tflite"]
 InputMode = Literal["auto", "imagenet", "colour", "raw"]
-_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
-_KERAS_CONVS = [f"block{b}_conv{i}" for b, n in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3)) for i in range(1, n + 1)]
 _KERAS_DENSE = ("fc1", "fc2", "predictions")
-_TORCH_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 _TORCH_DENSE_INDICES = (0, 3, 6)
 # ImageNet statistics: torchvision (RGB in [0, 1]) and caffe/Keras (0-255, BGR means)
 _TORCH_MEAN, _TORCH_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -67,16 +64,8 @@ class VGG16Classifier(nn.Module):
 
     def __init__(self, base: int = 64, hidden: int = 4096, num_classes: int = 1000) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        channels = 3
-        for item in _CFG:
-            if item == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                out = int(item) * base // 64
-                layers += [nn.Conv2d(channels, out, 3, padding=1), nn.ReLU(inplace=True)]
-                channels = out
-        self.features = nn.Sequential(*layers)
+        self.features = vgg16.vgg16_features(channels=lambda n: n * base // 64)
+        channels = vgg16.CONV_CHANNELS[vgg16.CONV_NAMES[-1]] * base // 64
         self.avgpool = nn.AdaptiveAvgPool2d(7)
         self.classifier = nn.Sequential(
             nn.Linear(channels * 49, hidden), nn.ReLU(inplace=True), nn.Dropout(),
@@ -127,31 +116,26 @@ def _vgg16_tensors(state: Mapping[str, object], path: Path) -> dict[str, Tensor]
 
 def _read_keras(path: Path) -> dict[str, Tensor]:
     try:
-        import h5py
-    except ImportError:
-        raise CheckpointError("reading Keras h5 files needs h5py: pip install 'napari-chromagan[keras]'") from None
+        h5py = keras_h5.require_h5py()
+    except ImportError as exc:
+        raise CheckpointError(str(exc)) from None
     state: dict[str, Tensor] = {}
     try:
         with h5py.File(path, "r") as f:
-            root = f["model_weights"] if "model_weights" in f else f
+            root = keras_h5.weights_root(f)
+            if root is None:
+                raise CheckpointError(f"{path}: no Keras layers (no layer_names attribute): not a Keras VGG16 file")
 
             def arrays(layer: str) -> tuple[np.ndarray, np.ndarray]:
                 if layer not in root:
                     raise CheckpointError(f"{path}: layer {layer!r} is missing: not a Keras VGG16 file")
-                found: list[np.ndarray] = []
-
-                def visit(_: str, obj: object) -> None:
-                    if isinstance(obj, h5py.Dataset):
-                        found.append(np.asarray(obj))
-
-                root[layer].visititems(visit)
-                kernels = [a for a in found if a.ndim >= 2]
-                biases = [a for a in found if a.ndim == 1]
-                if len(kernels) != 1 or len(biases) != 1:
+                found = {keras_h5.short_name(name): ds for name, ds in keras_h5.layer_arrays(root, layer)}
+                if sorted(found) != ["bias", "kernel"]:
                     raise CheckpointError(f"{path}: layer {layer!r} should hold one kernel and one bias")
-                return kernels[0], biases[0]
+                return np.asarray(found["kernel"]), np.asarray(found["bias"])
 
-            for name, index in zip(_KERAS_CONVS, _TORCH_CONV_INDICES, strict=True):
+            for name in vgg16.CONV_NAMES:
+                index = vgg16.CONV_INDEX[name]
                 kernel, bias = arrays(name)  # (kh, kw, in, out) -> (out, in, kh, kw)
                 state[f"features.{index}.weight"] = torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))
                 state[f"features.{index}.bias"] = torch.from_numpy(bias.copy())
@@ -164,7 +148,7 @@ def _read_keras(path: Path) -> dict[str, Tensor]:
                     f"{path}: VGG16 classifier layer(s) {', '.join(missing)} are missing while "
                     f"{', '.join(present)} are present: the file is incomplete"
                 )
-            channels = state["features.28.weight"].shape[0]
+            channels = state[f"features.{vgg16.CONV_INDEX[vgg16.CONV_NAMES[-1]]}.weight"].shape[0]
             for name, index in zip(_KERAS_DENSE, _TORCH_DENSE_INDICES, strict=True):
                 kernel, bias = arrays(name)  # (in, out)
                 if index == 0:

@@ -34,7 +34,12 @@ import torch.distributed as dist
 from torch import nn
 
 from napari_chromagan import __version__
-from napari_chromagan.atomic import atomic_write, atomic_write_text, check_writable, remove_stale_parts
+from napari_chromagan.atomic import (
+    atomic_write,
+    atomic_write_text,
+    check_writable,
+    remove_stale_parts,
+)
 from napari_chromagan.checkpoint import load_checkpoint, save_checkpoint
 from napari_chromagan.errors import CheckpointError
 from napari_chromagan.model import Critic, Generator

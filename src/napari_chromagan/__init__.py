@@ -33,7 +33,7 @@ _LAZY = {
     "DeviceError": "errors",
     "MissingPixelsWarning": "errors",
     "OutputError": "errors",
-    "select_device": "colorize",
+    "select_device": "device",
     "apply_color_hints": "hints",
     "ColorHints": "hints",
     "HintParams": "hints",
@@ -60,7 +60,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-    from .colorize import Colorizer, ColorizeResult, select_device
+    from .colorize import Colorizer, ColorizeResult
+    from .device import select_device
     from .errors import (
         Cancelled,
         CheckpointError,
@@ -72,8 +73,8 @@ if TYPE_CHECKING:  # pragma: no cover
         UnsupportedImageError,
         WeightsNotFoundError,
     )
-    from .keras_import import import_keras_weights, import_keras_weights_to_checkpoint
     from .hints import ColorHints, HintParams, apply_color_hints
+    from .keras_import import import_keras_weights, import_keras_weights_to_checkpoint
     from .layers import colorize_layer
     from .model import Generator, ModelConfig, load_vgg16_trunk
     from .normalize import Normalization

@@ -43,7 +43,8 @@ import torch.nn.functional as F
 
 from .checkpoint import load_checkpoint
 from .color import rgb_to_luminance_L
-from .errors import Cancelled, CheckpointError, DeviceError, MissingPixelsWarning, UnsupportedImageError
+from .device import select_device  # re-exported: callers of colorize.select_device keep working
+from .errors import Cancelled, CheckpointError, MissingPixelsWarning, UnsupportedImageError
 from .model import Generator
 from .normalize import Mode, Normalization, resolve_normalization
 from .render import render_lab
@@ -63,45 +64,6 @@ _ACCEPTED = "uint8, uint16, int16, int32 and other integer types, float32 and fl
 
 class CancelEvent(Protocol):
     def is_set(self) -> bool: ...
-
-
-def select_device(device: str | torch.device = "auto") -> tuple[torch.device, str]:
-    """Resolve ``device`` ("auto", "cpu", "cuda", "cuda:N", "mps") to a torch device.
-
-    "auto" picks CUDA, then Apple MPS, then the CPU. Returns the device and a sentence saying
-    which was picked and why. Raises :class:`DeviceError` for a device this machine lacks.
-    """
-    if isinstance(device, torch.device):
-        device = str(device)
-    name = device.strip().lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            dev = torch.device("cuda", torch.cuda.current_device())
-            return dev, f"{dev} ({torch.cuda.get_device_name(dev)}), picked automatically"
-        if torch.backends.mps.is_available():
-            return torch.device("mps"), "mps (Apple GPU), picked automatically"
-        return torch.device("cpu"), "cpu, picked automatically (no CUDA or MPS device found)"
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise DeviceError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda":
-        count = torch.cuda.device_count()
-        index = 0 if dev.index is None else dev.index
-        if index >= count:
-            raise DeviceError(
-                f"device {device!r} is not available: this machine has {count} CUDA device(s). "
-                "Use device='auto' or 'cpu'."
-            )
-        dev = torch.device("cuda", index)
-        return dev, f"{dev} ({torch.cuda.get_device_name(dev)})"
-    if dev.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise DeviceError("device 'mps' is not available on this machine; use 'auto' or 'cpu'")
-        return dev, "mps (Apple GPU)"
-    if dev.type == "cpu":
-        return dev, "cpu"
-    raise DeviceError(f"unsupported device {device!r}; use auto, cpu, cuda, cuda:N or mps")
 
 
 @dataclass

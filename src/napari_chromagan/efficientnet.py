@@ -32,13 +32,13 @@ from .errors import CheckpointError
 __all__ = [
     "VARIANTS",
     "EfficientNetLite",
-    "imagenet_input",
     "classifier_from_state",
+    "imagenet_input",
     "is_efficientnet_state",
     "load_classifier",
-    "variant_of_state",
     "load_efficientnet_state",
     "pretrained_file",
+    "variant_of_state",
 ]
 
 # name -> (width coefficient, depth coefficient); lite3 and lite4 are larger than a CPU wants

@@ -28,6 +28,7 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_SUFFIXES",
     "collect_inputs",
+    "image_files_in",
     "output_path",
     "output_paths",
     "read_image",
@@ -79,7 +80,7 @@ def collect_inputs(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
     for arg in paths:
         path = Path(arg)
         if path.is_dir():
-            found.extend(_search_folder(path))
+            found.extend(image_files_in(path))
         elif path.exists():
             found.append(path)
         else:
@@ -98,14 +99,22 @@ def collect_inputs(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
     return unique
 
 
-def _search_folder(folder: Path) -> list[Path]:
+def image_files_in(folder: Path) -> list[Path]:
+    """The image files below ``folder``: recursively, a suffix in `IMAGE_SUFFIXES` (any case),
+    hidden files and folders skipped, sorted by their path relative to ``folder``.
+
+    The one folder search of the package: the command line, the widgets and the training data
+    all list images this way.
+    """
     hits = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for name in filenames:
+            # the suffix test first: a folder of a million files builds no Path for the others
+            if name.startswith(".") or os.path.splitext(name)[1].lower() not in IMAGE_SUFFIXES:
+                continue
             path = Path(dirpath, name)
-            wanted = not name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
-            if wanted and path.is_file():
+            if path.is_file():
                 hits.append(path)
     return sorted(hits, key=lambda p: p.relative_to(folder).parts)
 

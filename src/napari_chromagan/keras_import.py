@@ -3,8 +3,9 @@
 Written from the layout facts in docs: chromagan-spec.md §1.2 and §5.3, not from the authors' code.
 
 The file is a Keras 2.2.4 ``model.save`` (weights under ``/model_weights``) or a
-``save_weights`` file (weights at the root). Nothing is hard-coded about group names: the
-importer reads the ``layer_names`` attribute and each layer group's ``weight_names``, then
+``save_weights`` file (weights at the root), read through :mod:`napari_chromagan.keras_h5`.
+Nothing is hard-coded about group names: the importer reads the ``layer_names`` attribute and
+each layer group's ``weight_names``, then
 
 * finds the nested VGG16 trunk as the one group holding 20 arrays named
   ``block<b>_conv<k>/kernel:0`` (or ``block<b>_conv<k>_1/kernel:0``, the older code's names) and
@@ -31,9 +32,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import vgg16
 from .atomic import check_writable
 from .checkpoint import save_checkpoint
 from .errors import CheckpointError, OutputError
+from .keras_h5 import attr_strings, layer_arrays, require_h5py, short_name, weights_root
 from .model import VGG16_TRUNK_CONV_INDICES, Generator, ModelConfig
 
 __all__ = [
@@ -53,18 +56,7 @@ KERAS_METADATA = {
 }
 
 # VGG16 block names up to block4_conv3, in torchvision index order.
-TRUNK_BLOCKS = (
-    "block1_conv1",
-    "block1_conv2",
-    "block2_conv1",
-    "block2_conv2",
-    "block3_conv1",
-    "block3_conv2",
-    "block3_conv3",
-    "block4_conv1",
-    "block4_conv2",
-    "block4_conv3",
-)
+TRUNK_BLOCKS = vgg16.TRUNK_CONV_NAMES
 # Names the current authors' code gives the generator's own layers (spec §1.1), in creation order.
 CONV_NAMES = tuple(f"conv2d_{i}" for i in range(6, 18))
 BN_NAMES = tuple(f"batch_normalization_{i}" for i in range(1, 7))
@@ -77,7 +69,6 @@ _FAMILIES = {
 }
 _FAMILY_RE = re.compile(r"^(conv2d|batch_normalization|dense)_(\d+)$")
 _TRUNK_RE = re.compile(r"^(block\d+_conv\d+)(?:_\d+)?/(kernel|bias):\d+$")
-_INSTALL_HINT = 'reading Keras .h5 weights needs h5py: pip install "napari-chromagan[keras]"'
 
 
 # --------------------------------------------------------------------------- expected shapes
@@ -99,10 +90,9 @@ def keras_weight_shapes(config: ModelConfig | None = None) -> dict[str, dict[str
         shapes[name] = {"kernel": (k, k, cin, cout), "bias": (cout,)}
 
     cin = 3
-    trunk_widths = (64, 64, 128, 128, 256, 256, 256, 512, 512, 512)
-    for name, width in zip(TRUNK_BLOCKS, trunk_widths, strict=True):
-        conv(name, 3, cin, c(width))
-        cin = c(width)
+    for name in TRUNK_BLOCKS:
+        conv(name, 3, cin, c(vgg16.CONV_CHANNELS[name]))
+        cin = c(vgg16.CONV_CHANNELS[name])
     convs = [
         (3, c(512), c(512)),  # global g1..g4
         (3, c(512), c(512)),
@@ -120,7 +110,7 @@ def keras_weight_shapes(config: ModelConfig | None = None) -> dict[str, dict[str
     for name, (k, i, o) in zip(CONV_NAMES, convs, strict=True):
         conv(name, k, i, o)
     for name, n in zip(BN_NAMES, (c(512),) * 5 + (c(256),), strict=True):
-        shapes[name] = {w: (n,) for w in _FAMILIES["batch_normalization"][1]}
+        shapes[name] = dict.fromkeys(_FAMILIES["batch_normalization"][1], (n,))
     flat = config.global_grid**2 * c(512)
     dense = [
         (flat, c(1024)),
@@ -162,30 +152,9 @@ def _keras_shape(module: nn.Module, weight: str) -> tuple[int, ...]:
 # --------------------------------------------------------------------------- reading the file
 
 
-def _attr_strings(group: Any, name: str) -> list[str]:
-    """A list-of-strings attribute as Keras writes it (also split as name0, name1... if large)."""
-    if name in group.attrs:
-        raw = list(group.attrs[name])
-    elif f"{name}0" in group.attrs:
-        raw, chunk = [], 0
-        while f"{name}{chunk}" in group.attrs:
-            raw += list(group.attrs[f"{name}{chunk}"])
-            chunk += 1
-    else:
-        raise CheckpointError(
-            f"group '{group.name}' has no '{name}' attribute: not a Keras weights file"
-        )
-    return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in raw]
-
-
-def _short_name(weight_name: str) -> str:
-    """'conv2d_6/kernel:0' -> 'kernel'."""
-    return weight_name.rsplit("/", 1)[-1].split(":", 1)[0]
-
-
 def _collect(root: Any) -> dict[str, list[tuple[str, dict[str, Any]]]]:
     """Find the trunk and the three layer families: family -> [(group, {weight: dataset})]."""
-    layer_names = _attr_strings(root, "layer_names")
+    layer_names = attr_strings(root, "layer_names")
     trunk_groups: list[tuple[str, dict[str, dict[str, Any]]]] = []
     families: dict[str, list[tuple[int, str, dict[str, Any]]]] = {f: [] for f in _FAMILIES}
     for layer in layer_names:
@@ -193,16 +162,16 @@ def _collect(root: Any) -> dict[str, list[tuple[str, dict[str, Any]]]]:
             raise CheckpointError(
                 f"layer '{layer}' is listed in layer_names but has no group in the file"
             )
-        group = root[layer]
-        names = _attr_strings(group, "weight_names")
-        if not names:
+        weights = layer_arrays(root, layer)
+        if not weights:
             continue
+        names = [name for name, _ in weights]
         trunk_matches = [_TRUNK_RE.match(n) for n in names]
         if len(names) == 20 and all(trunk_matches):
             blocks: dict[str, dict[str, Any]] = {}
-            for name, match in zip(names, trunk_matches, strict=True):
+            for (_, dataset), match in zip(weights, trunk_matches, strict=True):
                 assert match is not None
-                blocks.setdefault(match.group(1), {})[match.group(2)] = _dataset(group, layer, name)
+                blocks.setdefault(match.group(1), {})[match.group(2)] = dataset
             trunk_groups.append((layer, blocks))
             continue
         match = _FAMILY_RE.match(layer)
@@ -212,7 +181,7 @@ def _collect(root: Any) -> dict[str, list[tuple[str, dict[str, Any]]]]:
                 "nor a conv2d, batch_normalization or dense layer of the ChromaGAN generator"
             )
         family = match.group(1)
-        arrays = {_short_name(n): _dataset(group, layer, n) for n in names}
+        arrays = {short_name(name): dataset for name, dataset in weights}
         expected = _FAMILIES[family][1]
         if sorted(arrays) != sorted(expected) or len(names) != len(expected):
             raise CheckpointError(
@@ -241,13 +210,6 @@ def _collect(root: Any) -> dict[str, list[tuple[str, dict[str, Any]]]]:
         ordered[family] = [(layer, arrays) for _, layer, arrays in sorted(items)]
     ordered["trunk"] = [(f"{trunk_name}/{block}", trunk[block]) for block in TRUNK_BLOCKS]
     return ordered
-
-
-def _dataset(group: Any, layer: str, weight_name: str) -> Any:
-    try:
-        return group[weight_name]
-    except KeyError:
-        raise CheckpointError(f"group '{layer}': array '{weight_name}' is missing") from None
 
 
 def _check_shapes(
@@ -334,21 +296,15 @@ def import_keras_weights(
     CheckpointError
         The file is missing, not HDF5 or truncated, or its layers do not match (naming the group).
     """
-    try:
-        import h5py
-    except ImportError as exc:
-        raise ImportError(_INSTALL_HINT) from exc
+    h5py = require_h5py()
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"{path} does not exist or is not a file")
     config = config if config is not None else ModelConfig()
     try:
         with h5py.File(path, "r") as f:
-            if "layer_names" in f.attrs or "layer_names0" in f.attrs:
-                root = f
-            elif "model_weights" in f:
-                root = f["model_weights"]
-            else:
+            root = weights_root(f)
+            if root is None:
                 raise CheckpointError(
                     f"{path} is an HDF5 file but holds no Keras model weights (no /model_weights "
                     "group and no layer_names attribute)"

@@ -85,7 +85,8 @@ def load_colorizer(weights: str | os.PathLike[str] | None = None, device: str = 
     WeightsNotFoundError, CheckpointError, DeviceError
     """
     from .checkpoint import load_checkpoint
-    from .colorize import Colorizer, select_device
+    from .colorize import Colorizer
+    from .device import select_device
     from .weights import resolve_weights
 
     path = resolve_weights(weights)

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import vgg16
 from .color import lightness_to_gray
 from .efficientnet import VARIANTS as EFFICIENTNET_VARIANTS
 from .efficientnet import EfficientNetLite, imagenet_input
@@ -54,10 +55,8 @@ __all__ = [
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01
 
-# VGG16 convolutions up to block4_conv3, with the index each has in torchvision's `features`.
-# "M" is a 2x2 max-pool. Indices in between are the ReLUs.
-_VGG16_TO_BLOCK4 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512)
-VGG16_TRUNK_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21)
+# The index each trunk convolution has in torchvision's `features` (and in Generator.trunk).
+VGG16_TRUNK_CONV_INDICES = tuple(vgg16.CONV_INDEX[name] for name in vgg16.TRUNK_CONV_NAMES)
 TRUNKS = ("vgg16", *EFFICIENTNET_VARIANTS)
 
 
@@ -171,19 +170,6 @@ def _conv_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> lis
     ]
 
 
-def _vgg_trunk(config: ModelConfig) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    channels = 3
-    for item in _VGG16_TO_BLOCK4:
-        if item == "M":
-            layers.append(nn.MaxPool2d(2, 2))
-        else:
-            out = config.channels(int(item))
-            layers += _conv_relu(channels, out)
-            channels = out
-    return nn.Sequential(*layers)
-
-
 def _flatten_hwc(x: torch.Tensor) -> torch.Tensor:
     """Flatten (N, C, H, W) in Keras' (h, w, c) order; a view when x is channels_last."""
     return x.permute(0, 2, 3, 1).flatten(1)
@@ -217,7 +203,7 @@ class Generator(nn.Module):
         c = config.channels
         if config.trunk == "vgg16":
             grid = config.global_grid
-            self.trunk = _vgg_trunk(config)
+            self.trunk = vgg16.vgg16_features(vgg16.TRUNK_CONV_NAMES[-1], config.channels)
             self.global_trunk = nn.Sequential(
                 ConvReLUBN(c(512), c(512), stride=2),
                 ConvReLUBN(c(512), c(512)),

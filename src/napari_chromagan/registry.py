@@ -428,12 +428,9 @@ def fetch(
         say(f"{entry.name} is already available: {target}")
         return target
     if entry.kind == "keras-h5":
-        from .keras_import import _INSTALL_HINT
+        from .keras_h5 import require_h5py
 
-        try:
-            import h5py  # noqa: F401  (fail before a long download, not after it)
-        except ImportError as exc:
-            raise ImportError(_INSTALL_HINT) from exc
+        require_h5py()  # fail before a long download, not after it
 
     candidates = tuple(urls) if urls is not None else entry.urls
     if not candidates:

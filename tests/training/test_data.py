@@ -13,10 +13,8 @@ import torch
 from PIL import Image, ImageOps
 from skimage.color import rgb2lab
 
-from napari_chromagan import imageio
 from training import data
 from training.data import (
-    IMAGE_SUFFIXES,
     Batch,
     ColorizationDataset,
     ResumableSampler,
@@ -56,10 +54,6 @@ def _loader_epoch(dataset, num_workers: int, batch_size: int = 4, epoch: int = 0
 # ----------------------------------------------------------------------------- find_images
 
 
-def test_suffixes_match_the_plugin_reader():
-    assert set(IMAGE_SUFFIXES) == set(imageio.IMAGE_SUFFIXES)
-
-
 def test_find_images_in_nested_folders(tmp_path):
     img = np.zeros((4, 4, 3), np.uint8)
     for rel in ["b/2.png", "b/10.JPG", "a.jpeg", "a/z/deep.tif", "c.webp", "d.bmp"]:
@@ -73,6 +67,10 @@ def test_find_images_in_nested_folders(tmp_path):
     rel = [p.relative_to(tmp_path).as_posix() for p in found]
     assert rel == ["a/z/deep.tif", "a.jpeg", "b/10.JPG", "b/2.png", "c.webp", "d.bmp"]
     assert find_images(str(tmp_path)) == found  # str or Path, same answer
+    # the command line finds the same files in the same order: a folder is searched one way
+    from napari_chromagan.imageio import collect_inputs
+
+    assert collect_inputs([tmp_path]) == found
 
 
 def test_find_images_from_a_list_file(tmp_path):
@@ -98,7 +96,7 @@ def test_find_images_errors_say_what_to_do(tmp_path):
         find_images(tmp_path / "absent")
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "readme.txt").write_text("x")
-    with pytest.raises(ValueError, match=r"no images found.*\.jpg .*\.bmp"):
+    with pytest.raises(ValueError, match=r"no images found.*\.bmp .*\.jpg .*\.webp"):
         find_images(tmp_path / "empty")
     blank = tmp_path / "blank.txt"
     blank.write_text("# only a comment\n\n")

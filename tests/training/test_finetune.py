@@ -68,8 +68,8 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 def test_init_from_loads_the_generator_and_the_critic_when_the_file_has_one(images, trained, tmp_path):
     ckpt_path, exported = trained
     start = load_checkpoint(ckpt_path)
-    base = dict(data=str(images), width=0.125, image_size=64, preset="chromagan-noclass", batch_size=4,
-                num_workers=0, sample_every=0)
+    base = {"data": str(images), "width": 0.125, "image_size": 64, "preset": "chromagan-noclass",
+            "batch_size": 4, "num_workers": 0, "sample_every": 0}
     scratch = _trainer(TrainConfig(out=str(tmp_path / "a"), **base))
     from_ckpt = _trainer(TrainConfig(out=str(tmp_path / "b"), init_from=str(ckpt_path), **base))
     from_export = _trainer(TrainConfig(out=str(tmp_path / "c"), init_from=str(exported), **base))
@@ -155,11 +155,13 @@ def test_the_validation_split_depends_on_the_files_alone(images):
     train_a, held_a = split_validation(paths, 0.25, images)
     train_b, held_b = split_validation(paths[::-1], 0.25, images)
     assert len(held_a) == 4 and len(train_a) == 12
-    assert set(held_a) == set(held_b) and not set(held_a) & set(train_a)
+    assert set(held_a) == set(held_b) and set(train_a) == set(train_b)
+    assert not set(held_a) & set(train_a)
     assert set(train_a) | set(held_a) == set(paths)
     # adding files keeps the held-out ones held out unless a new file hashes before them
     train_c, held_c = split_validation(paths[:8], 0.5, images)
     assert len(held_c) == 4 and set(held_c) <= set(held_a) | set(train_a)
+    assert set(train_c) == set(paths[:8]) - set(held_c)
     assert len(split_validation(paths, 0.001, images)[1]) == 1  # at least one
 
 

@@ -200,9 +200,15 @@ def test_overfitting_one_image_beats_the_no_colour_floor(tmp_path):
     assert psnr["model"] > psnr["floor"] + 1.5, psnr
 
 
+def _checkout_path() -> str:
+    """PYTHONPATH for a child process that runs this checkout's training and plugin code (not
+    whatever napari_chromagan the environment has installed), as the CLI tests do."""
+    return os.pathsep.join(filter(None, [str(ROOT), str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
+
+
 def test_sigint_writes_a_checkpoint_and_exits_cleanly(images, tmp_path):
     out = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": _checkout_path()}
     proc = subprocess.Popen(
         [sys.executable, "-m", "training", "train", "--data", str(images), "--out", str(out),
          "--preset", "chromagan-noclass", "--batch-size", "2", "--max-steps", "100000", *TINY],
@@ -224,7 +230,7 @@ def test_sigint_writes_a_checkpoint_and_exits_cleanly(images, tmp_path):
 
 def test_torchrun_gloo_two_processes(images, tmp_path):
     out = tmp_path / "ddp"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": _checkout_path(), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
          "-m", "training", "train", "--data", str(images), "--out", str(out), "--preset", "chromagan-noclass",

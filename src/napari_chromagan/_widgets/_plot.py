@@ -54,7 +54,7 @@ class LivePlot(QWidget):
                 points.append((step, float(value)))
         self.update()
 
-    def paintEvent(self, _event: object) -> None:  # noqa: N802 (Qt's name)
+    def paintEvent(self, _event: object) -> None:
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.fillRect(self.rect(), QColor("#262930"))

@@ -1,4 +1,5 @@
-"""What every subcommand shares: exit codes, usage errors, stderr lines, argparse types."""
+"""What every subcommand shares: exit codes, usage errors, stderr lines, argparse types (the
+whole-number ones live in :mod:`napari_chromagan.argtypes`, which ``python -m training`` uses too)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+# re-exported for the subcommands
+from napari_chromagan.argtypes import non_negative_int as non_negative_int
+from napari_chromagan.argtypes import positive_int as positive_int
 
 PROG = "napari-chromagan"
 EXIT_OK = 0
@@ -43,28 +48,6 @@ def _list_paths(paths: Sequence[Path]) -> str:
     shown = ", ".join(str(p) for p in paths[:_MAX_LISTED])
     more = len(paths) - _MAX_LISTED
     return f"{shown} and {more} more" if more > 0 else shown
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number >= 1 (also used by ``python -m training evaluate``)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """An argparse type: a whole number >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
 
 
 def _finite_float(text: str) -> float:

@@ -26,8 +26,9 @@ from napari_chromagan.cli._common import (
     non_negative_int,
     positive_int,
 )
-from napari_chromagan.cli._torchrun import _rank_device, _remove_stale_parts, _torchrun_env, shard
-from napari_chromagan.errors import ChromaGANError, CheckpointError, UnsupportedImageError, cli_text
+from napari_chromagan.cli._torchrun import _remove_stale_parts, _torchrun_env, shard
+from napari_chromagan.device import rank_device
+from napari_chromagan.errors import CheckpointError, ChromaGANError, UnsupportedImageError, cli_text
 
 _FORMATS = ("png", "jpeg", "jpg", "tiff", "tif", "webp")
 _TIFF_SUFFIXES = (".tif", ".tiff")
@@ -290,10 +291,11 @@ def run_colorize(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from napari_chromagan.colorize import Colorizer, select_device
+    from napari_chromagan.colorize import Colorizer
+    from napari_chromagan.device import select_device
     from napari_chromagan.weights import default_weights_note
 
-    device = _rank_device(args.device, local_rank) if world_size > 1 else args.device
+    device = rank_device(args.device, local_rank) if world_size > 1 else args.device
     dev, _ = select_device(device)  # a wrong device fails before a large checkpoint is read
     compile_, cuda_graphs = _fast_path_flags(args, dev.type, info)
     colorizer = Colorizer.from_checkpoint(
@@ -501,7 +503,12 @@ def _colorize_one(
     del image
     hinted = None
     if getattr(args, "hints", None) is not None:
-        from napari_chromagan.hints import HintParams, apply_color_hints, describe_hints, read_hints_csv
+        from napari_chromagan.hints import (
+            HintParams,
+            apply_color_hints,
+            describe_hints,
+            read_hints_csv,
+        )
 
         hints = read_hints_csv(args.hints, source.name)
         if not hints.is_empty:

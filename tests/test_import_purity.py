@@ -1,0 +1,139 @@
+"""What each module pulls in when it is imported alone, in a fresh interpreter.
+
+The core (model, colour, engine, blend maths, hints, weights...) imports no Qt, napari or
+magicgui; only the modules that compute with tensors import torch; the core never imports
+``training``, and ``training`` never imports the plugin's command line or widgets. The module
+lists come from the package folders, so a new module is covered without editing this file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+# one fresh interpreter per module (most import torch): a minute or more on two cores
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "src" / "napari_chromagan"
+TRAINING = ROOT / "training"
+
+GUI = ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "napari", "magicgui")
+WATCHED = (*GUI, "torch", "training", "napari_chromagan.cli", "napari_chromagan._widgets")
+
+# Allowed Qt, napari and magicgui at import: the dock widgets are Qt widgets by definition (and
+# magicgui/napari types in their signatures). Everything else that napari calls (layers,
+# _writer, _sample_data, the `napari` subcommand) imports napari inside the functions that need it.
+GUI_PACKAGES = ("napari_chromagan._widgets",)
+
+# Allowed torch at import, and why. Every other module of the plugin must import without it, so
+# that `import napari_chromagan`, the command line's --help, the weights registry and napari's
+# plugin discovery stay fast.
+TORCH_MODULES = {
+    "napari_chromagan._fastlab": "the lookup-table renderer runs on tensors",
+    "napari_chromagan.blend": "chroma adjustments on tensors",
+    "napari_chromagan.checkpoint": "checkpoints are torch files holding a Generator",
+    "napari_chromagan.color": "Lab <-> sRGB on tensors",
+    "napari_chromagan.colorize": "the engine",
+    "napari_chromagan.efficientnet": "the EfficientNet-Lite trunk, an nn.Module",
+    "napari_chromagan.hint_solver": "the colour-hint solver works on the engine's tensors",
+    "napari_chromagan.hints": "colour hints re-render through the engine",
+    "napari_chromagan.keras_import": "copies Keras arrays into a Generator",
+    "napari_chromagan.model": "the networks",
+    "napari_chromagan.vgg16": "the VGG16 layers, nn.Modules",
+}
+
+# Known violations, reported by an issue: strict, so that the entry must go once it is fixed.
+TORCH_LEAKS = {
+    # layer_result imports ColorizeResult from the engine (issue 13: "layer_result.py pulls torch
+    # into a metadata schema"); layers and _writer import layer_result.
+    "napari_chromagan.layer_result": "issue 13: the layer metadata schema imports the engine",
+    "napari_chromagan.layers": "issue 13: imports layer_result, which imports the engine",
+    "napari_chromagan._writer": "issue 13: imports layer_result, which imports the engine",
+}
+
+
+def modules_in(folder: Path) -> list[str]:
+    """Dotted names of every module and package below ``folder`` (a package directory)."""
+    names = []
+    for path in sorted(folder.rglob("*.py")):
+        parts = path.relative_to(folder.parent).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        names.append(".".join(parts))
+    return names
+
+
+PLUGIN = modules_in(PACKAGE)
+TRAINING_MODULES = modules_in(TRAINING)
+CORE = [m for m in PLUGIN if not m.startswith(GUI_PACKAGES)]
+
+PROBE = (
+    "import importlib, json, sys; importlib.import_module(sys.argv[1]); "
+    f"watched = {WATCHED!r}; "
+    "print(json.dumps(sorted(w for w in watched if w in sys.modules)))"
+)
+
+
+def _probe(module: str) -> frozenset[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, module], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
+    assert out.returncode == 0, f"importing {module} failed:\n{out.stderr}"
+    return frozenset(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+@pytest.fixture(scope="module")
+def loaded() -> dict[str, frozenset[str]]:
+    """module -> the watched packages importing it loads (one fresh interpreter per module)."""
+    modules = [*PLUGIN, *TRAINING_MODULES]
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        return dict(zip(modules, pool.map(_probe, modules), strict=True))
+
+
+def test_the_module_lists_come_from_the_folders():
+    # a sanity check of the discovery itself, so that an empty list cannot pass everything
+    assert {"napari_chromagan", "napari_chromagan.colorize", "napari_chromagan.cli.colorize"} <= set(CORE)
+    assert "napari_chromagan._widgets.colorize" in PLUGIN and "napari_chromagan._widgets.colorize" not in CORE
+    assert {"training", "training.train", "training.data"} <= set(TRAINING_MODULES)
+    # every allowance names a module that exists (a stale entry would hide nothing, but mislead)
+    assert set(TORCH_MODULES) | set(TORCH_LEAKS) <= set(CORE)
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_core_module_imports_no_gui_and_no_training(module, loaded):
+    found = loaded[module]
+    assert not found & set(GUI), f"{module} imports {sorted(found & set(GUI))}"
+    assert "training" not in found, f"{module} imports the training package"
+    assert "napari_chromagan._widgets" not in found, f"{module} imports the widgets"
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=TORCH_LEAKS[m])) if m in TORCH_LEAKS else m
+        for m in CORE
+        if m not in TORCH_MODULES
+    ],
+)
+def test_module_that_does_not_compute_imports_no_torch(module, loaded):
+    assert "torch" not in loaded[module], f"{module} imports torch; import it inside the function that needs it"
+
+
+@pytest.mark.parametrize("module", TRAINING_MODULES)
+def test_training_module_imports_no_gui_and_no_plugin_front_end(module, loaded):
+    found = loaded[module]
+    assert not found & set(GUI), f"{module} imports {sorted(found & set(GUI))}"
+    # training builds on the core; the command line and the widgets build on both
+    assert "napari_chromagan.cli" not in found, f"{module} imports the plugin's command line"
+    assert "napari_chromagan._widgets" not in found, f"{module} imports the plugin's widgets"
+
+
+def test_the_package_itself_imports_neither_torch_nor_qt(loaded):
+    assert loaded["napari_chromagan"] == frozenset()
