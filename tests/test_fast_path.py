@@ -123,7 +123,7 @@ def test_cuda_graphs_agree_with_eager_and_outputs_survive_the_next_replay(tiny_g
 
 def test_the_cpu_never_touches_pinned_memory(tiny_generator, monkeypatch):
     c = EngineColorizer(tiny_generator, "cpu")
-    assert c._pinned is False
+    assert c.pinned is False
     real_empty = torch.empty
 
     def empty(*args, **kwargs):
