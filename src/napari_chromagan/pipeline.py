@@ -170,8 +170,10 @@ def iter_colorize_files(
 
     Yields
     ------
-    One :class:`Written`, :class:`Skipped` or :class:`Failed` per job, in order, after its
-    :class:`Note` events; for stacks, :class:`Progress` in planes; the policy's reports as ``str``.
+    One :class:`Written`, :class:`Skipped` or :class:`Failed` per job, after its :class:`Note`
+    events: in the jobs' order, except that a job that cannot be read or colourised is reported
+    as soon as that is known; for stacks, :class:`Progress` in planes; the policy's reports as
+    ``str``.
     """
     run = _Run(policy, len(jobs), keep_lab, name, cancel, pending if pending is not None else [])
     yield from run.all(jobs, read, write, normalization, value_range)
@@ -288,6 +290,9 @@ class _Run:
         groups = collections.deque([chunks])
         while groups:
             group = groups.popleft()
+            if sum(s.stop - s.start for _, s in group) > self.policy.batch_size:  # made before a retry
+                groups.extendleft(reversed(_split(group, self.policy.batch_size)))
+                continue
             colorizer = self.policy.colorizer
             try:
                 run_batch(colorizer, [(i.target, s) for i, s in group], with_class=False, pad_to=self.policy.batch_size)
