@@ -201,3 +201,29 @@ def test_colorize_callback_cancel_stops_mid_stream(monkeypatch):
     with pytest.raises(Cancelled, match="after 2 of 6 planes"):
         colorizer.colorize(stack, batch_size=2, progress=progress, cancel=cancel)
     assert seen == [(0, 6), (2, 6)] and sizes == [2]
+
+
+def test_chroma_blend_cancel_stops_mid_stream_in_both_adapters():
+    from napari_chromagan.blend import BlendParams, apply_to_stack, iter_apply_to_stack, render_rgb
+
+    rng = np.random.default_rng(3)
+    L = rng.uniform(20, 80, (4, 12, 12)).astype(np.float32)
+    ab = rng.normal(0, 20, (4, 12, 12, 2)).astype(np.float32)
+    cancel = threading.Event()
+    seen = []
+
+    def progress(done, total):
+        seen.append(done)
+        if done == 1:
+            cancel.set()
+
+    with pytest.raises(Cancelled, match="chroma blend cancelled after 1 of 4 planes"):
+        apply_to_stack(L, ab, BlendParams(), progress=progress, cancel=cancel)
+    assert seen == [0, 1]
+    # the worker's form: the same events, and closing it is the cancel (nothing more is rendered)
+    out = np.zeros((*L.shape, 3), np.uint8)
+    steps = iter_apply_to_stack(L, ab, BlendParams(), out=out)
+    assert [next(steps), next(steps)] == [Progress(0, 4), Progress(1, 4)]
+    steps.close()
+    np.testing.assert_array_equal(out[0], render_rgb(L[0], ab[0], BlendParams()))
+    assert not out[1:].any()

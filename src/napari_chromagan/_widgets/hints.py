@@ -47,6 +47,7 @@ from ..layer_result import (
     is_colorized,
     result_metadata,
 )
+from ..progress import Progress
 from ._common import LayerWatcher, plane_index
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -600,9 +601,9 @@ class ColorHintsWidget(LayerWatcher, Container):
 
     # ------------------------------------------------------------------ apply
 
-    def _on_yielded(self, done: int) -> None:
-        if self._pbar is not None and done > self._pbar.n:
-            self._pbar.update(done - self._pbar.n)
+    def _on_yielded(self, event: Progress) -> None:
+        if self._pbar is not None and event.done > self._pbar.n:
+            self._pbar.update(event.done - self._pbar.n)
 
     def _on_applied(
         self, state: _State, hints: ColorHints, params: HintParams, ab: np.ndarray, rgb: np.ndarray
