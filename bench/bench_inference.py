@@ -16,11 +16,12 @@ Three parts, all with the same (random, seeded) generator weights:
    inside every timed call.
 2. **End to end with a breakdown**: ``Colorizer.colorize`` on one large uint16 image and on a
    uint8 stack, each in a fresh subprocess (so that ``ru_maxrss`` measures that case alone). The
-   engine's own steps are called in ``colorize``'s order on the same input and timed one by one:
-   normalise (``resolve_normalization`` + ``_lightness``), resize to the network (``_resize``),
-   network (``predict``), full resolution (``_full_resolution``: ab upsampling, gamut fitting,
-   Lab -> uint8 RGB); the remainder (allocation, copies, bookkeeping) is the ``colorize`` total
-   minus the stages. The staged output is checked against ``colorize``'s.
+   engine's steps are timed through its public pipeline: ``Colorizer.iter_colorize(...,
+   phase=hook)`` marks the end of each step (normalise: the intensity mapping and L*; resize
+   to the network; network; full resolution: ab upsampling, gamut fitting, Lab -> uint8 RGB),
+   and the hook synchronises the device and times it; the remainder is the ``colorize`` total
+   minus the stages (what the marks cost, and the noise between two timed runs). The staged
+   output is checked against ``colorize``'s.
 3. **The issue's CPU target**: t(colorize of the large image) / (t(one 224 plane through
    ``predict``) + t(the full-resolution stage of that image)) <= 1.5.
 
@@ -72,7 +73,7 @@ from _common import (  # noqa: E402
 
 from napari_chromagan.colorize import Colorizer, select_device  # noqa: E402
 from napari_chromagan.model import Generator, ModelConfig  # noqa: E402
-from napari_chromagan.normalize import resolve_normalization  # noqa: E402
+from napari_chromagan.progress import run_events  # noqa: E402
 
 TARGET_RATIO = 1.5
 STAGES = ("normalise", "resize", "network", "full_resolution")
@@ -262,48 +263,29 @@ def bench_throughput(args: argparse.Namespace) -> tuple[list[dict[str, Any]], di
 
 def staged_colorize(engine: Colorizer, image: np.ndarray, batch_size: int, sync: Callable[[], None]
                     ) -> tuple[np.ndarray, np.ndarray, dict[str, float], float]:
-    """``engine.colorize(image, with_class=False)`` for a grayscale stack, step by step, timed.
+    """``engine.colorize(image, with_class=False)`` through the public pipeline, its steps timed.
 
-    Mirrors colorize.py's loop (same calls, same order); returns rgb, ab, the seconds per stage
-    and the total.
+    Drives :meth:`Colorizer.iter_colorize` with a ``phase`` hook that synchronises the device
+    and charges the time since the previous mark to the step that just ended (so the time
+    between two steps, such as allocating the outputs, goes to the later one). Returns rgb, ab,
+    the seconds per stage and the total.
     """
     clock = time.perf_counter
     t = dict.fromkeys(STAGES, 0.0)
-    start = clock()
-    spatial = tuple(image.shape)
-    leading, (H, W) = spatial[:-2], spatial[-2:]
-    planes = math.prod(leading)
-    c = clock()
-    norm = resolve_normalization(image, "auto", rgb=False)
-    t["normalise"] += clock() - c
-    L_out = np.empty(spatial, np.float32)
-    ab_out = np.empty((*spatial, 2), np.float32)
-    rgb_out = np.empty((*spatial, 3), np.uint8)
-    L_flat = L_out.reshape(planes, H, W)
-    ab_flat = ab_out.reshape(planes, H, W, 2)
-    rgb_flat = rgb_out.reshape(planes, H, W, 3)
-    indices = list(np.ndindex(*leading))
-    for b0 in range(0, planes, batch_size):
-        batch = slice(b0, min(b0 + batch_size, planes))
-        n = batch.stop - batch.start
-        c = clock()
-        for p in range(batch.start, batch.stop):
-            if engine._lightness(image, indices[p], norm, False, L_flat[p]) is not None:
-                raise ValueError("the benchmark's images have no missing (NaN) pixels")
-        t["normalise"] += clock() - c
-        c = clock()
-        x, L_device = engine._network_input(L_flat[batch])
+    last = [clock()]
+
+    def phase(name: str) -> None:
         sync()
-        t["resize"] += clock() - c
-        c = clock()
-        ab_small, _ = engine.predict(x, with_class=False)
-        sync()
-        t["network"] += clock() - c
-        c = clock()
-        engine._full_resolution(ab_small[:n], L_flat[batch], ab_flat[batch], rgb_flat[batch], None, L_device)
-        sync()
-        t["full_resolution"] += clock() - c
-    return rgb_out, ab_out, t, clock() - start
+        now = clock()
+        t[name] += now - last[0]
+        last[0] = now
+
+    start = last[0] = clock()
+    result = run_events(engine.iter_colorize(image, batch_size=batch_size, with_class=False, phase=phase))
+    total = clock() - start
+    if result.missing is not None:
+        raise ValueError("the benchmark's images have no missing (NaN) pixels")
+    return result.rgb, result.ab, t, total
 
 
 def run_case(args: argparse.Namespace) -> dict[str, Any]:

@@ -660,7 +660,7 @@ def api_colorize_layer_batch_size_checked_before_loading(ctx: Ctx) -> None:
 
     from napari_chromagan import colorize_layer
 
-    ctx.monkeypatch.setattr("napari_chromagan.layers.load_colorizer",
+    ctx.monkeypatch.setattr("napari_chromagan.colorizer_cache.load_colorizer",
                             lambda *a, **k: pytest.fail("weights were loaded before the arguments were checked"))
     layer = ImageLayer(np.zeros((H, W), np.uint8), name="gray")
     with pytest.raises(TypeError) as info:

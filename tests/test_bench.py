@@ -176,3 +176,32 @@ def test_render_benchmark_quick_run_writes_its_cases(tmp_path):
     ]
     assert all(len(result["samples_s"][case]) == 2 for case in cases)
 
+def _has_commit(ref: str) -> bool:
+    proc = subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{ref}^{{commit}}"], capture_output=True)
+    return proc.returncode == 0
+
+
+def test_cli_benchmark_runs_the_old_cli_beside_the_pipeline_and_compares_pixels(tmp_path):
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench_cli import BASELINE_REF
+
+    if not _has_commit(BASELINE_REF):
+        pytest.skip(f"the baseline commit {BASELINE_REF} is not in this checkout's history")
+    out = tmp_path / "cli.json"
+    subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_cli.py"), "--quick", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=True,
+    )
+    result = json.loads(out.read_text())
+    assert result["machine"]["cpu_count"] and result["settings"]["baseline_ref"] == BASELINE_REF
+    cases = [row["case"] for row in result["rows"]]
+    assert cases == [f"baseline CLI ({BASELINE_REF})", "pipeline (--batch-size 8)", "pipeline --batch-size 1"]
+    assert all(row["median s"] > 0 for row in result["rows"])
+    pixels = result["pixels_vs_baseline"]
+    # one file per network call: every pixel of every file as the old CLI wrote it
+    single = pixels["pipeline --batch-size 1"]
+    assert single["files"] == 12 and single["values"] > 0 and single["identical"] is True
+    # packed: the network's last bits differ with the batch, never by more than one level
+    packed = pixels["pipeline (--batch-size 8)"]
+    assert packed["files"] == 12 and packed["max_abs_diff"] <= 1
+    assert packed["values_differing"] <= 1e-3 * packed["values"]

@@ -385,7 +385,7 @@ def test_apply_to_stack_cancel_and_generator():
         apply_to_stack(L, ab, BlendParams(), cancel=cancel)
     out = np.zeros((*L.shape, 3), np.uint8)
     steps = iter_apply_to_stack(L, ab, BlendParams(gray=0.5), out=out)
-    assert list(steps) == [1, 2, 3, 4]
+    assert [(p.done, p.total) for p in steps] == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]
     np.testing.assert_array_equal(out, render_rgb(L, ab, BlendParams(gray=0.5)))
     with pytest.raises(ValueError, match="out must be uint8"):
         next(iter_apply_to_stack(L, ab, BlendParams(), out=np.zeros((4, 24, 24, 3), np.float32)))

@@ -16,6 +16,7 @@ from napari_chromagan import Colorizer, select_device
 from napari_chromagan.checkpoint import save_checkpoint
 from napari_chromagan.color import rgb_to_lab
 from napari_chromagan.errors import Cancelled, DeviceError, UnsupportedImageError
+from napari_chromagan.planes import resize_to_network
 
 
 @pytest.fixture
@@ -147,7 +148,7 @@ def test_a_batch_processed_as_one_block_equals_plane_by_plane(colorizer, shape):
 
 def test_upsampled_ab_equals_bilinear_resize_of_the_prediction(colorizer):
     image = np.random.default_rng(6).integers(0, 255, (150, 90), dtype=np.uint8)
-    L_small = colorizer._resize(torch.from_numpy((image / 255 * 100).astype(np.float32))[None], 64)
+    L_small = resize_to_network(torch.from_numpy((image / 255 * 100).astype(np.float32))[None], 64)
     ab_small, _ = colorizer.predict(L_small, with_class=False)
     expected = F.interpolate(ab_small, size=(150, 90), mode="bilinear", align_corners=False)[0]
     r = colorizer.colorize(image)

@@ -44,8 +44,22 @@ def _assert_bf16_close(fp32, bf16, label: str) -> None:
     np.testing.assert_array_equal(bf16.L, fp32.L)
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_on_the_cpu_follows_native_bf16(tiny_generator, monkeypatch, native):
+    from napari_chromagan import device
+
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: native)
+    auto = Colorizer(tiny_generator, "cpu")
+    assert auto.precision == "auto"
+    assert auto.autocast_dtype is (torch.bfloat16 if native else None)
+    assert device.auto_uses_bf16(torch.device("cuda")) and not device.auto_uses_bf16(torch.device("mps"))
+    L = torch.rand(2, 1, tiny_generator.config.image_size, tiny_generator.config.image_size)
+    fp32 = Colorizer(tiny_generator, "cpu", precision="fp32").predict(L)[0]
+    got = auto.predict(L)[0]
+    assert torch.equal(got, fp32) is (not native)  # bf16 arithmetic changes the last bits
+
+
 def test_precision_resolves_per_device(tiny_generator):
-    assert Colorizer(tiny_generator, "cpu").autocast_dtype is None  # "auto" is fp32 on the CPU
     assert Colorizer(tiny_generator, "cpu", precision="fp32").autocast_dtype is None
     bf16 = Colorizer(tiny_generator, "cpu", precision="bf16")
     assert bf16.autocast_dtype is torch.bfloat16 and bf16.precision == "bf16"
@@ -54,6 +68,8 @@ def test_precision_resolves_per_device(tiny_generator):
 
 
 def test_bf16_autocast_runs_the_network_in_bf16_on_the_cpu(tiny_generator):
+    from napari_chromagan.device import cpu_has_native_bf16
+
     seen = []
     conv = tiny_generator.trunk[0]
     conv.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
@@ -61,7 +77,8 @@ def test_bf16_autocast_runs_the_network_in_bf16_on_the_cpu(tiny_generator):
     for precision in ("auto", "fp32", "bf16"):
         ab, probs = Colorizer(tiny_generator, "cpu", precision=precision).predict(L)
         assert ab.dtype == torch.float32 and probs.dtype == torch.float32  # outputs stay float32
-    assert seen == [torch.float32, torch.float32, torch.bfloat16]
+    auto = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    assert seen == [auto, torch.float32, torch.bfloat16]
 
 
 def test_bf16_agrees_with_fp32_on_a_random_tiny_generator(tiny_generator):
@@ -123,7 +140,7 @@ def test_cuda_graphs_agree_with_eager_and_outputs_survive_the_next_replay(tiny_g
 
 def test_the_cpu_never_touches_pinned_memory(tiny_generator, monkeypatch):
     c = EngineColorizer(tiny_generator, "cpu")
-    assert c._pinned is False
+    assert c.pinned is False
     real_empty = torch.empty
 
     def empty(*args, **kwargs):

@@ -239,39 +239,52 @@ def test_out_of_memory_is_recognised():
     assert not is_out_of_memory(ValueError("out of memory"))
 
 
+def _forward_out_of_memory_above(monkeypatch, limit, error=None):
+    """Make the network raise an out-of-memory error for batches of more than ``limit`` planes."""
+    sizes = []
+    real = Colorizer.predict
+
+    def predict(self, L, with_class=True):
+        sizes.append(L.shape[0])
+        if L.shape[0] > limit:
+            raise error or torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return real(self, L, with_class=with_class)
+
+    monkeypatch.setattr(Colorizer, "predict", predict)
+    return sizes
+
+
 def test_out_of_memory_halves_the_batch(monkeypatch):
-    tried = []
-    real = Colorizer.colorize
-
-    def colorize(self, image, *, batch_size, **kwargs):
-        tried.append(batch_size)
-        if batch_size > 2:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
-        return real(self, image, batch_size=batch_size, **kwargs)
-
-    monkeypatch.setattr(Colorizer, "colorize", colorize)
     colorizer = Colorizer(make_generator(), "cpu")
     stack = gradient((5, 16, 16))
+    expected = colorizer.colorize(stack, batch_size=2)
+    sizes = _forward_out_of_memory_above(monkeypatch, 2)
     with pytest.warns(MemoryFallbackWarning, match="finished with batch size 2"):
         result, used = run_with_fallback(lambda d: colorizer, stack, "cpu", batch_size=8)
-    assert tried == [8, 4, 2] and used is colorizer
-    assert result.rgb.shape == (5, 16, 16, 3)
+    # 5 planes at batch 8 (one call of 5), at batch 4 (fails at 4), then batches of 2, 2, 1
+    assert sizes == [5, 4, 2, 2, 1] and used is colorizer
+    np.testing.assert_array_equal(result.rgb, expected.rgb)
 
 
-def test_out_of_memory_on_the_gpu_falls_back_to_the_cpu(monkeypatch):
+def test_out_of_memory_on_the_gpu_falls_back_to_the_cpu():
     tried = []
-    real = Colorizer.colorize
-
-    def colorize(self, image, *, batch_size, **kwargs):
-        tried.append((self.device.type, batch_size))
-        if self.device.type == "cuda":
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
-        return real(self, image, batch_size=batch_size, **kwargs)
-
-    monkeypatch.setattr(Colorizer, "colorize", colorize)
     gpu = Colorizer(make_generator(), "cpu")
-    gpu.device = torch.device("cuda", 0)  # a stand-in: colorize fails before touching it
+    gpu.device = torch.device("cuda", 0)  # a stand-in whose engine fails before touching it
+
+    def out_of_memory(image, *, batch_size, **kwargs):
+        tried.append(("cuda", batch_size))
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        yield  # a generator, like the engine's
+
+    gpu.iter_colorize = out_of_memory
     cpu = Colorizer(make_generator(), "cpu")
+    real = cpu.iter_colorize
+
+    def on_cpu(image, *, batch_size, **kwargs):
+        tried.append(("cpu", batch_size))
+        return (yield from real(image, batch_size=batch_size, **kwargs))
+
+    cpu.iter_colorize = on_cpu
     factory = {"cuda:0": gpu, "cpu": cpu}.__getitem__
     messages = []
     result, used = run_with_fallback(factory, gradient((3, 16, 16)), "cuda:0", batch_size=4, warn=messages.append)
@@ -284,27 +297,20 @@ def test_out_of_memory_on_the_gpu_falls_back_to_the_cpu(monkeypatch):
 
 
 def test_out_of_memory_on_the_cpu_at_batch_one_is_a_memory_error(monkeypatch):
-    def colorize(self, image, **kwargs):
-        raise RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate... out of memory")
-
-    monkeypatch.setattr(Colorizer, "colorize", colorize)
+    error = RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate... out of memory")
+    sizes = _forward_out_of_memory_above(monkeypatch, 0, error)
     colorizer = Colorizer(make_generator(), "cpu")
     with pytest.raises(MemoryError, match="current plane"):
         run_with_fallback(lambda d: colorizer, gradient((16, 16)), batch_size=2)
+    assert sizes == [1, 1]  # one plane at batch 2, then at batch 1
 
 
 def test_other_errors_are_not_retried(monkeypatch):
-    calls = []
-
-    def colorize(self, image, **kwargs):
-        calls.append(1)
-        raise RuntimeError("something else")
-
-    monkeypatch.setattr(Colorizer, "colorize", colorize)
+    sizes = _forward_out_of_memory_above(monkeypatch, 0, RuntimeError("something else"))
     colorizer = Colorizer(make_generator(), "cpu")
     with pytest.raises(RuntimeError, match="something else"):
         run_with_fallback(lambda d: colorizer, gradient((16, 16)))
-    assert calls == [1]
+    assert sizes == [1]
 
 
 # ------------------------------------------------------------------ the worker's generator
@@ -338,22 +344,40 @@ def test_iter_run_request_raises_the_engines_errors(weights):
         drain(iter_run_request(request))
 
 
-def test_closing_the_generator_early_cancels_the_run(weights, monkeypatch):
+def _counted_predict(monkeypatch):
+    calls = []
     real = Colorizer.predict
-    started = threading.Event()
 
-    def slow_predict(self, L, with_class=True):
-        started.set()
-        threading.Event().wait(0.02)
+    def predict(self, L, with_class=True):
+        calls.append(L.shape[0])
         return real(self, L, with_class=with_class)
 
-    monkeypatch.setattr(Colorizer, "predict", slow_predict)
+    monkeypatch.setattr(Colorizer, "predict", predict)
+    return calls
+
+
+def test_closing_the_generator_early_cancels_the_run(weights, monkeypatch):
+    calls = _counted_predict(monkeypatch)
     cancel = threading.Event()
     generator = iter_run_request(
         prepare_request(Image(gradient((50, 16, 16)))), weights=weights, device="cpu", batch_size=1, cancel=cancel
     )
     assert next(generator) == Progress(0, 50)
-    assert started.wait(10)
-    generator.close()  # joins the helper thread, which stops at its next batch
-    assert cancel.is_set()
-    assert not any(t.name == "napari-chromagan-colorize" for t in threading.enumerate())
+    assert next(generator) == Progress(1, 50) and next(generator) == Progress(2, 50)
+    generator.close()  # what worker.quit() does: no batch runs after it
+    assert cancel.is_set() and calls == [1, 1]
+    with pytest.raises(StopIteration):
+        next(generator)
+
+
+def test_setting_cancel_stops_the_run_before_its_next_batch(weights, monkeypatch):
+    calls = _counted_predict(monkeypatch)
+    cancel = threading.Event()
+    generator = iter_run_request(
+        prepare_request(Image(gradient((5, 16, 16)))), weights=weights, device="cpu", batch_size=2, cancel=cancel
+    )
+    assert [next(generator), next(generator)] == [Progress(0, 5), Progress(2, 5)]
+    cancel.set()
+    with pytest.raises(Cancelled, match="after 2 of 5 planes"):
+        next(generator)
+    assert calls == [2]

@@ -405,34 +405,41 @@ def test_unsupported_image_is_reported(qtbot, viewer, cached_weights, notes):
 
 
 def test_out_of_memory_retries_then_falls_back_with_warnings(qtbot, viewer, cached_weights, notes, monkeypatch):
-    import napari_chromagan.layers as layers
+    import napari_chromagan.colorizer_cache as colorizer_cache
 
-    real_colorize = Colorizer.colorize
-    real_load = layers.load_colorizer
+    real_predict = Colorizer.predict
+    real_load = colorizer_cache.load_colorizer
+    sizes = []
 
-    def colorize(self, image, *, batch_size, **kwargs):
-        if batch_size > 2 or self.device.type == "cuda":
+    def predict(self, L, with_class=True):  # the network has room for 2 planes at a time
+        sizes.append(L.shape[0])
+        if L.shape[0] > 2:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 GiB")
-        return real_colorize(self, image, batch_size=batch_size, **kwargs)
+        return real_predict(self, L, with_class=with_class)
 
-    monkeypatch.setattr(Colorizer, "colorize", colorize)
+    monkeypatch.setattr(Colorizer, "predict", predict)
     viewer.add_image(ramp((4, 16, 16)), name="img")
     widget = make_widget(viewer)
     widget._batch.value = 8
     run_and_wait(qtbot, widget)
     assert [kind for kind, _ in notes] == ["warning"]
     assert "finished with batch size 2" in notes[0][1]
-    assert len(outputs(viewer)) == 1
+    assert sizes == [4, 4, 2, 2] and len(outputs(viewer)) == 1
 
     # now the "GPU" never has room: the run moves to the CPU
+    def out_of_memory(image, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 GiB")
+        yield  # a generator, like the engine's
+
     def load(weights, device="auto"):
         colorizer = real_load(weights, "cpu")
         if device != "cpu":
             colorizer = Colorizer(make_generator(), "cpu", weights=colorizer.weights)
             colorizer.device = torch.device("cuda", 0)  # a stand-in that fails before any work
+            colorizer.iter_colorize = out_of_memory
         return colorizer
 
-    monkeypatch.setattr(layers, "load_colorizer", load)
+    monkeypatch.setattr(colorizer_cache, "load_colorizer", load)
     notes.clear()
     widget._batch.value = 2
     run_and_wait(qtbot, widget)
@@ -442,10 +449,10 @@ def test_out_of_memory_retries_then_falls_back_with_warnings(qtbot, viewer, cach
 
 
 def test_unexpected_errors_are_short_and_logged(qtbot, viewer, cached_weights, notes, monkeypatch, caplog):
-    def broken(self, image, **kwargs):
+    def broken(self, L, with_class=True):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(Colorizer, "colorize", broken)
+    monkeypatch.setattr(Colorizer, "predict", broken)
     viewer.add_image(ramp((16, 16)), name="img")
     widget = make_widget(viewer)
     with caplog.at_level(logging.ERROR, logger=_workers.__name__):

@@ -22,14 +22,14 @@ engine's exact rendering, are described and measured there.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-from .errors import Cancelled
+from .progress import CancelEvent, Progress, check_cancel, run_events
 from .render import PlaneRenderer, prepare_gamut_table, render_srgb
 
 __all__ = [  # PlaneRenderer and prepare_gamut_table live in .render (here for older scripts)
@@ -52,10 +52,6 @@ OFFSET_RANGE = (-128.0, 128.0)
 HUE_RANGE = (-180.0, 180.0)
 SIGMA_RANGE = (0.0, 100.0)
 _STRIP_PIXELS = 1 << 21  # pixels per block of rows in smooth_ab's float16 -> float32 steps
-
-
-class CancelEvent(Protocol):
-    def is_set(self) -> bool: ...
 
 
 class _LayerResultLike(Protocol):
@@ -365,13 +361,16 @@ def iter_apply_to_stack(
     params: BlendParams,
     out: np.ndarray | None = None,
     device: str | torch.device = "cpu",
-) -> Iterator[int]:
-    """Render a whole layer plane by plane, yielding the number of planes done after each.
+    cancel: CancelEvent | None = None,
+) -> Generator[Progress, None, np.ndarray]:
+    """Render a whole layer plane by plane, as a generator of progress events (in planes).
 
     The generator form of :func:`apply_to_stack`, for ``thread_worker`` (each yield is a
-    chance to quit). Smoothing runs first, across the stack; then each plane is rendered with
-    :func:`render_rgb`. ``out`` (uint8 (*stack, H, W, 3)) is filled in place; it is created
-    when None and returned by the generator (``StopIteration.value``).
+    chance to quit): yields ``Progress(0, total)``, then one after each plane, and returns
+    ``out`` (``StopIteration.value``). Smoothing runs first, across the stack; then each plane
+    is rendered with :func:`render_rgb`. ``out`` (uint8 (*stack, H, W, 3)) is filled in place;
+    it is created when None. When ``cancel`` is set, stops before the next plane and raises
+    :class:`~napari_chromagan.errors.Cancelled`.
     """
     L, ab = _array_like(L), _array_like(ab)
     if ab.shape != (*L.shape, 2) or L.ndim < 2:
@@ -382,11 +381,14 @@ def iter_apply_to_stack(
         out = np.empty((*L.shape, 3), np.uint8)
     elif out.shape != (*L.shape, 3) or out.dtype != np.uint8:
         raise ValueError(f"out must be uint8 {(*L.shape, 3)}, got {out.dtype} {out.shape}")
+    total = math.prod(L.shape[:-2])
+    yield Progress(0, total)
     if params.smooth_sigma > 0 and L.ndim > 2:
         ab = smooth_ab(ab, params.smooth_sigma, params.smooth_axis)
-    for done, index in enumerate(np.ndindex(*L.shape[:-2]), start=1):
+    for done, index in enumerate(np.ndindex(*L.shape[:-2])):
+        check_cancel(cancel, "chroma blend", done, total)
         out[index] = render_rgb(L[index], ab[index], params, device)
-        yield done
+        yield Progress(done + 1, total)
     return out
 
 
@@ -417,15 +419,4 @@ def apply_to_stack(
     ndarray
         uint8 (*stack, H, W, 3), a new array.
     """
-    total = math.prod(np.shape(L)[:-2])
-    out = np.empty((*np.shape(L), 3), np.uint8)
-    if progress is not None:
-        progress(0, total)
-    steps = iter_apply_to_stack(L, ab, params, out=out, device=device)
-    for done in range(total):
-        if cancel is not None and cancel.is_set():
-            raise Cancelled(f"chroma blend cancelled after {done} of {total} planes")
-        next(steps)
-        if progress is not None:
-            progress(done + 1, total)
-    return out
+    return run_events(iter_apply_to_stack(L, ab, params, device=device, cancel=cancel), progress)

@@ -65,7 +65,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .colorize import bilinear_rows
+from .upsample import bilinear_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     from .hints import ColorHints, HintParams

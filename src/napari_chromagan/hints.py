@@ -19,18 +19,19 @@ No Qt, no napari: the Colour hints widget is a thin front end to this module.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 
 from .color import rgb_to_lab
 from .colorize import ColorizeResult
-from .errors import Cancelled, HintError
+from .errors import HintError
 from .hint_solver import plane_change
+from .progress import CancelEvent, Progress, check_cancel, run_events
 from .render import render_srgb
 
 __all__ = [
@@ -52,10 +53,6 @@ FEATHER_RANGE = (0.0, 1000.0)
 WORKING_PIXELS_RANGE = (1 << 10, 1 << 24)
 
 _STRIP_PIXELS = 1 << 18  # full-resolution pixels per strip (bounds the temporaries)
-
-
-class CancelEvent(Protocol):
-    def is_set(self) -> bool: ...
 
 
 # ----------------------------------------------------------------------------------- parameters
@@ -619,11 +616,14 @@ def iter_color_hints(
     out_ab: np.ndarray,
     out_rgb: np.ndarray | None = None,
     missing: np.ndarray | None = None,
-) -> Iterator[int]:
-    """Apply hints plane by plane, yielding the number of planes done after each.
+    cancel: CancelEvent | None = None,
+) -> Generator[Progress, None, None]:
+    """Apply hints plane by plane, as a generator of progress events (in hinted planes).
 
     The generator form of :func:`apply_color_hints`, for ``thread_worker`` (each yield is a
-    chance to quit). Only the planes that some hint falls on are solved and written.
+    chance to quit): yields ``Progress(0, total)``, then one after each plane. Only the planes
+    that some hint falls on are solved and written. When ``cancel`` is set, stops before the
+    next plane and raises :class:`~napari_chromagan.errors.Cancelled`.
 
     Parameters
     ----------
@@ -642,12 +642,16 @@ def iter_color_hints(
         L*-preserving gamut fit), the others keep their values bit for bit.
     missing : ndarray, optional
         bool (*stack, H, W): pixels without lightness (they keep no chroma).
+    cancel : threading.Event, optional
     """
     stack = L.shape[:-2]
     hints.check(stack, L.shape[-2:])
     H, W = L.shape[-2:]
     rows = max(1, _STRIP_PIXELS // W)
-    for done, index in enumerate(hints.planes(stack), start=1):
+    planes = hints.planes(stack)
+    yield Progress(0, len(planes))
+    for done, index in enumerate(planes):
+        check_cancel(cancel, "colour hints", done, len(planes))
         L_plane, ab_plane = L[index], ab[index]  # once: a stored result's L* decodes on indexing
         change = plane_change(L_plane, ab_plane, hints, index, params)
         if change is not None:
@@ -663,7 +667,7 @@ def iter_color_hints(
                     strip = render_srgb(L_plane[r0:r1], new)
                     moved = q.any(axis=-1)
                     out_rgb[index][r0:r1][moved] = strip[moved]
-        yield done
+        yield Progress(done + 1, len(planes))
 
 
 def apply_color_hints(
@@ -719,14 +723,5 @@ def apply_color_hints(
         return replace(result)
     out_ab = np.array(ab, np.float32, copy=True)
     out_rgb = np.array(result.rgb, copy=True)
-    total = len(planes)
-    if progress is not None:
-        progress(0, total)
-    steps = iter_color_hints(L, ab, hints, params, out_ab, out_rgb, result.missing)
-    for done in range(total):
-        if cancel is not None and cancel.is_set():
-            raise Cancelled(f"colour hints cancelled after {done} of {total} planes")
-        next(steps)
-        if progress is not None:
-            progress(done + 1, total)
+    run_events(iter_color_hints(L, ab, hints, params, out_ab, out_rgb, result.missing, cancel), progress)
     return replace(result, ab=out_ab, rgb=out_rgb)

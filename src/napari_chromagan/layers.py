@@ -4,10 +4,11 @@ The work is split so that the slow part never touches napari:
 
 1. :func:`prepare_request` (main thread) reads what is needed from the source layer: its data
    (the highest-resolution level of a multiscale layer, or one plane of a stack), whether it is
-   RGB, and the transforms the output layer must carry.
-2. :func:`run_request` (any thread) loads the weights (cached), runs the engine, and halves the
-   batch or falls back to the CPU when the GPU runs out of memory (:func:`run_with_fallback`).
-   :func:`iter_run_request` does the same as a generator of progress events, for ``thread_worker``.
+   RGB, and the transforms the output layer must carry (:mod:`.layer_transforms`).
+2. :func:`iter_run_request` (any thread; what the widget's ``thread_worker`` runs) loads the
+   weights (cached: :mod:`.colorizer_cache`) and runs the engine's generator under the
+   out-of-memory policy (:mod:`.memory`), yielding its progress events; :func:`run_request` is
+   its callback form.
 3. :func:`add_or_update_layer` (main thread) makes the output layer, or updates the one an
    earlier run made from the same source.
 
@@ -18,28 +19,27 @@ napari is imported inside the functions that need it; Qt is never imported here.
 
 from __future__ import annotations
 
-import copy
-import logging
 import math
 import os
-import queue
 import threading
 import time
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._threads import start_thread
+from .colorizer_cache import clear_colorizer_cache, colorizer_factory, load_colorizer
 from .layer_result import METADATA_KEY, LayerResult, is_colorized, result_metadata
+from .layer_transforms import transform_kwargs
+from .memory import MemoryFallbackWarning, is_out_of_memory, iter_with_fallback, run_with_fallback
+from .progress import CancelEvent, Progress, run_events
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
-    from .colorize import CancelEvent, Colorizer, ColorizeResult
+    from .colorize import Colorizer, ColorizeResult
 
 __all__ = [
     "ColorizeOutput",
@@ -58,184 +58,8 @@ __all__ = [
     "run_with_fallback",
 ]
 
-log = logging.getLogger(__name__)
-
-_CACHE_SIZE = 2
-
-
-class MemoryFallbackWarning(RuntimeWarning):
-    """The device ran out of memory: the batch was made smaller, or the work moved to the CPU."""
-
-
-# --------------------------------------------------------------------------- weights cache
-
-_cache: OrderedDict[tuple[str, int, int, str], Colorizer] = OrderedDict()
-_cache_lock = threading.Lock()
-
-
-def load_colorizer(weights: str | os.PathLike[str] | None = None, device: str = "auto") -> Colorizer:
-    """A :class:`Colorizer` for ``weights`` on ``device``, reused while the file is unchanged.
-
-    ``weights`` is resolved as :meth:`Colorizer.from_checkpoint` does (a path, else
-    ``$NAPARI_CHROMAGAN_WEIGHTS``, else the user cache). The last two colourizers are kept,
-    keyed by (file, modification time, size, device), so repeated runs skip the loading.
-
-    Raises
-    ------
-    WeightsNotFoundError, CheckpointError, DeviceError
-    """
-    from .checkpoint import load_checkpoint
-    from .colorize import Colorizer
-    from .device import select_device
-    from .weights import resolve_weights
-
-    path = resolve_weights(weights)
-    dev, _ = select_device(device)
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, str(dev))
-    with _cache_lock:
-        found = _cache.get(key)
-        if found is not None:
-            _cache.move_to_end(key)
-            return found
-        ckpt = load_checkpoint(path)
-        colorizer = Colorizer(ckpt.generator, dev, metadata=ckpt.metadata, weights=path)
-        _cache[key] = colorizer
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
-        return colorizer
-
-
-def clear_colorizer_cache() -> None:
-    """Forget the cached colourizers (their GPU memory is freed once nothing else holds them)."""
-    with _cache_lock:
-        _cache.clear()
-
-
-def _colorizer_factory(weights: Any, device: str) -> tuple[Callable[[str], Colorizer], str]:
-    """A ``device -> Colorizer`` factory for ``weights`` (a path, None or a Colorizer)."""
-    from .colorize import Colorizer
-
-    if isinstance(weights, Colorizer):
-        given = weights
-
-        def from_instance(dev: str) -> Colorizer:
-            if dev == "cpu" and given.device.type != "cpu":
-                # Moving the caller's generator would change their object: copy it instead.
-                return Colorizer(
-                    copy.deepcopy(given.generator).cpu(), "cpu", metadata=given.metadata, weights=given.weights
-                )
-            return given
-
-        return from_instance, str(given.device)
-    return (lambda dev: load_colorizer(weights, dev)), device
-
-
-# --------------------------------------------------------------------------- out of memory
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` says a device ran out of memory (CUDA, MPS or the CPU allocator)."""
-    import torch
-
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
-        return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-
-
-def _free_device_memory(device: Any) -> None:
-    import torch
-
-    kind = getattr(device, "type", str(device))
-    if kind == "cuda" and torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    elif kind == "mps" and torch.backends.mps.is_available():
-        torch.mps.empty_cache()
-
-
-def run_with_fallback(
-    colorizer_for: Callable[[str], Colorizer],
-    image: Any,
-    device: str = "auto",
-    *,
-    batch_size: int = 8,
-    warn: Callable[[str], None] | None = None,
-    **colorize_kwargs: Any,
-) -> tuple[ColorizeResult, Colorizer]:
-    """Run ``colorizer_for(device).colorize(image, ...)``, surviving out-of-memory errors.
-
-    On an out-of-memory error the device's cache is emptied and the run starts again with half
-    the batch size, down to 1; if even that fails on a GPU, the run moves to the CPU
-    (``colorizer_for("cpu")``). Each change is reported once through ``warn`` (by default
-    ``warnings.warn(..., MemoryFallbackWarning)``).
-
-    Parameters
-    ----------
-    colorizer_for : callable
-        ``device -> Colorizer``, for instance ``lambda d: load_colorizer(path, d)``.
-    image : array
-        What :meth:`Colorizer.colorize` takes.
-    device : str
-        The device to try first.
-    batch_size : int
-        The batch size to try first.
-    **colorize_kwargs
-        Passed on to :meth:`Colorizer.colorize` (normalisation, progress, cancel...).
-
-    Returns
-    -------
-    (ColorizeResult, Colorizer)
-        The result and the colourizer that produced it.
-
-    Raises
-    ------
-    MemoryError
-        When even one plane does not fit on the CPU.
-    """
-    if warn is None:
-
-        def warn(message: str) -> None:
-            warnings.warn(message, MemoryFallbackWarning, stacklevel=3)
-
-    from .colorize import check_batch_size
-
-    first_batch = size = check_batch_size(batch_size)  # before a model is loaded for nothing
-    colorizer = colorizer_for(device)
-    while True:
-        try:
-            result = colorizer.colorize(image, batch_size=size, **colorize_kwargs)
-        except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
-            where = str(colorizer.device)
-            del exc  # drop the traceback's references to the failed batch's tensors
-            _free_device_memory(colorizer.device)
-            if size > 1:
-                log.info("out of memory on %s at batch size %d; retrying with %d", where, size, size // 2)
-                size //= 2
-                continue
-            if colorizer.device.type == "cpu":
-                raise MemoryError(
-                    "out of memory on the CPU even one plane at a time: colourise the current "
-                    "plane only, crop the image, or close other programs"
-                ) from None
-            warn(
-                f"out of GPU memory on {where} even at batch size 1: running on the CPU instead "
-                "(slower). Free GPU memory or pick the cpu device to skip the retries."
-            )
-            colorizer = colorizer_for("cpu")
-            size = first_batch  # the CPU starts again from the batch size asked for
-            continue
-        if size < first_batch:
-            warn(
-                f"out of memory on {colorizer.device} at batch size {first_batch}: finished with "
-                f"batch size {size}. Set the batch size to {size} to skip the retries."
-            )
-        return result, colorizer
-
 
 # --------------------------------------------------------------------------- the request
-
 
 @dataclass
 class ColorizeRequest:
@@ -279,12 +103,8 @@ class ColorizeOutput:
     provenance: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True)
-class Progress:
-    """``done`` of ``total`` planes colourised (an event of :func:`iter_run_request`)."""
 
-    done: int
-    total: int
+
 
 
 def output_name(source_name: str) -> str:
@@ -304,69 +124,6 @@ def _check_layer(layer: Any) -> None:
             + ". Pick an image layer, or add the array with viewer.add_image."
         )
 
-
-def _shear_matrix(shear: np.ndarray, ndim: int) -> np.ndarray:
-    shear = np.asarray(shear, float)
-    if shear.ndim == 2:
-        return shear
-    matrix = np.eye(ndim)
-    matrix[np.triu_indices(ndim, 1)] = shear
-    return matrix
-
-
-def _block_diagonal(matrix: np.ndarray, k: int) -> bool:
-    return not (np.any(matrix[:k, k:]) or np.any(matrix[k:, :k]))
-
-
-def _transform_kwargs(layer: Any, plane: tuple[int, ...] | None) -> dict[str, Any]:
-    """The source's transforms, axis labels and units, restricted to the spatial axes of a plane."""
-    n = layer.ndim
-    affine = layer.affine
-    kwargs: dict[str, Any] = {
-        "scale": np.asarray(layer.scale, float),
-        "translate": np.asarray(layer.translate, float),
-        "rotate": np.asarray(layer.rotate, float),
-        "shear": _shear_matrix(layer.shear, n),
-        "affine": np.asarray(affine.affine_matrix, float),
-        "axis_labels": tuple(layer.axis_labels),
-        "units": tuple(layer.units),
-    }
-    if plane is None:
-        return kwargs
-    k = len(plane)
-    s = slice(k, n)
-    kwargs["axis_labels"] = kwargs["axis_labels"][s]
-    kwargs["units"] = kwargs["units"][s]
-    linear = np.asarray(affine.linear_matrix, float)
-    if all(_block_diagonal(m, k) for m in (kwargs["rotate"], kwargs["shear"], linear)):
-        # The plane's spatial placement does not depend on its index: slice each part.
-        kwargs["scale"] = kwargs["scale"][s]
-        kwargs["translate"] = kwargs["translate"][s]
-        kwargs["rotate"] = kwargs["rotate"][s, s]
-        kwargs["shear"] = kwargs["shear"][s, s]
-        kwargs["affine"] = _homogeneous(linear[s, s], np.asarray(affine.translate, float)[s])
-        return kwargs
-    # Stack and plane axes are mixed (a 3D rotation or shear): place the plane with one affine.
-    physical = kwargs["rotate"] @ kwargs["shear"] @ np.diag(kwargs["scale"])
-    total = kwargs["affine"] @ _homogeneous(physical, kwargs["translate"])
-    translate = total[s, n] + total[s, :k] @ np.asarray(plane, float)
-    spatial = n - k
-    kwargs.update(
-        scale=np.ones(spatial),
-        translate=np.zeros(spatial),
-        rotate=np.eye(spatial),
-        shear=np.eye(spatial),
-        affine=_homogeneous(total[s, s], translate),
-    )
-    return kwargs
-
-
-def _homogeneous(linear: np.ndarray, translate: np.ndarray) -> np.ndarray:
-    n = linear.shape[0]
-    matrix = np.eye(n + 1)
-    matrix[:n, :n] = linear
-    matrix[:n, n] = translate
-    return matrix
 
 
 def prepare_request(layer: Any, plane: tuple[int, ...] | None = None) -> ColorizeRequest:
@@ -412,11 +169,12 @@ def prepare_request(layer: Any, plane: tuple[int, ...] | None = None) -> Coloriz
         image=image,
         rgb=rgb,
         plane=plane,
-        layer_kwargs=_transform_kwargs(layer, plane),
+        layer_kwargs=transform_kwargs(layer, plane),
     )
 
 
-def run_request(
+
+def iter_run_request(
     request: ColorizeRequest,
     weights: Any = None,
     device: str = "auto",
@@ -426,17 +184,21 @@ def run_request(
     percentiles: tuple[float, float] = (0.5, 99.5),
     value_range: tuple[float, float] | None = None,
     with_class: bool = True,
-    progress: Callable[[int, int], None] | None = None,
-    cancel: CancelEvent | None = None,
+    cancel: threading.Event | None = None,
     warn: Callable[[str], None] | None = None,
-) -> ColorizeOutput:
-    """Colourise a prepared request (any thread; touches no napari object).
+) -> Generator[Progress | str, None, ColorizeOutput]:
+    """Colourise a prepared request (any thread; touches no napari object), as a generator.
 
-    ``weights``: a path, None (the default weights) or a :class:`Colorizer`.
+    What the widget's ``thread_worker`` runs. Yields the engine's
+    :class:`~napari_chromagan.progress.Progress` events and, without ``warn``, a ``str`` for
+    each out-of-memory report; returns the :class:`ColorizeOutput` (``yield from`` gives it).
+    Setting ``cancel`` stops the engine before its next batch (:class:`Cancelled`); closing the
+    generator early stops it at once and sets ``cancel``. ``weights``: a path, None (the
+    default weights) or a :class:`Colorizer`.
     """
     start = time.perf_counter()
-    colorizer_for, device = _colorizer_factory(weights, device)
-    result, colorizer = run_with_fallback(
+    colorizer_for, device = colorizer_factory(weights, device)
+    events = iter_with_fallback(
         colorizer_for,
         request.image,
         device,
@@ -447,57 +209,39 @@ def run_request(
         value_range=None if value_range is None else tuple(value_range),
         rgb=request.rgb,
         with_class=with_class,
-        progress=progress,
         cancel=cancel,
     )
+    try:
+        result, colorizer = yield from events
+    except GeneratorExit:
+        if cancel is not None:
+            cancel.set()  # closing the generator is a cancel: say so to whoever shares the event
+        raise
     from .provenance import record_for
 
     record = record_for(colorizer, result)  # the colourizer that finished, after any CPU fallback
     return ColorizeOutput(result, colorizer.class_head_trained, time.perf_counter() - start, record)
 
 
-_DONE = object()
+def run_request(
+    request: ColorizeRequest,
+    weights: Any = None,
+    device: str = "auto",
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+    **kwargs: Any,
+) -> ColorizeOutput:
+    """The callback form of :func:`iter_run_request`: ``progress(done, total)`` in planes.
 
-
-def iter_run_request(
-    request: ColorizeRequest, *, cancel: threading.Event | None = None, **kwargs: Any
-) -> Generator[Progress | str, None, ColorizeOutput]:
-    """:func:`run_request` as a generator, for ``thread_worker``.
-
-    Yields a :class:`Progress` after each batch and a ``str`` for each out-of-memory warning;
-    returns the :class:`ColorizeOutput` (``yield from`` gives it). The engine reports progress
-    through a callback, so it runs in a helper thread that feeds this generator. Closing the
-    generator early sets ``cancel``, which stops the engine at its next batch.
+    Out-of-memory reports go to ``warn``, by default ``warnings.warn(..., MemoryFallbackWarning)``.
     """
-    cancel = cancel if cancel is not None else threading.Event()
-    events: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    outcome: dict[str, Any] = {}
+    events = iter_run_request(request, weights, device, warn=warn, **kwargs)
+    return run_events(events, progress, on_event=_memory_warning)
 
-    def target() -> None:
-        try:
-            outcome["value"] = run_request(
-                request,
-                cancel=cancel,
-                progress=lambda done, total: events.put(Progress(done, total)),
-                warn=events.put,
-                **kwargs,
-            )
-        except BaseException as exc:
-            outcome["error"] = exc
-        finally:
-            events.put(_DONE)
 
-    thread = start_thread(target, name="napari-chromagan-colorize", cancel=cancel)
-    try:
-        while (event := events.get()) is not _DONE:
-            yield event
-    finally:
-        if thread.is_alive():
-            cancel.set()
-        thread.join()
-    if "error" in outcome:
-        raise outcome.pop("error")
-    return outcome["value"]
+def _memory_warning(message: str) -> None:
+    warnings.warn(message, MemoryFallbackWarning, stacklevel=4)
 
 
 # --------------------------------------------------------------------------- the output layer

@@ -19,10 +19,11 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import __version__
 from .errors import Cancelled, CheckpointError, ChromaGANError, WeightsNotFoundError
+from .progress import CancelEvent
 
 if TYPE_CHECKING:
     from .model import ModelConfig
@@ -39,10 +40,6 @@ __all__ = [
 
 Progress = Callable[[int, "int | None"], None]
 Status = Literal["available", "missing"]
-
-
-class _Event(Protocol):
-    def is_set(self) -> bool: ...
 
 
 class DownloadError(ChromaGANError):
@@ -162,7 +159,7 @@ def entry_status(name: str) -> Status:
 # --------------------------------------------------------------------------- download
 
 
-def _check_cancel(cancel: _Event | None, part: Path) -> None:
+def _check_cancel(cancel: CancelEvent | None, part: Path) -> None:
     if cancel is not None and cancel.is_set():
         kept = part.stat().st_size if part.exists() else 0
         raise Cancelled(
@@ -205,7 +202,7 @@ def download(
     sha256: str | None = None,
     size: int | None = None,
     progress: Progress | None = None,
-    cancel: _Event | None = None,
+    cancel: CancelEvent | None = None,
     timeout: float = 30,
     chunk: int = 1 << 16,
     overwrite: bool = False,
@@ -361,7 +358,7 @@ def fetch(
     name: str,
     *,
     progress: Progress | None = None,
-    cancel: _Event | None = None,
+    cancel: CancelEvent | None = None,
     overwrite: bool = False,
     urls: Sequence[str] | None = None,
     config: ModelConfig | None = None,

@@ -36,6 +36,7 @@ from napari.utils.notifications import show_error, show_info
 from .._threads import start_thread
 from ..blend import HUE_RANGE, BlendParams, iter_apply_to_stack, smooth_plane_ab
 from ..layer_result import METADATA_KEY, LayerResult, get_layer_result, is_colorized
+from ..progress import Progress
 from ..render import PlaneRenderer, prepare_gamut_table
 from ._common import LayerWatcher, plane_index
 
@@ -444,9 +445,9 @@ class ChromaBlendWidget(LayerWatcher, Container):
         worker.start()
         return worker
 
-    def _on_yielded(self, done: int) -> None:
-        if self._pbar is not None and done > self._pbar.n:
-            self._pbar.update(done - self._pbar.n)
+    def _on_yielded(self, event: Progress) -> None:
+        if self._pbar is not None and event.done > self._pbar.n:
+            self._pbar.update(event.done - self._pbar.n)
 
     def _on_returned(self, state: _LayerState, params: BlendParams, out: np.ndarray) -> None:
         if state is not self._state:  # another layer was chosen, or this one re-colourised

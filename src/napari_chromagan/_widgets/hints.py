@@ -46,6 +46,7 @@ from ..layer_result import (
     is_colorized,
     result_metadata,
 )
+from ..progress import Progress
 from ..render import PlaneRenderer, prepare_gamut_table, render_srgb
 from ._common import LayerWatcher, plane_index
 
@@ -600,9 +601,9 @@ class ColorHintsWidget(LayerWatcher, Container):
 
     # ------------------------------------------------------------------ apply
 
-    def _on_yielded(self, done: int) -> None:
-        if self._pbar is not None and done > self._pbar.n:
-            self._pbar.update(done - self._pbar.n)
+    def _on_yielded(self, event: Progress) -> None:
+        if self._pbar is not None and event.done > self._pbar.n:
+            self._pbar.update(event.done - self._pbar.n)
 
     def _on_applied(
         self, state: _State, hints: ColorHints, params: HintParams, ab: np.ndarray, rgb: np.ndarray
