@@ -64,21 +64,47 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smoke run: 12 images of ~64^2, one round")
     p.add_argument("--images", type=int, default=None, help="images in the folder (default 200)")
-    p.add_argument("--side", type=int, default=None, help="their nominal side in pixels (default 256)")
-    p.add_argument("--source", type=Path, default=None,
-                   help="make the images from the photographs in this folder (gray, resized); default synthetic")
-    p.add_argument("--weights", type=Path, default=WEIGHTS, help="checkpoint (default: the packaged weights)")
-    p.add_argument("--baseline-ref", default=BASELINE_REF, help=f"git commit of the baseline CLI (default {BASELINE_REF})")
-    p.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of every run (default 1)")
+    p.add_argument(
+        "--side", type=int, default=None, help="their nominal side in pixels (default 256)"
+    )
+    p.add_argument(
+        "--source",
+        type=Path,
+        default=None,
+        help="make the images from the photographs in this folder (gray, resized); default synthetic",
+    )
+    p.add_argument(
+        "--weights", type=Path, default=WEIGHTS, help="checkpoint (default: the packaged weights)"
+    )
+    p.add_argument(
+        "--baseline-ref",
+        default=BASELINE_REF,
+        help=f"git commit of the baseline CLI (default {BASELINE_REF})",
+    )
+    p.add_argument(
+        "--threads", type=int, default=1, help="OMP_NUM_THREADS of every run (default 1)"
+    )
     p.add_argument("--repeats", type=int, default=None, help="timed rounds (default 3)")
     p.add_argument("--warmup", type=int, default=None, help="untimed rounds first (default 1)")
-    p.add_argument("--max-foreign", type=float, default=0.1,
-                   help="medians use rounds in which other processes used at most this share of the cores, "
-                   "when there are any (default 0.1)")
-    p.add_argument("--out", type=Path, default=None, help="JSON path (default bench/results/cli-cpu-<YYYYMMDD>.json)")
+    p.add_argument(
+        "--max-foreign",
+        type=float,
+        default=0.1,
+        help="medians use rounds in which other processes used at most this share of the cores, "
+        "when there are any (default 0.1)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON path (default bench/results/cli-cpu-<YYYYMMDD>.json)",
+    )
     args = p.parse_args(argv)
-    defaults = {"images": 12, "side": 64, "repeats": 1, "warmup": 0} if args.quick else {
-        "images": 200, "side": 256, "repeats": 3, "warmup": 1}
+    defaults = (
+        {"images": 12, "side": 64, "repeats": 1, "warmup": 0}
+        if args.quick
+        else {"images": 200, "side": 256, "repeats": 3, "warmup": 1}
+    )
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -104,7 +130,11 @@ def make_images(folder: Path, n: int, side: int, source: Path | None) -> list[tu
         else:
             y, x = np.mgrid[0:h, 0:w] / side
             fx, fy = rng.uniform(1, 6, 2)
-            v = 0.5 + 0.3 * np.sin(2 * np.pi * fx * x) * np.cos(2 * np.pi * fy * y) + 0.05 * rng.standard_normal((h, w))
+            v = (
+                0.5
+                + 0.3 * np.sin(2 * np.pi * fx * x) * np.cos(2 * np.pi * fy * y)
+                + 0.05 * rng.standard_normal((h, w))
+            )
             image = Image.fromarray((np.clip(v, 0, 1) * 255).astype(np.uint8))
         image.save(folder / f"img{i:04d}.png")
         sizes.append((h, w))
@@ -113,22 +143,43 @@ def make_images(folder: Path, n: int, side: int, source: Path | None) -> list[tu
 
 def extract_baseline(ref: str, into: Path) -> Path:
     """The ``src`` folder of commit ``ref`` of this repository, written under ``into``."""
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "src/napari_chromagan"],
-                             check=True, capture_output=True).stdout
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref, "src/napari_chromagan"],
+        check=True,
+        capture_output=True,
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     return into / "src"
 
 
-def cli_run(src: Path, images: Path, out: Path, weights: Path, threads: int, extra: tuple[str, ...]) -> float:
+def cli_run(
+    src: Path, images: Path, out: Path, weights: Path, threads: int, extra: tuple[str, ...]
+) -> float:
     """One ``napari-chromagan colorize`` of the folder in a fresh interpreter, into an empty ``out``.
 
     Returns the CPU seconds (user + system) the run used, all its threads together.
     """
     shutil.rmtree(out, ignore_errors=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    cmd = [sys.executable, "-m", "napari_chromagan", "colorize", str(images), "-o", str(out), "-q",
-           "--weights", str(weights), *extra]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(src),
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "napari_chromagan",
+        "colorize",
+        str(images),
+        "-o",
+        str(out),
+        "-q",
+        "--weights",
+        str(weights),
+        *extra,
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
@@ -154,8 +205,14 @@ def compare(reference: Path, other: Path) -> dict[str, Any]:
         values += int((d > 0).sum())
         total += d.size
         worst = max(worst, int(d.max()))
-    return {"files": len(names), "files_differing": files, "values_differing": values, "values": total,
-            "max_abs_diff": worst, "identical": values == 0}
+    return {
+        "files": len(names),
+        "files_differing": files,
+        "values_differing": values,
+        "values": total,
+        "max_abs_diff": worst,
+        "identical": values == 0,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,7 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         sizes = make_images(tmp_path / "in", args.images, args.side, args.source)
         (tmp_path / "baseline").mkdir()
         cases = {
-            f"baseline CLI ({args.baseline_ref})": (extract_baseline(args.baseline_ref, tmp_path / "baseline"), ()),
+            f"baseline CLI ({args.baseline_ref})": (
+                extract_baseline(args.baseline_ref, tmp_path / "baseline"),
+                (),
+            ),
             "pipeline (--batch-size 8)": (ROOT / "src", ()),
             "pipeline --batch-size 1": (ROOT / "src", ("--batch-size", "1")),
         }
@@ -176,54 +236,91 @@ def main(argv: list[str] | None = None) -> int:
 
         def runner(name: str) -> Any:
             src, extra = cases[name]
-            return lambda: cpu[name].append(cli_run(src, tmp_path / "in", outs[name], args.weights, args.threads, extra))
+            return lambda: cpu[name].append(
+                cli_run(src, tmp_path / "in", outs[name], args.weights, args.threads, extra)
+            )
 
-        print(f"napari-chromagan CLI benchmark: {args.images} images of ~{args.side}^2 "
-              f"({'from ' + str(args.source) if args.source else 'synthetic'}), OMP_NUM_THREADS={args.threads}, "
-              f"{args.warmup} warm-up + {args.repeats} timed rounds", flush=True)
-        samples, foreign = timeit_interleaved({name: runner(name) for name in cases},
-                                              repeats=args.repeats, warmup=args.warmup)
+        print(
+            f"napari-chromagan CLI benchmark: {args.images} images of ~{args.side}^2 "
+            f"({'from ' + str(args.source) if args.source else 'synthetic'}), OMP_NUM_THREADS={args.threads}, "
+            f"{args.warmup} warm-up + {args.repeats} timed rounds",
+            flush=True,
+        )
+        samples, foreign = timeit_interleaved(
+            {name: runner(name) for name in cases}, repeats=args.repeats, warmup=args.warmup
+        )
         baseline = next(iter(cases))
         pixels = {name: compare(outs[baseline], outs[name]) for name in cases if name != baseline}
     n = len(next(iter(samples.values())))
-    quiet = [i for i in range(n) if all(f[i] is not None and f[i] <= args.max_foreign for f in foreign.values())]
+    quiet = [
+        i
+        for i in range(n)
+        if all(f[i] is not None and f[i] <= args.max_foreign for f in foreign.values())
+    ]
     rounds = quiet or list(range(n))
     median = {name: statistics.median(samples[name][i] for i in rounds) for name in cases}
     cpu_s = {name: statistics.median(cpu[name][args.warmup + i] for i in rounds) for name in cases}
-    rows = [{"case": name, "median s": median[name], "images/s": args.images / median[name],
-             "x vs baseline": median[baseline] / median[name], "cpu s": cpu_s[name],
-             "cpu x vs baseline": cpu_s[baseline] / cpu_s[name]} for name in cases]
+    rows = [
+        {
+            "case": name,
+            "median s": median[name],
+            "images/s": args.images / median[name],
+            "x vs baseline": median[baseline] / median[name],
+            "cpu s": cpu_s[name],
+            "cpu x vs baseline": cpu_s[baseline] / cpu_s[name],
+        }
+        for name in cases
+    ]
     ratio = rows[1]["x vs baseline"]
     result = {
         "benchmark": "cli-cpu",
         "machine": machine_info(),
         "settings": {
-            "images": args.images, "side": args.side, "sizes": sorted({f"{h}x{w}" for h, w in sizes}),
-            "source": str(args.source) if args.source else "synthetic", "weights": str(args.weights),
-            "baseline_ref": args.baseline_ref, "omp_num_threads": args.threads, "repeats": args.repeats,
-            "warmup": args.warmup, "max_foreign": args.max_foreign, "quick": args.quick,
+            "images": args.images,
+            "side": args.side,
+            "sizes": sorted({f"{h}x{w}" for h, w in sizes}),
+            "source": str(args.source) if args.source else "synthetic",
+            "weights": str(args.weights),
+            "baseline_ref": args.baseline_ref,
+            "omp_num_threads": args.threads,
+            "repeats": args.repeats,
+            "warmup": args.warmup,
+            "max_foreign": args.max_foreign,
+            "quick": args.quick,
             "timing": "fresh `python -m napari_chromagan colorize` per sample (imports included), round-robin "
             "over the cases, median over the rounds in which every case was quiet (all rounds when none was)",
         },
         "rows": rows,
         "quiet_rounds": f"{len(quiet)}/{n}",
         "pixels_vs_baseline": pixels,
-        "target": {"what": "t(baseline CLI) / t(pipeline CLI, defaults)", "ratio": ratio,
-                   "required_at_least": TARGET_RATIO, "passed": ratio >= TARGET_RATIO},
+        "target": {
+            "what": "t(baseline CLI) / t(pipeline CLI, defaults)",
+            "ratio": ratio,
+            "required_at_least": TARGET_RATIO,
+            "passed": ratio >= TARGET_RATIO,
+        },
         "samples_s": samples,
         "cpu_samples_s": cpu,
         "foreign_load": foreign,
         "elapsed_s": time.perf_counter() - started,
     }
-    out = write_json_atomic(args.out or HERE / "results" / f"cli-cpu-{dt.date.today():%Y%m%d}.json", result)
-    print_table(rows, ["case", "median s", "images/s", "x vs baseline", "cpu s", "cpu x vs baseline"])
+    out = write_json_atomic(
+        args.out or HERE / "results" / f"cli-cpu-{dt.date.today():%Y%m%d}.json", result
+    )
+    print_table(
+        rows, ["case", "median s", "images/s", "x vs baseline", "cpu s", "cpu x vs baseline"]
+    )
     for name, check in pixels.items():
-        print(f"{name} vs baseline: {check['files_differing']} of {check['files']} files differ, "
-              f"{check['values_differing']} of {check['values']} values, max |diff| {check['max_abs_diff']}")
+        print(
+            f"{name} vs baseline: {check['files_differing']} of {check['files']} files differ, "
+            f"{check['values_differing']} of {check['values']} values, max |diff| {check['max_abs_diff']}"
+        )
     if not quiet:
         print("warning: other processes loaded the CPU in every round; the times are inflated")
-    print(f"target: {ratio:.2f}x (>= {TARGET_RATIO}) -> {'PASS' if ratio >= TARGET_RATIO else 'FAIL'}; "
-          f"results written to {out}")
+    print(
+        f"target: {ratio:.2f}x (>= {TARGET_RATIO}) -> {'PASS' if ratio >= TARGET_RATIO else 'FAIL'}; "
+        f"results written to {out}"
+    )
     return 0
 
 

@@ -30,10 +30,14 @@ from napari_chromagan.weights import packaged_weights
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--weights", type=Path, default=packaged_weights(), help="default: the packaged weights")
+    parser.add_argument(
+        "--weights", type=Path, default=packaged_weights(), help="default: the packaged weights"
+    )
     parser.add_argument("--baseline", type=Path, required=True, help="the weights to compare with")
     parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's)"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
     if args.threads:
@@ -59,21 +63,33 @@ def main(argv: list[str] | None = None) -> int:
     for case, times in seconds.items():
         n = 16 if "stack" in case else 1
         median = statistics.median(times)
-        results[case] = {"median_s": median, "images_per_s": n / median, "samples_s": times,
-                         "foreign_cpu_share": foreign[case]}
+        results[case] = {
+            "median_s": median,
+            "images_per_s": n / median,
+            "samples_s": times,
+            "foreign_cpu_share": foreign[case],
+        }
     for shape in ("224 plane", "16x224 stack"):
         d, b = results[f"default {shape}"], results[f"baseline {shape}"]
         ratio = d["images_per_s"] / b["images_per_s"]
         results[f"ratio {shape}"] = ratio
-        rows.append({"case": shape, "default img/s": d["images_per_s"], "baseline img/s": b["images_per_s"],
-                     "default / baseline": ratio})
+        rows.append(
+            {
+                "case": shape,
+                "default img/s": d["images_per_s"],
+                "baseline img/s": b["images_per_s"],
+                "default / baseline": ratio,
+            }
+        )
     print_table(rows, ["case", "default img/s", "baseline img/s", "default / baseline"])
     info = machine_info()
     payload = {
         "benchmark": "bench_default_weights",
         "machine": info,
-        "weights": {name: {"path": str(p), "config": engines[name].generator.config.to_dict()}
-                    for name, p in (("default", args.weights), ("baseline", args.baseline))},
+        "weights": {
+            name: {"path": str(p), "config": engines[name].generator.config.to_dict()}
+            for name, p in (("default", args.weights), ("baseline", args.baseline))
+        },
         "repeats": args.repeats,
         "results": results,
     }

@@ -83,26 +83,47 @@ CPU_BATCHES = (1, 4, 16, 64)
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true",
-                   help="smoke run: width 0.25, batch 1,4, a 1024^2 image and a 4x256x256 stack")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: width 0.25, batch 1,4, a 1024^2 image and a 4x256x256 stack",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--width", type=float, default=None, help="generator width (default 1.0)")
-    p.add_argument("--batch-sizes", default=None,
-                   help="comma-separated (default 1,2,...,256 on CUDA, 1,4,16,64 on the CPU)")
+    p.add_argument(
+        "--batch-sizes",
+        default=None,
+        help="comma-separated (default 1,2,...,256 on CUDA, 1,4,16,64 on the CPU)",
+    )
     p.add_argument("--image-side", type=int, default=None, help="large uint16 image side (4096)")
-    p.add_argument("--stack", default=None,
-                   help="uint8 stack PxHxW (default 200x512x512 on CUDA, 20x512x512 on the CPU)")
+    p.add_argument(
+        "--stack",
+        default=None,
+        help="uint8 stack PxHxW (default 200x512x512 on CUDA, 20x512x512 on the CPU)",
+    )
     p.add_argument("--repeats", type=int, default=None, help="timed rounds (default 3)")
-    p.add_argument("--e2e-repeats", type=int, default=None,
-                   help="timed rounds of the end-to-end cases (default 7: a full-resolution pass "
-                   "varies by +-20%% from call to call, with the allocator and page faults)")
+    p.add_argument(
+        "--e2e-repeats",
+        type=int,
+        default=None,
+        help="timed rounds of the end-to-end cases (default 7: a full-resolution pass "
+        "varies by +-20%% from call to call, with the allocator and page faults)",
+    )
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
-    p.add_argument("--max-foreign", type=float, default=0.1,
-                   help="medians use samples during which other processes used at most this "
-                   "share of the cores, when there are any (default 0.1)")
+    p.add_argument(
+        "--max-foreign",
+        type=float,
+        default=0.1,
+        help="medians use samples during which other processes used at most this "
+        "share of the cores, when there are any (default 0.1)",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=None,
-                   help="JSON path (default bench/results/inference-<cpu|gpu>-<YYYYMMDD>.json)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON path (default bench/results/inference-<cpu|gpu>-<YYYYMMDD>.json)",
+    )
     # internal: one end-to-end case in this (fresh) process
     p.add_argument("--case-json", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--case-shape", default=None, help=argparse.SUPPRESS)
@@ -111,8 +132,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     dev, _ = select_device(args.device)
     cuda = dev.type == "cuda"
     if args.quick:
-        defaults = {"width": 0.25, "batch_sizes": "1,4", "image_side": 1024, "stack": "4x256x256",
-                    "repeats": 2, "e2e_repeats": 2}
+        defaults = {
+            "width": 0.25,
+            "batch_sizes": "1,4",
+            "image_side": 1024,
+            "stack": "4x256x256",
+            "repeats": 2,
+            "e2e_repeats": 2,
+        }
     else:
         defaults = {
             "width": 1.0,
@@ -130,23 +157,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.stack = tuple(int(v) for v in str(args.stack).lower().split("x"))
     except ValueError:
         p.error("--batch-sizes is a comma-separated list of integers, --stack is PxHxW")
-    if (len(args.stack) != 3 or min(args.stack) < 1 or not args.batch_sizes
-            or min(args.batch_sizes) < 1 or args.repeats < 1 or args.e2e_repeats < 1 or args.warmup < 0
-            or args.image_side < 1):
+    if (
+        len(args.stack) != 3
+        or min(args.stack) < 1
+        or not args.batch_sizes
+        or min(args.batch_sizes) < 1
+        or args.repeats < 1
+        or args.e2e_repeats < 1
+        or args.warmup < 0
+        or args.image_side < 1
+    ):
         p.error("batch sizes, --stack, --image-side and --repeats must be >= 1, --warmup >= 0")
     args.device = str(dev)
     return args
 
 
-def quiet_rounds(foreign: dict[str, list[float | None]], max_foreign: float) -> tuple[list[int], str]:
+def quiet_rounds(
+    foreign: dict[str, list[float | None]], max_foreign: float
+) -> tuple[list[int], str]:
     """Rounds in which every case ran while other processes were quiet; all rounds if none were.
 
     Choosing whole rounds keeps the cases comparable: a quiet sample of one case is never set
     against a loaded sample of another. Also returns "quiet/total" for the record.
     """
     n = len(next(iter(foreign.values())))
-    quiet = [i for i in range(n)
-             if all(f[i] is not None and f[i] <= max_foreign for f in foreign.values())]
+    quiet = [
+        i
+        for i in range(n)
+        if all(f[i] is not None and f[i] <= max_foreign for f in foreign.values())
+    ]
     return quiet or list(range(n)), f"{len(quiet)}/{n}"
 
 
@@ -194,7 +233,9 @@ def bench_throughput(args: argparse.Namespace) -> tuple[list[dict[str, Any]], di
     engine = Colorizer(generator, device=device)
     same_weights = all(
         torch.equal(a.cpu(), b.cpu())
-        for a, b in zip(baseline.state_dict().values(), engine.generator.state_dict().values(), strict=True)
+        for a, b in zip(
+            baseline.state_dict().values(), engine.generator.state_dict().values(), strict=True
+        )
     )
     contiguous = all(p.is_contiguous() for p in baseline.parameters())
     if not (same_weights and contiguous):
@@ -244,8 +285,11 @@ def bench_throughput(args: argparse.Namespace) -> tuple[list[dict[str, Any]], di
             "foreign_load": foreign,
         }
         rows.append(row)
-        print(f"  batch {bs}: eager {row['eager img/s']:.1f} img/s, engine {row['engine img/s']:.1f} "
-              f"img/s ({row['x vs eager']:.2f}x) in {time.perf_counter() - t0:.1f} s", flush=True)
+        print(
+            f"  batch {bs}: eager {row['eager img/s']:.1f} img/s, engine {row['engine img/s']:.1f} "
+            f"img/s ({row['x vs eager']:.2f}x) in {time.perf_counter() - t0:.1f} s",
+            flush=True,
+        )
         del x
     checks = {
         "same_weights": same_weights,
@@ -261,8 +305,9 @@ def bench_throughput(args: argparse.Namespace) -> tuple[list[dict[str, Any]], di
 # ---------------------------------------------------------------------- part 2: end to end (child)
 
 
-def staged_colorize(engine: Colorizer, image: np.ndarray, batch_size: int, sync: Callable[[], None]
-                    ) -> tuple[np.ndarray, np.ndarray, dict[str, float], float]:
+def staged_colorize(
+    engine: Colorizer, image: np.ndarray, batch_size: int, sync: Callable[[], None]
+) -> tuple[np.ndarray, np.ndarray, dict[str, float], float]:
     """``engine.colorize(image, with_class=False)`` through the public pipeline, its steps timed.
 
     Drives :meth:`Colorizer.iter_colorize` with a ``phase`` hook that synchronises the device
@@ -281,7 +326,9 @@ def staged_colorize(engine: Colorizer, image: np.ndarray, batch_size: int, sync:
         last[0] = now
 
     start = last[0] = clock()
-    result = run_events(engine.iter_colorize(image, batch_size=batch_size, with_class=False, phase=phase))
+    result = run_events(
+        engine.iter_colorize(image, batch_size=batch_size, with_class=False, phase=phase)
+    )
     total = clock() - start
     if result.missing is not None:
         raise ValueError("the benchmark's images have no missing (NaN) pixels")
@@ -330,7 +377,8 @@ def run_case(args: argparse.Namespace) -> dict[str, Any]:
     if device.type == "cuda":
         memory["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
         memory["cuda_max_allocated_growth_mib"] = (
-            torch.cuda.max_memory_allocated(device) - cuda_before) / 2**20
+            torch.cuda.max_memory_allocated(device) - cuda_before
+        ) / 2**20
 
     # The steady state: a second call, its peak alone (VmHWM reset; Linux only).
     del first
@@ -373,9 +421,10 @@ def run_case(args: argparse.Namespace) -> dict[str, Any]:
 
     samples, foreign = timeit_interleaved(
         {"colorize": colorize, "staged": staged, "predict1": predict1},
-        repeats=args.e2e_repeats, warmup=args.warmup,
+        repeats=args.e2e_repeats,
+        warmup=args.warmup,
     )
-    staged_times = staged_times[args.warmup:]
+    staged_times = staged_times[args.warmup :]
     rounds, quiet = quiet_rounds(foreign, args.max_foreign)
     t_colorize = median_at(samples["colorize"], rounds)
     t_predict1 = median_at(samples["predict1"], rounds) / calls1
@@ -409,10 +458,28 @@ def spawn_case(args: argparse.Namespace, shape: tuple[int, ...], dtype: str) -> 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "case.json"
         cmd = [
-            sys.executable, str(Path(__file__).resolve()), "--device", args.device,
-            "--width", str(args.width), "--repeats", str(args.repeats), "--e2e-repeats", str(args.e2e_repeats), "--warmup", str(args.warmup),
-            "--max-foreign", str(args.max_foreign), "--seed", str(args.seed),
-            "--case-json", str(out), "--case-shape", "x".join(map(str, shape)), "--case-dtype", dtype,
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--device",
+            args.device,
+            "--width",
+            str(args.width),
+            "--repeats",
+            str(args.repeats),
+            "--e2e-repeats",
+            str(args.e2e_repeats),
+            "--warmup",
+            str(args.warmup),
+            "--max-foreign",
+            str(args.max_foreign),
+            "--seed",
+            str(args.seed),
+            "--case-json",
+            str(out),
+            "--case-shape",
+            "x".join(map(str, shape)),
+            "--case-dtype",
+            dtype,
         ]
         subprocess.run(cmd, check=True)
         return json.loads(out.read_text())
@@ -431,8 +498,11 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     kind = "gpu" if device.type == "cuda" else "cpu"
     device_info = select_device(device)[1]
-    print(f"napari-chromagan inference benchmark on {device_info}: width {args.width}, batch sizes "
-          f"{args.batch_sizes}, {args.warmup} warm-up + {args.repeats} timed rounds", flush=True)
+    print(
+        f"napari-chromagan inference benchmark on {device_info}: width {args.width}, batch sizes "
+        f"{args.batch_sizes}, {args.warmup} warm-up + {args.repeats} timed rounds",
+        flush=True,
+    )
 
     t0 = time.perf_counter()
     rows, checks = bench_throughput(args)
@@ -467,11 +537,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     notes = []
     if not args.quick and device.type != "cuda" and args.stack[0] < 200:
-        notes.append(f"stack reduced from 200x512x512 to {'x'.join(map(str, args.stack))} on the CPU "
-                     "(200 planes of the full model take minutes on a few cores)")
+        notes.append(
+            f"stack reduced from 200x512x512 to {'x'.join(map(str, args.stack))} on the CPU "
+            "(200 planes of the full model take minutes on a few cores)"
+        )
     if device.type != "cuda" and not args.quick and max(args.batch_sizes) < 256:
-        notes.append("CPU batch sizes stop below 256: a 256 batch of the full model takes minutes "
-                     "on a few cores and shows nothing that batch 64 does not")
+        notes.append(
+            "CPU batch sizes stop below 256: a 256 batch of the full model takes minutes "
+            "on a few cores and shows nothing that batch 64 does not"
+        )
     result = {
         "benchmark": f"inference-{kind}",
         "machine": info,
@@ -509,33 +583,58 @@ def main(argv: list[str] | None = None) -> int:
     noisy = [str(r["batch"]) for r in rows if r["quiet"].startswith("0/")]
     noisy += [name for name, case in breakdown.items() if case["quiet"].startswith("0/")]
     if noisy:
-        print(f"warning: other processes loaded the CPU in every round of {', '.join(noisy)}; "
-              "those times are inflated: rerun on an idle machine")
-    print(f"same weights: {checks['same_weights']}; max |ab engine - ab eager| = "
-          f"{checks['max_abs_ab_diff_engine_vs_baseline_lab']:.2e} (Lab units)")
+        print(
+            f"warning: other processes loaded the CPU in every round of {', '.join(noisy)}; "
+            "those times are inflated: rerun on an idle machine"
+        )
+    print(
+        f"same weights: {checks['same_weights']}; max |ab engine - ab eager| = "
+        f"{checks['max_abs_ab_diff_engine_vs_baseline_lab']:.2e} (Lab units)"
+    )
     print(f"results written to {out} ({elapsed:.0f} s)")
-    print(f"target ({kind}): colorize {side}^2 / (predict 1x224 + full-resolution stage) = "
-          f"{big['colorize_s']:.3f} / ({big['predict_1x224_s']:.3f} + "
-          f"{big['breakdown_s']['full_resolution']:.3f}) = {ratio:.2f} (<= {TARGET_RATIO}) -> "
-          f"{'PASS' if target['passed'] else 'FAIL'}")
+    print(
+        f"target ({kind}): colorize {side}^2 / (predict 1x224 + full-resolution stage) = "
+        f"{big['colorize_s']:.3f} / ({big['predict_1x224_s']:.3f} + "
+        f"{big['breakdown_s']['full_resolution']:.3f}) = {ratio:.2f} (<= {TARGET_RATIO}) -> "
+        f"{'PASS' if target['passed'] else 'FAIL'}"
+    )
     print()
-    print_table(rows, ["batch", "eager img/s", "engine img/s", "x vs eager", "eager ms/call",
-                       "engine ms/call", "quiet"])
+    print_table(
+        rows,
+        [
+            "batch",
+            "eager img/s",
+            "engine img/s",
+            "x vs eager",
+            "eager ms/call",
+            "engine ms/call",
+            "quiet",
+        ],
+    )
     print()
     e2e = []
     for name, case in breakdown.items():
         b = case["breakdown_s"]
-        e2e.append({
-            "case": name, "total ms": 1000 * case["colorize_s"],
-            **{f"{k} ms": 1000 * v for k, v in b.items()},
-            "peak RSS +MiB": case["memory"]["peak_rss_growth_mib"],
-            "2nd call +MiB": case["memory"].get("second_call_peak_rss_growth_mib"),
-            "staged==colorize": case["staged_matches_colorize"],
-        })
+        e2e.append(
+            {
+                "case": name,
+                "total ms": 1000 * case["colorize_s"],
+                **{f"{k} ms": 1000 * v for k, v in b.items()},
+                "peak RSS +MiB": case["memory"]["peak_rss_growth_mib"],
+                "2nd call +MiB": case["memory"].get("second_call_peak_rss_growth_mib"),
+                "staged==colorize": case["staged_matches_colorize"],
+            }
+        )
         if "cuda_max_allocated_mib" in case["memory"]:
             e2e[-1]["cuda max MiB"] = case["memory"]["cuda_max_allocated_mib"]
-    cols = ["case", "total ms", *(f"{k} ms" for k in (*STAGES, "remainder")), "peak RSS +MiB",
-            "2nd call +MiB", "staged==colorize"]
+    cols = [
+        "case",
+        "total ms",
+        *(f"{k} ms" for k in (*STAGES, "remainder")),
+        "peak RSS +MiB",
+        "2nd call +MiB",
+        "staged==colorize",
+    ]
     if device.type == "cuda":
         cols.insert(-1, "cuda max MiB")
     print_table(e2e, cols)

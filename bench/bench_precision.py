@@ -63,8 +63,13 @@ def _delta_e(engines: dict[str, Colorizer], files: list[Path]) -> dict[str, floa
         b = engines["bf16"].colorize(gray, with_class=False).rgb
         values.append(deltaE_ciede2000(rgb2lab(a), rgb2lab(b)).ravel().astype(np.float32))
     de = np.concatenate(values)
-    return {"mean": float(de.mean()), "p99": float(np.percentile(de, 99)), "max": float(de.max()),
-            "images": len(files), "pixels": int(de.size)}
+    return {
+        "mean": float(de.mean()),
+        "p99": float(np.percentile(de, 99)),
+        "max": float(de.max()),
+        "images": len(files),
+        "pixels": int(de.size),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,30 +83,63 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no development photographs in {DEV}", file=sys.stderr)
         return 2
 
-    networks = {"default weights": lambda p: Colorizer.from_checkpoint(packaged_weights(), "cpu", precision=p),
-                "paper-size w1 224": lambda p: Colorizer(_paper_size_generator(), "cpu", precision=p)}
+    networks = {
+        "default weights": lambda p: Colorizer.from_checkpoint(
+            packaged_weights(), "cpu", precision=p
+        ),
+        "paper-size w1 224": lambda p: Colorizer(_paper_size_generator(), "cpu", precision=p),
+    }
     stack = (np.random.default_rng(0).random((8, 224, 224)) * 255).astype(np.uint8)
     rows, results = [], {}
     for name, make in networks.items():
         engines = {p: make(p) for p in ("fp32", "bf16")}
         colour = _delta_e(engines, files)
         seconds, _ = timeit_interleaved(
-            {p: (lambda e=e: e.colorize(stack, batch_size=8, with_class=False)) for p, e in engines.items()},
-            repeats=args.repeats, warmup=1,
+            {
+                p: (lambda e=e: e.colorize(stack, batch_size=8, with_class=False))
+                for p, e in engines.items()
+            },
+            repeats=args.repeats,
+            warmup=1,
         )
         speed = {p: 8 / statistics.median(t) for p, t in seconds.items()}
         passed = colour["mean"] < MEAN_LIMIT and colour["p99"] < P99_LIMIT
-        results[name] = {"delta_e00": colour, "images_per_s": speed, "speedup": speed["bf16"] / speed["fp32"],
-                         "passes": passed}
-        rows.append({"network": name, "dE00 mean": colour["mean"], "dE00 p99": colour["p99"],
-                     "fp32 img/s": speed["fp32"], "bf16 img/s": speed["bf16"],
-                     "bf16 / fp32": speed["bf16"] / speed["fp32"], "passes": passed})
-    print_table(rows, ["network", "dE00 mean", "dE00 p99", "fp32 img/s", "bf16 img/s", "bf16 / fp32", "passes"])
-    decision = "bf16" if cpu_has_native_bf16() and all(r["passes"] for r in results.values()) else "fp32"
-    print(f"native bf16 on this CPU: {cpu_has_native_bf16()}; precision='auto' on the CPU should be {decision}")
+        results[name] = {
+            "delta_e00": colour,
+            "images_per_s": speed,
+            "speedup": speed["bf16"] / speed["fp32"],
+            "passes": passed,
+        }
+        rows.append(
+            {
+                "network": name,
+                "dE00 mean": colour["mean"],
+                "dE00 p99": colour["p99"],
+                "fp32 img/s": speed["fp32"],
+                "bf16 img/s": speed["bf16"],
+                "bf16 / fp32": speed["bf16"] / speed["fp32"],
+                "passes": passed,
+            }
+        )
+    print_table(
+        rows,
+        ["network", "dE00 mean", "dE00 p99", "fp32 img/s", "bf16 img/s", "bf16 / fp32", "passes"],
+    )
+    decision = (
+        "bf16" if cpu_has_native_bf16() and all(r["passes"] for r in results.values()) else "fp32"
+    )
+    print(
+        f"native bf16 on this CPU: {cpu_has_native_bf16()}; precision='auto' on the CPU should be {decision}"
+    )
     info = machine_info()
-    payload = {"benchmark": "bench_precision", "machine": info, "limits": {"mean": MEAN_LIMIT, "p99": P99_LIMIT},
-               "native_bf16": cpu_has_native_bf16(), "decision": decision, "results": results}
+    payload = {
+        "benchmark": "bench_precision",
+        "machine": info,
+        "limits": {"mean": MEAN_LIMIT, "p99": P99_LIMIT},
+        "native_bf16": cpu_has_native_bf16(),
+        "decision": decision,
+        "results": results,
+    }
     path = args.out / f"precision-cpu-{info['date'][:10].replace('-', '')}-{host_tag()}.json"
     write_json_atomic(path, payload)
     print(f"wrote {path}")

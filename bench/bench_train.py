@@ -80,8 +80,16 @@ def _trainer(case: Case, batch: int, device: str, layout: str, folder: Path) -> 
             torch.manual_seed(0)
             torch.save({k: v.half() for k, v in VGG16Classifier().state_dict().items()}, teacher)
     config = TrainConfig(
-        data=str(folder), out=str(folder / "out"), preset=case.preset, teacher=teacher, width=case.width,
-        image_size=case.size, batch_size=batch, num_workers=0, sample_every=0, device=device,
+        data=str(folder),
+        out=str(folder / "out"),
+        preset=case.preset,
+        teacher=teacher,
+        width=case.width,
+        image_size=case.size,
+        batch_size=batch,
+        num_workers=0,
+        sample_every=0,
+        device=device,
         amp="auto" if layout == "default" else "off",
     )
     info = distributed.setup(device)
@@ -98,7 +106,9 @@ def _breakdown(trainer: Trainer, L: torch.Tensor, ab: torch.Tensor, steps: int) 
     from training.data import batch_to_lab
 
     timer = StepTimer(trainer.device)
-    rgb = torch.randint(0, 256, (L.shape[0], 3, L.shape[2], L.shape[3]), dtype=torch.uint8).to(trainer.device)
+    rgb = torch.randint(0, 256, (L.shape[0], 3, L.shape[2], L.shape[3]), dtype=torch.uint8).to(
+        trainer.device
+    )
     batch_to_lab(rgb)  # warm-up: the steps are already warm from the throughput rounds
     trainer.timer = timer
     try:
@@ -123,37 +133,57 @@ def bench_steps(
         for i in range(16):
             Image.fromarray(np.full((32, 32, 3), i * 15, np.uint8)).save(folder / f"{i}.png")
         for name, case in sizes.items():
-            batch = case.cuda_batch if distributed.setup(device).device.type == "cuda" else case.batch
-            trainers = {layout: _trainer(case, batch, device, layout, folder) for layout in ("baseline", "default")}
+            batch = (
+                case.cuda_batch if distributed.setup(device).device.type == "cuda" else case.batch
+            )
+            trainers = {
+                layout: _trainer(case, batch, device, layout, folder)
+                for layout in ("baseline", "default")
+            }
             dev = trainers["default"].device
             g = torch.Generator().manual_seed(0)
             L = torch.rand(batch, 1, case.size, case.size, generator=g).to(dev)
             ab = (torch.rand(batch, 2, case.size, case.size, generator=g) * 60 - 30).to(dev)
 
-            def step(t: Trainer, L: torch.Tensor = L, ab: torch.Tensor = ab, dev: torch.device = dev) -> None:
-                t.train_step(L.contiguous(memory_format=t.memory_format), ab.contiguous(memory_format=t.memory_format))
+            def step(
+                t: Trainer, L: torch.Tensor = L, ab: torch.Tensor = ab, dev: torch.device = dev
+            ) -> None:
+                t.train_step(
+                    L.contiguous(memory_format=t.memory_format),
+                    ab.contiguous(memory_format=t.memory_format),
+                )
                 if dev.type == "cuda":
                     torch.cuda.synchronize(dev)
 
-            samples, foreign = timeit_interleaved({k: (lambda t=t: step(t)) for k, t in trainers.items()},
-                                                  repeats=repeats, warmup=1)
+            samples, foreign = timeit_interleaved(
+                {k: (lambda t=t: step(t)) for k, t in trainers.items()}, repeats=repeats, warmup=1
+            )
             base = statistics.median(samples["baseline"])
             for layout in ("baseline", "default"):
                 median = statistics.median(samples[layout])
                 shares = [s for s in foreign[layout] if s is not None]
-                rows.append({
-                    "case": f"{name} {'fp32 NCHW baseline' if layout == 'baseline' else 'loop default'}",
-                    "batch": batch,
-                    "s/step": median,
-                    "images/s": batch / median,
-                    "x vs baseline": base / median,
-                    "foreign load": max(shares) if shares else None,
-                })
+                rows.append(
+                    {
+                        "case": f"{name} {'fp32 NCHW baseline' if layout == 'baseline' else 'loop default'}",
+                        "batch": batch,
+                        "s/step": median,
+                        "images/s": batch / median,
+                        "x vs baseline": base / median,
+                        "foreign load": max(shares) if shares else None,
+                    }
+                )
             default = trainers["default"]
-            phases = _breakdown(default, L.contiguous(memory_format=default.memory_format),
-                                ab.contiguous(memory_format=default.memory_format), breakdown_steps)
-            breakdowns[name] = {**phases, "sum of phases": sum(phases.values()),
-                                "untimed step": statistics.median(samples["default"])}
+            phases = _breakdown(
+                default,
+                L.contiguous(memory_format=default.memory_format),
+                ab.contiguous(memory_format=default.memory_format),
+                breakdown_steps,
+            )
+            breakdowns[name] = {
+                **phases,
+                "sum of phases": sum(phases.values()),
+                "untimed step": statistics.median(samples["default"]),
+            }
             del trainers
     return rows, breakdowns
 
@@ -161,7 +191,9 @@ def bench_steps(
 def breakdown_table(breakdowns: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
     """One row per phase, one column (ms per step, share of the phases' sum) per model."""
     phases: list[str] = []
-    for values in sorted(breakdowns.values(), key=len, reverse=True):  # the model with most phases sets the order
+    for values in sorted(
+        breakdowns.values(), key=len, reverse=True
+    ):  # the model with most phases sets the order
         phases += [p for p in values if p not in phases]
     rows = []
     for phase in phases:
@@ -196,12 +228,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quick", action="store_true", help="tiny model only, 2 repeats")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--breakdown-steps", type=int, default=2, help="timed steps per model for the breakdown")
-    parser.add_argument("--out", help="JSON file (default: bench/results/train-<device>-<date>.json)")
+    parser.add_argument(
+        "--breakdown-steps", type=int, default=2, help="timed steps per model for the breakdown"
+    )
+    parser.add_argument(
+        "--out", help="JSON file (default: bench/results/train-<device>-<date>.json)"
+    )
     args = parser.parse_args(argv)
     sizes = {k: v for k, v in SIZES.items() if k.startswith("tiny")} if args.quick else SIZES
     repeats = 2 if args.quick else args.repeats
-    rows, breakdowns = bench_steps(args.device, sizes, repeats, 1 if args.quick else args.breakdown_steps)
+    rows, breakdowns = bench_steps(
+        args.device, sizes, repeats, 1 if args.quick else args.breakdown_steps
+    )
     data = None if args.quick else bench_data(200)
     table = breakdown_table(breakdowns)
     print("\nwhere a loop-default step's time goes (device synchronised at each phase boundary):")
@@ -209,14 +247,27 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print_table(rows, ["case", "batch", "s/step", "images/s", "x vs baseline", "foreign load"])
     if data:
-        print(f"data pipeline (decode + squash to 224, no workers): {data['images/s']:.0f} images/s")
+        print(
+            f"data pipeline (decode + squash to 224, no workers): {data['images/s']:.0f} images/s"
+        )
     info = machine_info()
     device = distributed.setup(args.device).device_info
-    result = {"benchmark": "train", "date": dt.date.today().isoformat(), "device": device, "machine": info,
-              "presets": {name: case.preset for name, case in sizes.items()}, "rows": rows,
-              "breakdown_seconds_per_step": breakdowns, "data_pipeline": data}
+    result = {
+        "benchmark": "train",
+        "date": dt.date.today().isoformat(),
+        "device": device,
+        "machine": info,
+        "presets": {name: case.preset for name, case in sizes.items()},
+        "rows": rows,
+        "breakdown_seconds_per_step": breakdowns,
+        "data_pipeline": data,
+    }
     kind = "gpu" if "cuda" in device else "cpu"
-    out = Path(args.out) if args.out else ROOT / "bench" / "results" / f"train-{kind}-{dt.date.today():%Y%m%d}.json"
+    out = (
+        Path(args.out)
+        if args.out
+        else ROOT / "bench" / "results" / f"train-{kind}-{dt.date.today():%Y%m%d}.json"
+    )
     write_json_atomic(out, result)
     print(f"wrote {out}")
     return 0

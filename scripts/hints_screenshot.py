@@ -44,7 +44,9 @@ spots = [
 ]
 for r, c in spots:
     patch = rgb[r - 3 : r + 4, c - 3 : c + 4].reshape(-1, 3)
-    widget.set_colour("#{:02x}{:02x}{:02x}".format(*tuple(int(v) for v in np.median(patch, axis=0))))
+    widget.set_colour(
+        "#{:02x}{:02x}{:02x}".format(*tuple(int(v) for v in np.median(patch, axis=0)))
+    )
     points.add([[r, c]])
 worker = widget.apply_to_stack()
 app = QApplication.instance()

@@ -27,7 +27,9 @@ def main(paths: list[str], out: str = "docs/side-by-side.jpg", height: int = 200
         colour = colorizer.colorize(truth, rgb=True).rgb  # the engine keeps the photo's own L*
         rows.append(np.concatenate([np.repeat(gray[..., None], 3, -1), colour, truth], axis=1))
     width = max(r.shape[1] for r in rows)
-    grid = np.concatenate([np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows])
+    grid = np.concatenate(
+        [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    )
     image = Image.fromarray(grid)
     atomic_write(Path(out), lambda fh: image.save(fh, format="JPEG", quality=85))
     print(f"wrote {out} ({len(rows)} photographs: gray | colourised | truth)")

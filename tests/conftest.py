@@ -37,8 +37,12 @@ def _isolated_weights(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("NAPARI_CHROMAGAN_CACHE", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.delenv("NAPARI_CHROMAGAN_WEIGHTS", raising=False)
     # the shipped demo model is the last fallback; tests that want it ask for it
-    monkeypatch.setattr("napari_chromagan.weights.PACKAGED_WEIGHTS", tmp_path_factory.mktemp("none") / "absent.pt")
-    monkeypatch.setenv("NAPARI_CHROMAGAN_SETTINGS", str(tmp_path_factory.mktemp("config") / "settings.json"))
+    monkeypatch.setattr(
+        "napari_chromagan.weights.PACKAGED_WEIGHTS", tmp_path_factory.mktemp("none") / "absent.pt"
+    )
+    monkeypatch.setenv(
+        "NAPARI_CHROMAGAN_SETTINGS", str(tmp_path_factory.mktemp("config") / "settings.json")
+    )
 
 
 # --------------------------------------------------------------------------- leaked threads
@@ -79,7 +83,10 @@ def check_no_leaked_threads(grace_s: float = LEAK_GRACE_S) -> None:
                 problems.append(f"{pool.activeThreadCount()} QThreadPool worker(s) still running")
                 pool.waitForDone(int(1000 * grace_s))
     if problems:
-        pytest.fail(f"the test left background work running after {grace_s:g} s: {'; '.join(problems)}", pytrace=False)
+        pytest.fail(
+            f"the test left background work running after {grace_s:g} s: {'; '.join(problems)}",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(autouse=True)

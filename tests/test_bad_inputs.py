@@ -107,7 +107,9 @@ class Ctx:
     def gray(self, name: str = "a.png", seed: int = 0) -> Path:
         path = self.tmp / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.random.default_rng(seed).integers(0, 256, (H, W), dtype=np.uint8)).save(path)
+        Image.fromarray(np.random.default_rng(seed).integers(0, 256, (H, W), dtype=np.uint8)).save(
+            path
+        )
         return path
 
     def tiff(self, name: str, array: np.ndarray) -> Path:
@@ -158,7 +160,9 @@ class Ctx:
         for root, _, names in os.walk(self.tmp):
             for n in names:
                 path = Path(root, n)
-                state[str(path.relative_to(self.tmp))] = hashlib.sha256(path.read_bytes()).hexdigest()
+                state[str(path.relative_to(self.tmp))] = hashlib.sha256(
+                    path.read_bytes()
+                ).hexdigest()
         return state
 
     def unchanged(self, before: dict[str, str], new: tuple[str, ...] = ()) -> None:
@@ -181,7 +185,14 @@ def says(text: str, *parts: str) -> None:
 def cli_says(text: str, *parts: str) -> None:
     """As :func:`says`, and phrased for the command line: no Python code as advice."""
     says(text, *parts)
-    for python in ("=True", "rgb=False", "image[...", "np.", "`python -m napari_chromagan", "max_pixels="):
+    for python in (
+        "=True",
+        "rgb=False",
+        "image[...",
+        "np.",
+        "`python -m napari_chromagan",
+        "max_pixels=",
+    ):
         assert python not in text, f"Python advice {python!r} in a command-line message: {text!r}"
 
 
@@ -197,11 +208,17 @@ def _png_header_only(path: Path, width: int, height: int) -> Path:
     """A tiny PNG file whose header claims width x height pixels (a decompression bomb's shape)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -233,7 +250,9 @@ def cli_channel_picks_one_channel(ctx: Ctx) -> None:
     planes = np.random.default_rng(1).integers(0, 60000, (H, W, 2)).astype(np.uint16)
     source = ctx.tiff("two.tif", planes)
     before = ctx.snapshot()
-    code, err = ctx.cli("colorize", source, "-o", ctx.tmp / "out", "--weights", ctx.weights, "--channel", "1")
+    code, err = ctx.cli(
+        "colorize", source, "-o", ctx.tmp / "out", "--weights", ctx.weights, "--channel", "1"
+    )
     assert code == 0, err
     written = imageio.read_image(ctx.tmp / "out" / "two_colorized.tif")
     assert written.shape == (H, W, 3)
@@ -245,7 +264,9 @@ def cli_channel_picks_one_channel(ctx: Ctx) -> None:
 def cli_channel_beyond_the_last_is_refused(ctx: Ctx) -> None:
     source = ctx.tiff("two.tif", np.zeros((H, W, 2), np.uint8))
     before = ctx.snapshot()
-    code, err = ctx.cli("colorize", source, "-o", ctx.tmp / "out", "--weights", ctx.weights, "--channel", "2")
+    code, err = ctx.cli(
+        "colorize", source, "-o", ctx.tmp / "out", "--weights", ctx.weights, "--channel", "2"
+    )
     assert code == 1
     cli_says(err, "has 2 channels", "--channel 2 does not exist", "choose --channel 0 to 1")
     ctx.unchanged(before)
@@ -279,8 +300,15 @@ def cli_weights_whose_network_gives_nan(ctx: Ctx) -> None:
     ctx.gray("a.png")
     ctx.gray("b.png", seed=1)
     before = ctx.snapshot()
-    code, err = ctx.cli("colorize", ctx.tmp / "a.png", ctx.tmp / "b.png", "-o", ctx.tmp / "out",
-                        "--weights", ctx.files["nan_output"])
+    code, err = ctx.cli(
+        "colorize",
+        ctx.tmp / "a.png",
+        ctx.tmp / "b.png",
+        "-o",
+        ctx.tmp / "out",
+        "--weights",
+        ctx.files["nan_output"],
+    )
     assert code == 2  # stops at the first image: the others would fail the same way
     cli_says(err, "not finite", str(ctx.files["nan_output"]), "Use other weights")
     assert err.count("not finite") == 1
@@ -292,10 +320,19 @@ def cli_all_nan_image_is_said_and_counted(ctx: Ctx) -> None:
     source = ctx.tiff("blank.tif", np.full((H, W), np.nan, np.float32))
     ctx.gray("ok.png")
     before = ctx.snapshot()
-    code, err = ctx.cli("colorize", source, ctx.tmp / "ok.png", "-o", ctx.tmp / "out", "--weights", ctx.weights)
+    code, err = ctx.cli(
+        "colorize", source, ctx.tmp / "ok.png", "-o", ctx.tmp / "out", "--weights", ctx.weights
+    )
     assert code == 0, err
-    says(err, "warning:", "blank.tif", "every pixel of the image is NaN or inf", "uniform gray",
-         "colourised 2 images", "1 had no finite pixel")
+    says(
+        err,
+        "warning:",
+        "blank.tif",
+        "every pixel of the image is NaN or inf",
+        "uniform gray",
+        "colourised 2 images",
+        "1 had no finite pixel",
+    )
     ctx.unchanged(before, new=("out/blank_colorized.tif", "out/ok_colorized.png"))
 
 
@@ -303,7 +340,9 @@ def cli_all_nan_image_is_said_and_counted(ctx: Ctx) -> None:
 def cli_read_only_output_folder_fails_before_the_work(ctx: Ctx) -> None:
     source = ctx.gray()
     locked = ctx.readonly()
-    ctx.forbid(Colorizer, "from_checkpoint", "the weights were loaded although nothing can be written")
+    ctx.forbid(
+        Colorizer, "from_checkpoint", "the weights were loaded although nothing can be written"
+    )
     before = ctx.snapshot()
     code, err = ctx.cli("colorize", source, "-o", locked, "--weights", ctx.weights)
     assert code == 2
@@ -332,7 +371,12 @@ def cli_weights_given_a_folder(ctx: Ctx) -> None:
     before = ctx.snapshot()
     code, err = ctx.cli("colorize", source, "-o", ctx.tmp / "out", "--weights", folder)
     assert code == 2
-    cli_says(err, f"{folder} is a folder, not a weights file", "give the path of a .pt checkpoint file", "mine.pt")
+    cli_says(
+        err,
+        f"{folder} is a folder, not a weights file",
+        "give the path of a .pt checkpoint file",
+        "mine.pt",
+    )
     assert "does not exist" not in err
     ctx.unchanged(before)
 
@@ -363,7 +407,11 @@ def cli_ctrl_c_says_what_was_done_and_how_to_continue(ctx: Ctx) -> None:
     assert code == 0, err
     assert "skipping 1 image whose output already exists" in err
     assert (out / "a_colorized.png").read_bytes() == done
-    assert sorted(p.name for p in out.iterdir()) == ["a_colorized.png", "b_colorized.png", "c_colorized.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a_colorized.png",
+        "b_colorized.png",
+        "c_colorized.png",
+    ]
 
 
 @case
@@ -372,8 +420,14 @@ def cli_decompression_bomb_is_explained_with_its_override(ctx: Ctx) -> None:
     before = ctx.snapshot()
     code, err = ctx.cli("colorize", bomb, "-o", ctx.tmp / "out", "--weights", ctx.weights)
     assert code == 1
-    cli_says(err, "huge.png", "20000 x 10000 = 200,000,000 pixels", "decompression bombs",
-             "--max-pixels 200000000", "--max-pixels 0")
+    cli_says(
+        err,
+        "huge.png",
+        "20000 x 10000 = 200,000,000 pixels",
+        "decompression bombs",
+        "--max-pixels 200000000",
+        "--max-pixels 0",
+    )
     ctx.unchanged(before)
 
 
@@ -381,11 +435,15 @@ def cli_decompression_bomb_is_explained_with_its_override(ctx: Ctx) -> None:
 def cli_max_pixels_limit_and_override(ctx: Ctx) -> None:
     source = ctx.gray()
     before = ctx.snapshot()
-    code, err = ctx.cli("colorize", source, "-o", ctx.tmp / "out", "--weights", ctx.weights, "--max-pixels", "100")
+    code, err = ctx.cli(
+        "colorize", source, "-o", ctx.tmp / "out", "--weights", ctx.weights, "--max-pixels", "100"
+    )
     assert code == 1
     cli_says(err, f"{H * W:,} pixels", "limit of 100", f"--max-pixels {H * W}")
     ctx.unchanged(before)
-    code, err = ctx.cli("colorize", source, "-o", ctx.tmp / "out", "--weights", ctx.weights, "--max-pixels", "0")
+    code, err = ctx.cli(
+        "colorize", source, "-o", ctx.tmp / "out", "--weights", ctx.weights, "--max-pixels", "0"
+    )
     assert code == 0, err
     ctx.unchanged(before, new=("out/a_colorized.png",))
 
@@ -416,8 +474,17 @@ def cli_cuda_graphs_without_cuda_says_so_and_compiles_nothing(ctx: Ctx) -> None:
     ctx.monkeypatch.setattr(torch, "compile", lambda module, **kw: compiled.append(kw) or module)
     source = ctx.gray()
     before = ctx.snapshot()
-    code, err = ctx.cli("colorize", source, "-o", ctx.tmp / "out", "--weights", ctx.weights,
-                        "--device", "cpu", "--cuda-graphs")
+    code, err = ctx.cli(
+        "colorize",
+        source,
+        "-o",
+        ctx.tmp / "out",
+        "--weights",
+        ctx.weights,
+        "--device",
+        "cpu",
+        "--cuda-graphs",
+    )
     assert code == 0, err
     cli_says(err, "--cuda-graphs does nothing on cpu", "CUDA graphs need a CUDA GPU", "Ignored")
     assert compiled == []
@@ -427,17 +494,30 @@ def cli_cuda_graphs_without_cuda_says_so_and_compiles_nothing(ctx: Ctx) -> None:
 @case
 def cli_compile_on_the_cpu_warns_before_compiling(ctx: Ctx) -> None:
     order = []
-    ctx.monkeypatch.setattr(torch, "compile", lambda module, **kw: order.append("compile") or module)
+    ctx.monkeypatch.setattr(
+        torch, "compile", lambda module, **kw: order.append("compile") or module
+    )
     real = Colorizer.__init__
 
     def init(self, *args, **kwargs):
-        order.append("note said" if "--compile on cpu" in ctx.capsys.readouterr().err else "no note")
+        order.append(
+            "note said" if "--compile on cpu" in ctx.capsys.readouterr().err else "no note"
+        )
         real(self, *args, **kwargs)
 
     ctx.monkeypatch.setattr(Colorizer, "__init__", init)
     source = ctx.gray()
-    code, _ = ctx.cli("colorize", source, "-o", ctx.tmp / "out", "--weights", ctx.weights, "--device", "cpu",
-                      "--compile")
+    code, _ = ctx.cli(
+        "colorize",
+        source,
+        "-o",
+        ctx.tmp / "out",
+        "--weights",
+        ctx.weights,
+        "--device",
+        "cpu",
+        "--compile",
+    )
     assert code == 0
     assert order == ["note said", "compile"]
 
@@ -460,7 +540,13 @@ def cli_complex_tiff_advice_is_for_the_command_line(ctx: Ctx) -> None:
     before = ctx.snapshot()
     code, err = ctx.cli("colorize", source, "-o", ctx.tmp / "out", "--weights", ctx.weights)
     assert code == 1
-    cli_says(err, "fft.tif", "cannot colourise complex pixel values", "real-valued pixels", "its magnitude")
+    cli_says(
+        err,
+        "fft.tif",
+        "cannot colourise complex pixel values",
+        "real-valued pixels",
+        "its magnitude",
+    )
     ctx.unchanged(before)
 
 
@@ -482,11 +568,24 @@ def cli_empty_and_truncated_files_fail_alone(ctx: Ctx) -> None:
     good = ctx.gray("good.png")
     (ctx.tmp / "cut.png").write_bytes(good.read_bytes()[:60])
     before = ctx.snapshot()
-    code, err = ctx.cli("colorize", ctx.tmp / "empty.png", ctx.tmp / "cut.png", good, "-o", ctx.tmp / "out",
-                        "--weights", ctx.weights)
+    code, err = ctx.cli(
+        "colorize",
+        ctx.tmp / "empty.png",
+        ctx.tmp / "cut.png",
+        good,
+        "-o",
+        ctx.tmp / "out",
+        "--weights",
+        ctx.weights,
+    )
     assert code == 1
-    cli_says(err, "empty.png: cannot read image (the file is empty)", "cut.png: cannot read image",
-             "expected a complete PNG", "2 of 3 images failed")
+    cli_says(
+        err,
+        "empty.png: cannot read image (the file is empty)",
+        "cut.png: cannot read image",
+        "expected a complete PNG",
+        "2 of 3 images failed",
+    )
     ctx.unchanged(before, new=("out/good_colorized.png",))
 
 
@@ -503,7 +602,9 @@ def cli_missing_input(ctx: Ctx) -> None:
 def cli_device_this_machine_lacks(ctx: Ctx) -> None:
     source = ctx.gray()
     before = ctx.snapshot()
-    code, err = ctx.cli("colorize", source, "-o", ctx.tmp / "out", "--weights", ctx.weights, "--device", "cuda:7")
+    code, err = ctx.cli(
+        "colorize", source, "-o", ctx.tmp / "out", "--weights", ctx.weights, "--device", "cuda:7"
+    )
     assert code == 2
     cli_says(err, "cuda:7", "not available", "'auto' or 'cpu'")
     ctx.unchanged(before)
@@ -526,12 +627,18 @@ def cli_import_weights_into_a_read_only_folder_fails_before_reading(ctx: Ctx) ->
     locked = ctx.readonly()
     import napari_chromagan.keras_import as keras_import
 
-    ctx.forbid(keras_import, "import_keras_weights", "the .h5 was read although the result cannot be written")
+    ctx.forbid(
+        keras_import,
+        "import_keras_weights",
+        "the .h5 was read although the result cannot be written",
+    )
     (ctx.tmp / "model.h5").write_bytes(b"\x89HDF\r\n\x1a\n")
     before = ctx.snapshot()
     code, err = ctx.cli("import-weights", ctx.tmp / "model.h5", "-o", locked / "model.pt")
     assert code == 2
-    cli_says(err, f"cannot write into the output folder {locked}", "write the checkpoint somewhere else")
+    cli_says(
+        err, f"cannot write into the output folder {locked}", "write the checkpoint somewhere else"
+    )
     ctx.unchanged(before)
 
 
@@ -553,7 +660,9 @@ def cli_import_weights_into_a_folder_name(ctx: Ctx) -> None:
     before = ctx.snapshot()
     code, err = ctx.cli("import-weights", ctx.tmp / "model.h5", "-o", ctx.tmp / "models")
     assert code == 2
-    cli_says(err, "models is a folder", "give the checkpoint file to write", "chromagan-imagenet.pt")
+    cli_says(
+        err, "models is a folder", "give the checkpoint file to write", "chromagan-imagenet.pt"
+    )
     ctx.unchanged(before)
 
 
@@ -610,7 +719,13 @@ def api_single_channel_axis_is_dropped(ctx: Ctx) -> None:
 def api_load_checkpoint_with_nan(ctx: Ctx) -> None:
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(ctx.files["nan"])
-    says(str(info.value), str(ctx.files["nan"]), "1 weight tensor holds NaN or inf", "decoder.", "earlier step")
+    says(
+        str(info.value),
+        str(ctx.files["nan"]),
+        "1 weight tensor holds NaN or inf",
+        "decoder.",
+        "earlier step",
+    )
 
 
 @case
@@ -633,7 +748,9 @@ def api_all_nan_image_warns(ctx: Ctx) -> None:
 def api_some_planes_all_nan_warns_naming_them(ctx: Ctx) -> None:
     stack = np.random.default_rng(7).random((4, H, W)).astype(np.float32)
     stack[2] = np.nan
-    with pytest.warns(MissingPixelsWarning, match=r"1 of 4 planes \(index 2\) have no finite pixel"):
+    with pytest.warns(
+        MissingPixelsWarning, match=r"1 of 4 planes \(index 2\) have no finite pixel"
+    ):
         ctx.engine.colorize(stack)
     with warnings.catch_warnings():
         warnings.simplefilter("error", MissingPixelsWarning)
@@ -660,8 +777,10 @@ def api_colorize_layer_batch_size_checked_before_loading(ctx: Ctx) -> None:
 
     from napari_chromagan import colorize_layer
 
-    ctx.monkeypatch.setattr("napari_chromagan.colorizer_cache.load_colorizer",
-                            lambda *a, **k: pytest.fail("weights were loaded before the arguments were checked"))
+    ctx.monkeypatch.setattr(
+        "napari_chromagan.colorizer_cache.load_colorizer",
+        lambda *a, **k: pytest.fail("weights were loaded before the arguments were checked"),
+    )
     layer = ImageLayer(np.zeros((H, W), np.uint8), name="gray")
     with pytest.raises(TypeError) as info:
         colorize_layer(layer, batch_size="abc")
@@ -676,7 +795,9 @@ def api_load_checkpoint_of_a_folder(ctx: Ctx) -> None:
     shutil.copy(ctx.weights, folder / "a.pt")
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(folder)
-    says(str(info.value), "is a folder, not a weights file", "a .pt checkpoint file inside it (a.pt)")
+    says(
+        str(info.value), "is a folder, not a weights file", "a .pt checkpoint file inside it (a.pt)"
+    )
 
 
 @case
@@ -684,7 +805,11 @@ def api_resolve_weights_of_a_folder(ctx: Ctx) -> None:
     (ctx.tmp / "empty").mkdir()
     with pytest.raises(WeightsNotFoundError) as info:
         resolve_weights(ctx.tmp / "empty")
-    says(str(info.value), "empty is a folder, not a weights file", "give the path of a .pt checkpoint file")
+    says(
+        str(info.value),
+        "empty is a folder, not a weights file",
+        "give the path of a .pt checkpoint file",
+    )
     assert "does not exist" not in str(info.value)
 
 
@@ -738,7 +863,9 @@ def train_out_is_a_file(ctx: Ctx) -> None:
     out = ctx.tmp / "run"
     out.write_text("not a run folder\n")
     before = ctx.snapshot()
-    code, err = ctx.training("train", "--data", ctx.files["images"], "--out", out, "--preset", "chromagan-noclass")
+    code, err = ctx.training(
+        "train", "--data", ctx.files["images"], "--out", out, "--preset", "chromagan-noclass"
+    )
     assert code == 2
     cli_says(err, f"--out {out} is a file, not a folder", "choose a folder")
     ctx.unchanged(before)
@@ -760,10 +887,21 @@ def train_out_read_only_fails_before_loading_the_data(ctx: Ctx) -> None:
     import training.train as train_module
 
     locked = ctx.readonly()
-    ctx.forbid(train_module, "find_images", "the data was searched although --out cannot be written")
+    ctx.forbid(
+        train_module, "find_images", "the data was searched although --out cannot be written"
+    )
     before = ctx.snapshot()
-    code, err = ctx.training("train", "--data", ctx.files["images"], "--out", locked / "run",
-                             "--preset", "chromagan-noclass", "--device", "cpu")
+    code, err = ctx.training(
+        "train",
+        "--data",
+        ctx.files["images"],
+        "--out",
+        locked / "run",
+        "--preset",
+        "chromagan-noclass",
+        "--device",
+        "cpu",
+    )
     assert code == 2
     cli_says(err, "cannot write into --out", str(locked), "choose another --out folder")
     ctx.unchanged(before)
@@ -785,12 +923,15 @@ def train_resume_latest_with_no_run_yet(ctx: Ctx) -> None:
 def train_resume_with_the_data_moved(ctx: Ctx) -> None:
     out = ctx.tmp / "run"
     (out / "checkpoints").mkdir(parents=True)
-    (out / "config.json").write_text(json.dumps({"data": str(ctx.tmp / "moved"), "out": str(out),
-                                                 "preset": "chromagan-noclass"}))
+    (out / "config.json").write_text(
+        json.dumps({"data": str(ctx.tmp / "moved"), "out": str(out), "preset": "chromagan-noclass"})
+    )
     before = ctx.snapshot()
     code, err = ctx.training("train", "--out", out, "--resume", "latest")
     assert code == 2
-    cli_says(err, f"data {ctx.tmp / 'moved'} (from {out / 'config.json'}) does not exist", "pass --data")
+    cli_says(
+        err, f"data {ctx.tmp / 'moved'} (from {out / 'config.json'}) does not exist", "pass --data"
+    )
     ctx.unchanged(before)
 
 
@@ -799,8 +940,21 @@ def train_data_folder_without_images(ctx: Ctx) -> None:
     (ctx.tmp / "photos").mkdir()
     (ctx.tmp / "photos" / "readme.txt").write_text("no images here\n")
     before = ctx.snapshot()
-    code, err = ctx.training("train", "--data", ctx.tmp / "photos", "--out", ctx.tmp / "run",
-                             "--preset", "chromagan-noclass", "--width", "0.125", "--image-size", "64", "--device", "cpu")
+    code, err = ctx.training(
+        "train",
+        "--data",
+        ctx.tmp / "photos",
+        "--out",
+        ctx.tmp / "run",
+        "--preset",
+        "chromagan-noclass",
+        "--width",
+        "0.125",
+        "--image-size",
+        "64",
+        "--device",
+        "cpu",
+    )
     assert code == 2
     cli_says(err, "--data: no images found in", "point to the folder that holds the images")
     assert not (ctx.tmp / "run").exists() or not any((ctx.tmp / "run").iterdir())
@@ -813,9 +967,13 @@ def evaluate_out_is_a_file(ctx: Ctx) -> None:
 
     out = ctx.tmp / "eval"
     out.write_text("an earlier table\n")
-    ctx.forbid(evaluate_module, "_score_batch", "images were scored although the results cannot be written")
+    ctx.forbid(
+        evaluate_module, "_score_batch", "images were scored although the results cannot be written"
+    )
     before = ctx.snapshot()
-    code, err = ctx.training("evaluate", "--weights", ctx.weights, "--data", ctx.files["images"], "--out", out, "-q")
+    code, err = ctx.training(
+        "evaluate", "--weights", ctx.weights, "--data", ctx.files["images"], "--out", out, "-q"
+    )
     assert code == 2
     cli_says(err, f"--out {out} is a file, not a folder", "choose a folder")
     ctx.unchanged(before)
@@ -826,10 +984,20 @@ def evaluate_out_read_only(ctx: Ctx) -> None:
     import training.evaluate as evaluate_module
 
     locked = ctx.readonly()
-    ctx.forbid(evaluate_module, "_score_batch", "images were scored although the results cannot be written")
+    ctx.forbid(
+        evaluate_module, "_score_batch", "images were scored although the results cannot be written"
+    )
     before = ctx.snapshot()
-    code, err = ctx.training("evaluate", "--weights", ctx.weights, "--data", ctx.files["images"],
-                             "--out", locked / "eval", "-q")
+    code, err = ctx.training(
+        "evaluate",
+        "--weights",
+        ctx.weights,
+        "--data",
+        ctx.files["images"],
+        "--out",
+        locked / "eval",
+        "-q",
+    )
     assert code == 2
     cli_says(err, "cannot write into --out", "choose another --out folder")
     ctx.unchanged(before)
@@ -838,7 +1006,9 @@ def evaluate_out_read_only(ctx: Ctx) -> None:
 @case
 def evaluate_weights_given_a_folder(ctx: Ctx) -> None:
     before = ctx.snapshot()
-    code, err = ctx.training("evaluate", "--weights", ctx.files["images"], "--data", ctx.files["images"], "-q")
+    code, err = ctx.training(
+        "evaluate", "--weights", ctx.files["images"], "--data", ctx.files["images"], "-q"
+    )
     assert code == 2
     cli_says(err, "is a folder, not a weights file", "give the path of a .pt checkpoint file")
     ctx.unchanged(before)
@@ -849,10 +1019,16 @@ def export_evaluation_that_is_not_json(ctx: Ctx) -> None:
     notes = ctx.tmp / "summary.txt"
     notes.write_text("PSNR 23.4 dB\n")
     before = ctx.snapshot()
-    code, err = ctx.training("export", ctx.weights, "-o", ctx.tmp / "model.pt", "--evaluation", notes)
+    code, err = ctx.training(
+        "export", ctx.weights, "-o", ctx.tmp / "model.pt", "--evaluation", notes
+    )
     assert code == 2
-    cli_says(err, f"--evaluation {notes} is not JSON", "line 1 column 1",
-             "the summary.json written by `python -m training evaluate")
+    cli_says(
+        err,
+        f"--evaluation {notes} is not JSON",
+        "line 1 column 1",
+        "the summary.json written by `python -m training evaluate",
+    )
     ctx.unchanged(before)
 
 
@@ -861,7 +1037,9 @@ def export_evaluation_that_is_a_json_list(ctx: Ctx) -> None:
     listed = ctx.tmp / "summary.json"
     listed.write_text("[1, 2, 3]\n")
     before = ctx.snapshot()
-    code, err = ctx.training("export", ctx.weights, "-o", ctx.tmp / "model.pt", "--evaluation", listed)
+    code, err = ctx.training(
+        "export", ctx.weights, "-o", ctx.tmp / "model.pt", "--evaluation", listed
+    )
     assert code == 2
     cli_says(err, "holds a JSON list, not a summary", "summary.json written by")
     ctx.unchanged(before)
@@ -882,7 +1060,11 @@ def export_output_in_a_read_only_folder(ctx: Ctx) -> None:
     import training.export as export_module
 
     locked = ctx.readonly()
-    ctx.forbid(export_module, "load_checkpoint", "the checkpoint was loaded although the export cannot be written")
+    ctx.forbid(
+        export_module,
+        "load_checkpoint",
+        "the checkpoint was loaded although the export cannot be written",
+    )
     before = ctx.snapshot()
     code, err = ctx.training("export", ctx.weights, "-o", locked / "model.pt")
     assert code == 2

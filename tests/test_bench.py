@@ -25,7 +25,11 @@ SLACK_S = 1e-9  # float rounding of sums of perf_counter differences
 def _run(script: str, out: Path, *args: str) -> dict:
     subprocess.run(
         [sys.executable, str(ROOT / "bench" / script), "--quick", "--out", str(out), *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     )
     return json.loads(out.read_text())
 
@@ -40,7 +44,9 @@ def _quiet_samples(samples: list[float], foreign: list[float | None], limit: flo
 def _quiet_rounds(foreign: dict[str, list[float | None]], limit: float) -> list[int]:
     """The rounds in which every case was quiet; all rounds when none was (bench_inference's)."""
     (n,) = {len(f) for f in foreign.values()}
-    quiet = [i for i in range(n) if all(f[i] is not None and f[i] <= limit for f in foreign.values())]
+    quiet = [
+        i for i in range(n) if all(f[i] is not None and f[i] <= limit for f in foreign.values())
+    ]
     return quiet or list(range(n))
 
 
@@ -56,13 +62,17 @@ def test_engine_benchmark_quick_run_reports_what_it_measured(tmp_path):
         assert len(row["samples_s"]) == repeats and min(row["samples_s"]) > 0
         used = _quiet_samples(row["samples_s"], row["foreign_load"], limit)
         assert row["median_s"] == statistics.median(used), row["case"]
-        assert row["planes/s"] == pytest.approx(row["planes_per_sample"] / statistics.median(used), rel=1e-12)
+        assert row["planes/s"] == pytest.approx(
+            row["planes_per_sample"] / statistics.median(used), rel=1e-12
+        )
     # the acceptance ratio is that of the two cases it names, from their samples
     acceptance = result["acceptance"]
     engine, baseline = acceptance["what"].removesuffix(", planes/s ratio").split(" vs ")
     speed = {
         name: rows[name]["planes_per_sample"]
-        / statistics.median(_quiet_samples(rows[name]["samples_s"], rows[name]["foreign_load"], limit))
+        / statistics.median(
+            _quiet_samples(rows[name]["samples_s"], rows[name]["foreign_load"], limit)
+        )
         for name in (engine, baseline)
     }
     assert acceptance["ratio"] == pytest.approx(speed[engine] / speed[baseline], rel=1e-12)
@@ -73,10 +83,14 @@ def test_training_benchmark_quick_run_reports_what_it_measured(tmp_path):
     baseline, default = result["rows"]
     assert "baseline" in baseline["case"] and "loop default" in default["case"]
     assert baseline["s/step"] > 0 and default["s/step"] > 0
-    assert result["device"] == "cpu" and result["presets"] == {"tiny (w0.125, 64 px)": "chromagan-noclass"}
+    assert result["device"] == "cpu" and result["presets"] == {
+        "tiny (w0.125, 64 px)": "chromagan-noclass"
+    }
     (phases,) = result["breakdown_seconds_per_step"].values()
     timed = {k: v for k, v in phases.items() if k not in ("sum of phases", "untimed step")}
-    assert {"batch to Lab", "generator forward", "generator backward", "critic backward"} <= set(timed)
+    assert {"batch to Lab", "generator forward", "generator backward", "critic backward"} <= set(
+        timed
+    )
     assert all(v > 0 for v in timed.values())
     # The phases, timed one by one in a separate step, account for a whole step: a phase left
     # out or the step counted in every phase moves their sum far from the step's own time. The
@@ -95,7 +109,9 @@ def test_inference_benchmark_quick_run_reports_what_it_measured(tmp_path):
     assert [row["batch"] for row in result["rows"]] == [1, 4]
     for row in result["rows"]:
         rounds = _quiet_rounds(row["foreign_load"], limit)
-        eager, engine = (statistics.median(row["samples_s"][k][i] for i in rounds) for k in ("eager", "engine"))
+        eager, engine = (
+            statistics.median(row["samples_s"][k][i] for i in rounds) for k in ("eager", "engine")
+        )
         assert row["eager img/s"] == pytest.approx(row["images_per_sample"] / eager, rel=1e-12)
         assert row["engine img/s"] == pytest.approx(row["images_per_sample"] / engine, rel=1e-12)
         assert row["x vs eager"] == pytest.approx(eager / engine, rel=1e-12)
@@ -105,7 +121,9 @@ def test_inference_benchmark_quick_run_reports_what_it_measured(tmp_path):
         assert case["staged_matches_colorize"] is True
         assert case["staged_vs_colorize_max_diff"] == {"rgb": 0, "ab": 0.0, "exact_required": True}
         rounds = _quiet_rounds(case["foreign_load"], limit)
-        assert case["colorize_s"] == statistics.median(case["samples_s"]["colorize"][i] for i in rounds)
+        assert case["colorize_s"] == statistics.median(
+            case["samples_s"]["colorize"][i] for i in rounds
+        )
         staged, walls = case["staged_samples_s"], case["samples_s"]["staged"]
         assert len(staged) == len(walls)
         for sample, wall in zip(staged, walls, strict=True):
@@ -122,10 +140,14 @@ def test_inference_benchmark_quick_run_reports_what_it_measured(tmp_path):
     # the target is computed from the 1024^2 case's own measurements
     big, target = result["breakdown"]["image 1024x1024 u16"], result["target"]
     assert target["required_at_most"] == 1.5
-    assert target["colorize_s"] == big["colorize_s"] and target["predict_1x224_s"] == big["predict_1x224_s"]
+    assert (
+        target["colorize_s"] == big["colorize_s"]
+        and target["predict_1x224_s"] == big["predict_1x224_s"]
+    )
     assert target["full_resolution_s"] == big["breakdown_s"]["full_resolution"]
     assert target["ratio"] == pytest.approx(
-        big["colorize_s"] / (big["predict_1x224_s"] + big["breakdown_s"]["full_resolution"]), rel=1e-12
+        big["colorize_s"] / (big["predict_1x224_s"] + big["breakdown_s"]["full_resolution"]),
+        rel=1e-12,
     )
 
 
@@ -145,7 +167,9 @@ def test_hints_benchmark_quick_run_reports_what_it_measured(tmp_path):
     medians = {}
     for name, row in rows.items():
         assert min(row["samples_s"]) > 0
-        medians[name] = statistics.median(_quiet_samples(row["samples_s"], row["foreign_share"], limit))
+        medians[name] = statistics.median(
+            _quiet_samples(row["samples_s"], row["foreign_share"], limit)
+        )
         assert row["median_s"] == medians[name], name
     for row in rows.values():
         base = medians[f"baseline: colorize {row['side']}^2"]
@@ -155,14 +179,22 @@ def test_hints_benchmark_quick_run_reports_what_it_measured(tmp_path):
     # the outputs of a 512^2 result: a*b* as float32 and the uint8 RGB
     assert abs(memory["outputs_mib"] - 512 * 512 * (2 * 4 + 3) / 2**20) < 1e-9
     # the targets are for 1024^2 and 4096^2: a quick run measures neither
-    assert result["targets"]["values"] == {"preview_1024_s": None, "image_4096_s": None, "memory_4096_gib": None}
+    assert result["targets"]["values"] == {
+        "preview_1024_s": None,
+        "image_4096_s": None,
+        "memory_4096_gib": None,
+    }
 
 
 def test_render_benchmark_quick_run_writes_its_cases(tmp_path):
     out = tmp_path / "render.json"
     subprocess.run(
         [sys.executable, str(ROOT / "bench" / "bench_render.py"), "--quick", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     )
     result = json.loads(out.read_text())
     assert result["date"] and result["machine"]["cpu_count"] and result["side"] == 256
@@ -176,8 +208,11 @@ def test_render_benchmark_quick_run_writes_its_cases(tmp_path):
     ]
     assert all(len(result["samples_s"][case]) == 2 for case in cases)
 
+
 def _has_commit(ref: str) -> bool:
-    proc = subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{ref}^{{commit}}"], capture_output=True)
+    proc = subprocess.run(
+        ["git", "-C", str(ROOT), "cat-file", "-e", f"{ref}^{{commit}}"], capture_output=True
+    )
     return proc.returncode == 0
 
 
@@ -190,12 +225,20 @@ def test_cli_benchmark_runs_the_old_cli_beside_the_pipeline_and_compares_pixels(
     out = tmp_path / "cli.json"
     subprocess.run(
         [sys.executable, str(ROOT / "bench" / "bench_cli.py"), "--quick", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
     )
     result = json.loads(out.read_text())
     assert result["machine"]["cpu_count"] and result["settings"]["baseline_ref"] == BASELINE_REF
     cases = [row["case"] for row in result["rows"]]
-    assert cases == [f"baseline CLI ({BASELINE_REF})", "pipeline (--batch-size 8)", "pipeline --batch-size 1"]
+    assert cases == [
+        f"baseline CLI ({BASELINE_REF})",
+        "pipeline (--batch-size 8)",
+        "pipeline --batch-size 1",
+    ]
     assert all(row["median s"] > 0 for row in result["rows"])
     pixels = result["pixels_vs_baseline"]
     # one file per network call: every pixel of every file as the old CLI wrote it

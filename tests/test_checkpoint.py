@@ -14,7 +14,9 @@ from napari_chromagan.weights import cached_weights, resolve_weights, user_weigh
 
 
 def test_round_trip_gives_bit_identical_outputs(tmp_path, tiny_generator):
-    path = save_checkpoint(tmp_path / "w.pt", tiny_generator, {"class_head_trained": False, "variant": "test"})
+    path = save_checkpoint(
+        tmp_path / "w.pt", tiny_generator, {"class_head_trained": False, "variant": "test"}
+    )
     ckpt = load_checkpoint(path)
     assert ckpt.config == tiny_generator.config
     assert ckpt.metadata == {"class_head_trained": False, "variant": "test"}
@@ -94,7 +96,9 @@ def test_wrong_architecture_is_refused(tmp_path, tiny_generator):
     payload = torch.load(path, weights_only=True)
     payload["model_config"]["width"] = 0.25  # claims another width than its weights have
     torch.save(payload, path)
-    with pytest.raises(CheckpointError, match=r"do not fit the architecture.*shape mismatches: trunk\.0\.weight"):
+    with pytest.raises(
+        CheckpointError, match=r"do not fit the architecture.*shape mismatches: trunk\.0\.weight"
+    ):
         load_checkpoint(path)
     payload["model_config"]["width"] = 0.125
     del payload["generator"]["decoder.0.weight"]
@@ -126,8 +130,13 @@ def test_pickled_code_payload_is_refused_without_running(tmp_path, tiny_generato
     marker = tmp_path / "code-ran"
     path = tmp_path / "evil.pt"
     torch.save(
-        {"format": FORMAT, "format_version": 1, "model_config": tiny_generator.config.to_dict(),
-         "generator": tiny_generator.state_dict(), "metadata": {"x": _Payload(marker)}},
+        {
+            "format": FORMAT,
+            "format_version": 1,
+            "model_config": tiny_generator.config.to_dict(),
+            "generator": tiny_generator.state_dict(),
+            "metadata": {"x": _Payload(marker)},
+        },
         path,
     )
     # sanity: a plain unpickler would run it
@@ -146,7 +155,9 @@ def test_full_size_generator_round_trip(tmp_path):
     torch.manual_seed(0)
     g = Generator(ModelConfig(width=0.25)).eval()
     ckpt = load_checkpoint(save_checkpoint(tmp_path / "w.pt", g))
-    for (k, a), (_, b) in zip(g.state_dict().items(), ckpt.generator.state_dict().items(), strict=True):
+    for (k, a), (_, b) in zip(
+        g.state_dict().items(), ckpt.generator.state_dict().items(), strict=True
+    ):
         assert torch.equal(a, b), k
 
 

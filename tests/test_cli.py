@@ -149,7 +149,9 @@ def test_refuses_to_overwrite_then_skip_or_overwrite(tmp_path, capsys, weights):
     assert code == 0 and "colourised 2 images" in err
     after = _snapshot(out)
     assert after.keys() == before.keys()
-    for name in after:  # same pixels (not bytes: the provenance date may differ), but a new file renamed into place
+    for name in (
+        after
+    ):  # same pixels (not bytes: the provenance date may differ), but a new file renamed into place
         assert np.array_equal(_pixels(after[name][0]), _pixels(before[name][0]))
         assert after[name][2] != before[name][2]
 
@@ -280,20 +282,46 @@ def test_precision_and_cuda_graphs_reach_the_engine(tmp_path, capsys, weights, m
     monkeypatch.setattr(torch, "compile", lambda module, **kw: compiled.append(kw) or module)
     source = _gray16(tmp_path / "deep.png")
     out = tmp_path / "out"
-    code, err = _run(capsys, "colorize", source, "-o", out, "--weights", weights, "--device", "cpu",
-                     "--cuda-graphs")
+    code, err = _run(
+        capsys,
+        "colorize",
+        source,
+        "-o",
+        out,
+        "--weights",
+        weights,
+        "--device",
+        "cpu",
+        "--cuda-graphs",
+    )
     assert code == 0, err
     assert compiled == []
     assert "--cuda-graphs does nothing on cpu" in err and "add --compile" in err
-    code, err = _run(capsys, "colorize", source, "-o", out, "--weights", weights, "--device", "cpu",
-                     "--precision", "bf16", "--cuda-graphs", "--compile", "--overwrite")
+    code, err = _run(
+        capsys,
+        "colorize",
+        source,
+        "-o",
+        out,
+        "--weights",
+        weights,
+        "--device",
+        "cpu",
+        "--precision",
+        "bf16",
+        "--cuda-graphs",
+        "--compile",
+        "--overwrite",
+    )
     assert code == 0, err
     assert compiled == [{"dynamic": False}]  # no mode="reduce-overhead" without CUDA
     assert "--compile on cpu" in err and "25-50 s" in err
     bf16 = Colorizer(make_generator(), "cpu", precision="bf16")
     expected = bf16.colorize(imageio.read_image(source), with_class=False)
     assert np.array_equal(imageio.read_image(out / "deep_colorized.png"), expected.rgb)
-    fp32 = Colorizer(make_generator(), "cpu", precision="fp32").colorize(imageio.read_image(source), with_class=False)
+    fp32 = Colorizer(make_generator(), "cpu", precision="fp32").colorize(
+        imageio.read_image(source), with_class=False
+    )
     assert not np.array_equal(expected.rgb, fp32.rgb)  # the flag made a difference
 
 
@@ -353,7 +381,9 @@ def test_previous_outputs_in_the_input_folder_are_left_alone(tmp_path, capsys, w
     assert code == 0
     assert "ignoring 1 input that would be overwritten" in err
     assert sorted(p.name for p in folder.iterdir()) == ["a.png", "a_colorized.png"]
-    assert np.array_equal(imageio.read_image(folder / "a_colorized.png"), first)  # not colourised twice
+    assert np.array_equal(
+        imageio.read_image(folder / "a_colorized.png"), first
+    )  # not colourised twice
 
 
 def _env() -> dict[str, str]:

@@ -122,8 +122,18 @@ def test_more_ranks_than_images(tmp_path, capsys, weights, monkeypatch):
     _images(tmp_path / "in", n=2)
     monkeypatch.setenv("RANK", "3")
     monkeypatch.setenv("WORLD_SIZE", "4")
-    code = main(["colorize", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--weights",
-                 str(weights), "--device", "cpu"])
+    code = main(
+        [
+            "colorize",
+            str(tmp_path / "in"),
+            "-o",
+            str(tmp_path / "out"),
+            "--weights",
+            str(weights),
+            "--device",
+            "cpu",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 0, err
     assert "[rank 3/4] 0 of 2 images are this process's share" in err

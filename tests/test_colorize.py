@@ -45,7 +45,10 @@ def test_odd_sized_uint16_image(colorizer):
     assert r.class_probs.shape == (1000,)
     assert r.class_probs.sum() == pytest.approx(1.0, abs=1e-4)
     assert r.normalization.mode == "percentile"
-    expected = np.clip((image - r.normalization.low) / (r.normalization.high - r.normalization.low), 0, 1) * 100
+    expected = (
+        np.clip((image - r.normalization.low) / (r.normalization.high - r.normalization.low), 0, 1)
+        * 100
+    )
     np.testing.assert_allclose(r.L, expected, atol=1e-3)
     assert_lightness_kept(r)
     assert r.missing is None
@@ -129,13 +132,17 @@ def test_strips_give_the_same_result_as_one_block(colorizer):
     np.testing.assert_array_equal(strips.L, whole.L)
 
 
-@pytest.mark.parametrize("shape", [(5, 40, 33), (3, 100, 90)])  # smaller and larger than the network's 64
+@pytest.mark.parametrize(
+    "shape", [(5, 40, 33), (3, 100, 90)]
+)  # smaller and larger than the network's 64
 def test_a_batch_processed_as_one_block_equals_plane_by_plane(colorizer, shape):
     """Small planes of a batch go through upsampling and Lab -> RGB together; nothing may change."""
     image = np.random.default_rng(7).random(shape).astype(np.float32)
     image[-1, 3:9, 4:7] = np.nan  # missing pixels in one plane only
     together = colorizer.colorize(image, batch_size=2)
-    colorizer.strip_pixels = 200  # no two planes fit in a strip: each plane alone, in strips of rows
+    colorizer.strip_pixels = (
+        200  # no two planes fit in a strip: each plane alone, in strips of rows
+    )
     apart = colorizer.colorize(image, batch_size=2)
     np.testing.assert_array_equal(together.rgb, apart.rgb)
     np.testing.assert_array_equal(together.ab, apart.ab)
@@ -159,7 +166,9 @@ def test_progress_and_network_calls(colorizer):
     calls = []
     colorizer.generator.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
     seen = []
-    colorizer.colorize(np.zeros((7, 20, 20), np.uint8), batch_size=3, progress=lambda d, t: seen.append((d, t)))
+    colorizer.colorize(
+        np.zeros((7, 20, 20), np.uint8), batch_size=3, progress=lambda d, t: seen.append((d, t))
+    )
     assert seen == [(0, 7), (3, 7), (6, 7), (7, 7)]
     assert calls == [3, 3, 1]  # the network runs exactly once per plane
 
@@ -174,7 +183,9 @@ def test_cancel_stops_at_the_next_batch(colorizer):
             cancel.set()
 
     with pytest.raises(Cancelled, match="after 2 of 6 planes"):
-        colorizer.colorize(np.zeros((6, 16, 16), np.uint8), batch_size=2, progress=progress, cancel=cancel)
+        colorizer.colorize(
+            np.zeros((6, 16, 16), np.uint8), batch_size=2, progress=progress, cancel=cancel
+        )
     assert len(calls) == 1
 
 
@@ -242,7 +253,12 @@ def test_10000_square_uint16_needs_less_than_3_gb_of_extra_memory(tmp_path):
     )
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run(
-        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=600, check=True
+        [sys.executable, "-c", script],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
     )
     extra_gb = float(out.stdout.strip().splitlines()[-1])
     # the outputs alone (L, ab, rgb) are 1.5 GB

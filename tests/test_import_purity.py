@@ -99,8 +99,15 @@ def loaded() -> dict[str, frozenset[str]]:
 
 def test_the_module_lists_come_from_the_folders():
     # a sanity check of the discovery itself, so that an empty list cannot pass everything
-    assert {"napari_chromagan", "napari_chromagan.colorize", "napari_chromagan.cli.colorize"} <= set(CORE)
-    assert "napari_chromagan._widgets.colorize" in PLUGIN and "napari_chromagan._widgets.colorize" not in CORE
+    assert {
+        "napari_chromagan",
+        "napari_chromagan.colorize",
+        "napari_chromagan.cli.colorize",
+    } <= set(CORE)
+    assert (
+        "napari_chromagan._widgets.colorize" in PLUGIN
+        and "napari_chromagan._widgets.colorize" not in CORE
+    )
     assert {"training", "training.train", "training.data"} <= set(TRAINING_MODULES)
     # every allowance names a module that exists (a stale entry would hide nothing, but mislead)
     assert set(TORCH_MODULES) | set(TORCH_LEAKS) <= set(CORE)
@@ -117,13 +124,17 @@ def test_core_module_imports_no_gui_and_no_training(module, loaded):
 @pytest.mark.parametrize(
     "module",
     [
-        pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=TORCH_LEAKS[m])) if m in TORCH_LEAKS else m
+        pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=TORCH_LEAKS[m]))
+        if m in TORCH_LEAKS
+        else m
         for m in CORE
         if m not in TORCH_MODULES
     ],
 )
 def test_module_that_does_not_compute_imports_no_torch(module, loaded):
-    assert "torch" not in loaded[module], f"{module} imports torch; import it inside the function that needs it"
+    assert "torch" not in loaded[module], (
+        f"{module} imports torch; import it inside the function that needs it"
+    )
 
 
 @pytest.mark.parametrize("module", TRAINING_MODULES)

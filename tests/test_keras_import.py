@@ -213,7 +213,10 @@ def test_the_layer_table_written_here_has_the_papers_parameter_counts():
     assert _params(shapes, [n for n in names if n.startswith("block")]) == 7_635_264  # VGG trunk
     assert _params(shapes, ["dense_4", "dense_5", "dense_6"]) == 123_642_856  # class head
     assert _params(shapes, names) == 171_171_722  # BN moving statistics included
-    assert _params(shapes, [n for n in names if n not in ("dense_4", "dense_5", "dense_6")]) == 47_528_866
+    assert (
+        _params(shapes, [n for n in names if n not in ("dense_4", "dense_5", "dense_6")])
+        == 47_528_866
+    )
     assert len(names) == 10 + 12 + 6 + 6 and len(set(names)) == len(names)
     # every weighted layer of the file's layer_names, and nothing else
     assert {n for n in LAYER_NAMES if n.startswith(("conv2d", "batch_norm", "dense"))} == {

@@ -20,8 +20,13 @@ def _env(weights: Path) -> dict[str, str]:
     """The environment a user has: torch's default thread count (the abort at exit below needed
     torch's thread pool; with OMP_NUM_THREADS=1 it did not show)."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    return {**env, "NAPARI_CHROMAGAN_WEIGHTS": str(weights),
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+    return {
+        **env,
+        "NAPARI_CHROMAGAN_WEIGHTS": str(weights),
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])
+        ),
+    }
 
 
 @pytest.mark.qt
@@ -32,8 +37,21 @@ def test_napari_command_docks_the_widgets_colourises_and_screenshots(tmp_path):
     shot = tmp_path / "shot.png"
     env = _env(weights)
     proc = subprocess.run(
-        [sys.executable, "-m", "napari_chromagan", "napari", "--sample", "camera", "--screenshot", str(shot)],
-        capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "napari_chromagan",
+            "napari",
+            "--sample",
+            "camera",
+            "--screenshot",
+            str(shot),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     from PIL import Image
@@ -46,7 +64,11 @@ def test_napari_command_docks_the_widgets_colourises_and_screenshots(tmp_path):
     # refusing to overwrite a screenshot
     again = subprocess.run(
         [sys.executable, "-m", "napari_chromagan", "napari", "--screenshot", str(shot)],
-        capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=tmp_path,
     )
     assert again.returncode == 2 and "exists" in again.stderr
 
@@ -66,8 +88,21 @@ def test_napari_command_exits_cleanly_every_time(tmp_path):
     for run in range(3):
         shot = tmp_path / f"shot-{run}.png"
         proc = subprocess.run(
-            [sys.executable, "-m", "napari_chromagan", "napari", "--sample", "camera", "--screenshot", str(shot)],
-            capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
+            [
+                sys.executable,
+                "-m",
+                "napari_chromagan",
+                "napari",
+                "--sample",
+                "camera",
+                "--screenshot",
+                str(shot),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            cwd=tmp_path,
         )
         assert proc.returncode == 0, (run, proc.returncode, proc.stderr[-3000:])
         assert "terminate called" not in proc.stderr
@@ -81,13 +116,28 @@ def test_napari_command_without_a_display_starts_a_virtual_one_or_says_what_to_d
 
     if sys.platform != "linux" or shutil.which("Xvfb") is None:
         pytest.skip("needs Linux with Xvfb (scripts/setup.sh installs it)")
-    env = {k: v for k, v in _env(save_checkpoint(tmp_path / "tiny.pt", make_generator())).items()
-           if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env = {
+        k: v
+        for k, v in _env(save_checkpoint(tmp_path / "tiny.pt", make_generator())).items()
+        if k not in ("DISPLAY", "WAYLAND_DISPLAY")
+    }
     command = [sys.executable, "-m", "napari_chromagan", "napari", "--sample", "camera"]
-    refused = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
-    assert refused.returncode == 2 and "--screenshot" in refused.stderr and "no display" in refused.stderr
+    refused = subprocess.run(
+        command, capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path
+    )
+    assert (
+        refused.returncode == 2
+        and "--screenshot" in refused.stderr
+        and "no display" in refused.stderr
+    )
     shot = tmp_path / "headless.png"
-    proc = subprocess.run([*command, "--screenshot", str(shot)], capture_output=True, text=True, env=env,
-                          timeout=300, cwd=tmp_path)
+    proc = subprocess.run(
+        [*command, "--screenshot", str(shot)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "virtual one (Xvfb" in proc.stderr and shot.stat().st_size > 10_000

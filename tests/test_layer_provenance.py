@@ -51,7 +51,9 @@ def test_a_colourised_layer_holds_the_record(colourised, weights):
     # the normalisation the engine used on this layer's data, as the layer result has it
     assert record["normalization"] == result.normalization
     assert record["normalization"]["mode"] == "percentile"
-    assert record["normalization"]["low"] == pytest.approx(np.percentile(np.linspace(500, 40000, H * W), 0.5), rel=0.01)
+    assert record["normalization"]["low"] == pytest.approx(
+        np.percentile(np.linspace(500, 40000, H * W), 0.5), rel=0.01
+    )
     assert result.file_provenance() == record  # no Chroma blend applied yet
 
 
@@ -74,7 +76,10 @@ def test_a_chroma_blend_applied_since_is_part_of_the_saved_record(tmp_path, colo
     data, meta, _ = colourised.as_layer_data_tuple()
     stored = meta["metadata"][METADATA_KEY]
     blend = BlendParams(strength=1.5).to_dict()
-    meta = {**meta, "metadata": {METADATA_KEY: {**stored, "blend": blend}}}  # as the blend widget stores it
+    meta = {
+        **meta,
+        "metadata": {METADATA_KEY: {**stored, "blend": blend}},
+    }  # as the blend widget stores it
     (written,) = write_colorized_image(str(tmp_path / "vivid.png"), data, meta)
     record = read_provenance(written)
     assert record["blend"] == blend
@@ -84,7 +89,9 @@ def test_a_chroma_blend_applied_since_is_part_of_the_saved_record(tmp_path, colo
 def test_the_writer_refuses_what_it_cannot_write_saying_what_to_do(tmp_path, colourised):
     data, meta, _ = colourised.as_layer_data_tuple()
     with pytest.raises(UnsupportedImageError, match="napari's own writer"):
-        write_colorized_image(str(tmp_path / "g.png"), np.zeros((H, W), np.uint16), {"name": "g", "rgb": False})
+        write_colorized_image(
+            str(tmp_path / "g.png"), np.zeros((H, W), np.uint16), {"name": "g", "rgb": False}
+        )
     stack = np.stack([data, data])
     with pytest.raises(UnsupportedImageError, match="save it as .tif"):
         write_colorized_image(str(tmp_path / "s.png"), stack, meta)
@@ -92,12 +99,16 @@ def test_the_writer_refuses_what_it_cannot_write_saying_what_to_do(tmp_path, col
     (written,) = write_colorized_image(str(tmp_path / "s.tif"), stack, meta)
     assert read_provenance(written)["weights_name"] == "tiny.pt"
     # a plain RGB layer (not colourised) is written, without a record
-    (plain,) = write_colorized_image(str(tmp_path / "p.png"), data, {"name": "p", "rgb": True, "metadata": {}})
+    (plain,) = write_colorized_image(
+        str(tmp_path / "p.png"), data, {"name": "p", "rgb": True, "metadata": {}}
+    )
     assert read_provenance(plain) is None
 
 
 @pytest.mark.qt
-def test_viewer_layers_save_keeps_the_record_with_the_plugin_writer(tmp_path, make_napari_viewer_proxy, colourised):
+def test_viewer_layers_save_keeps_the_record_with_the_plugin_writer(
+    tmp_path, make_napari_viewer_proxy, colourised
+):
     # the public API only (a proxy viewer): what a script or another plugin does
     viewer = make_napari_viewer_proxy()
     viewer.add_layer(colourised)
@@ -126,7 +137,9 @@ def _action(menu, command_id):
 
 
 @pytest.mark.qt
-def test_file_save_selected_layers_keeps_the_record(tmp_path, make_napari_viewer, monkeypatch, colourised):
+def test_file_save_selected_layers_keeps_the_record(
+    tmp_path, make_napari_viewer, monkeypatch, colourised
+):
     # make_napari_viewer, not the proxy: the test walks the window's File menu
     viewer = make_napari_viewer()
     viewer.add_layer(colourised)
@@ -145,6 +158,9 @@ def test_file_save_selected_layers_keeps_the_record(tmp_path, make_napari_viewer
     assert entry is not None and entry.isEnabled()
     entry.trigger()
 
-    assert any(f.startswith("ChromaGAN colorization colourised image with provenance (*.png *.tif") for f in offered["filters"])
+    assert any(
+        f.startswith("ChromaGAN colorization colourised image with provenance (*.png *.tif")
+        for f in offered["filters"]
+    )
     record = read_provenance(tmp_path / "saved.tif")
     assert record == colourised.metadata[METADATA_KEY]["provenance"]

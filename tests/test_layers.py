@@ -39,7 +39,9 @@ def _fresh_cache():
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
     return save_checkpoint(
-        tmp_path_factory.mktemp("weights") / "tiny.pt", make_generator(), {"class_head_trained": False}
+        tmp_path_factory.mktemp("weights") / "tiny.pt",
+        make_generator(),
+        {"class_head_trained": False},
     )
 
 
@@ -56,7 +58,9 @@ def lab_L(rgb):
 
 
 def normalised_L(data, norm):
-    return np.clip((data.astype(np.float64) - norm["low"]) / (norm["high"] - norm["low"]), 0, 1) * 100
+    return (
+        np.clip((data.astype(np.float64) - norm["low"]) / (norm["high"] - norm["low"]), 0, 1) * 100
+    )
 
 
 def test_output_layer_values_metadata_and_transforms(weights):
@@ -139,10 +143,14 @@ def test_current_plane_matches_the_whole_stack_run(weights):
 
 @pytest.mark.filterwarnings("ignore:Non-orthogonal slicing:UserWarning")
 def test_plane_of_a_rotated_volume_keeps_its_place_in_the_world(weights):
-    src = Image(gradient((5, 16, 20)), rotate=(30.0, 10.0, 0.0), scale=(2, 1, 1), translate=(1, 2, 3))
+    src = Image(
+        gradient((5, 16, 20)), rotate=(30.0, 10.0, 0.0), scale=(2, 1, 1), translate=(1, 2, 3)
+    )
     out = colorize_layer(src, weights=weights, device="cpu", plane=(3,))
     for y, x in [(0, 0), (5, 7), (15, 19)]:
-        np.testing.assert_allclose(out.data_to_world((y, x)), src.data_to_world((3, y, x))[1:], atol=1e-9)
+        np.testing.assert_allclose(
+            out.data_to_world((y, x)), src.data_to_world((3, y, x))[1:], atol=1e-9
+        )
 
 
 def test_plane_must_fit_the_leading_axes(weights):
@@ -175,7 +183,9 @@ def test_viewer_run_twice_updates_the_same_layer(weights):
     second = colorize_layer(src, viewer, weights, "cpu")
     assert second is first
     assert [layer.name for layer in viewer.layers] == ["vol", "vol colorized", "other"]
-    np.testing.assert_array_equal(get_layer_result(second).L, get_layer_result(colorize_layer(src, None, weights, "cpu")).L)
+    np.testing.assert_array_equal(
+        get_layer_result(second).L, get_layer_result(colorize_layer(src, None, weights, "cpu")).L
+    )
 
     # a plane run replaces the stack output at the same place (its dimensionality changes)
     third = colorize_layer(src, viewer, weights, "cpu", plane=(1,))
@@ -208,7 +218,9 @@ def test_weights_are_loaded_once_while_the_file_is_unchanged(weights, tmp_path, 
 
     loads = []
     real = checkpoint.load_checkpoint
-    monkeypatch.setattr(checkpoint, "load_checkpoint", lambda p, **k: loads.append(p) or real(p, **k))
+    monkeypatch.setattr(
+        checkpoint, "load_checkpoint", lambda p, **k: loads.append(p) or real(p, **k)
+    )
     src = Image(gradient((16, 16)))
     colorize_layer(src, weights=weights, device="cpu")
     colorize_layer(src, weights=weights, device="auto")  # "auto" is the CPU here: same entry
@@ -226,7 +238,9 @@ def test_a_colorizer_can_be_passed_instead_of_weights():
     colorizer = Colorizer(make_generator(), "cpu", metadata={"class_head_trained": True})
     out = colorize_layer(Image(gradient((16, 16))), weights=colorizer, with_class=False)
     result = get_layer_result(out)
-    assert result.class_head_trained is True and result.class_probs is None and result.weights is None
+    assert (
+        result.class_head_trained is True and result.class_probs is None and result.weights is None
+    )
 
 
 # ------------------------------------------------------------------ out of memory
@@ -247,7 +261,9 @@ def _forward_out_of_memory_above(monkeypatch, limit, error=None):
     def predict(self, L, with_class=True):
         sizes.append(L.shape[0])
         if L.shape[0] > limit:
-            raise error or torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+            raise error or torch.cuda.OutOfMemoryError(
+                "CUDA out of memory. Tried to allocate 2 GiB"
+            )
         return real(self, L, with_class=with_class)
 
     monkeypatch.setattr(Colorizer, "predict", predict)
@@ -287,7 +303,9 @@ def test_out_of_memory_on_the_gpu_falls_back_to_the_cpu():
     cpu.iter_colorize = on_cpu
     factory = {"cuda:0": gpu, "cpu": cpu}.__getitem__
     messages = []
-    result, used = run_with_fallback(factory, gradient((3, 16, 16)), "cuda:0", batch_size=4, warn=messages.append)
+    result, used = run_with_fallback(
+        factory, gradient((3, 16, 16)), "cuda:0", batch_size=4, warn=messages.append
+    )
     assert tried == [("cuda", 4), ("cuda", 2), ("cuda", 1), ("cpu", 4)]
     assert used is cpu and result.device == "cpu"
     assert len(messages) == 1 and "running on the CPU instead" in messages[0]
@@ -297,7 +315,9 @@ def test_out_of_memory_on_the_gpu_falls_back_to_the_cpu():
 
 
 def test_out_of_memory_on_the_cpu_at_batch_one_is_a_memory_error(monkeypatch):
-    error = RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate... out of memory")
+    error = RuntimeError(
+        "DefaultCPUAllocator: not enough memory: you tried to allocate... out of memory"
+    )
     sizes = _forward_out_of_memory_above(monkeypatch, 0, error)
     colorizer = Colorizer(make_generator(), "cpu")
     with pytest.raises(MemoryError, match="current plane"):
@@ -360,7 +380,11 @@ def test_closing_the_generator_early_cancels_the_run(weights, monkeypatch):
     calls = _counted_predict(monkeypatch)
     cancel = threading.Event()
     generator = iter_run_request(
-        prepare_request(Image(gradient((50, 16, 16)))), weights=weights, device="cpu", batch_size=1, cancel=cancel
+        prepare_request(Image(gradient((50, 16, 16)))),
+        weights=weights,
+        device="cpu",
+        batch_size=1,
+        cancel=cancel,
     )
     assert next(generator) == Progress(0, 50)
     assert next(generator) == Progress(1, 50) and next(generator) == Progress(2, 50)
@@ -374,7 +398,11 @@ def test_setting_cancel_stops_the_run_before_its_next_batch(weights, monkeypatch
     calls = _counted_predict(monkeypatch)
     cancel = threading.Event()
     generator = iter_run_request(
-        prepare_request(Image(gradient((5, 16, 16)))), weights=weights, device="cpu", batch_size=2, cancel=cancel
+        prepare_request(Image(gradient((5, 16, 16)))),
+        weights=weights,
+        device="cpu",
+        batch_size=2,
+        cancel=cancel,
     )
     assert [next(generator), next(generator)] == [Progress(0, 5), Progress(2, 5)]
     cancel.set()

@@ -35,7 +35,9 @@ def test_every_python_name_imports():
 def _npe2_validate(target: str) -> subprocess.CompletedProcess[str]:
     npe2_cli = Path(sys.executable).with_name("npe2")
     command = [str(npe2_cli)] if npe2_cli.exists() else [sys.executable, "-m", "npe2"]
-    return subprocess.run([*command, "validate", target, "--imports"], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [*command, "validate", target, "--imports"], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_npe2_validate_passes_on_the_installed_plugin():
@@ -49,8 +51,10 @@ def test_npe2_validate_passes_on_the_installed_plugin():
 
 def test_npe2_validate_rejects_a_broken_copy(tmp_path):
     pytest.importorskip("npe2")
-    broken = (ROOT / "napari.yaml").read_text().replace(
-        "id: napari-chromagan.colorize", "id: someone-else.colorize", 1
+    broken = (
+        (ROOT / "napari.yaml")
+        .read_text()
+        .replace("id: napari-chromagan.colorize", "id: someone-else.colorize", 1)
     )
     assert broken != (ROOT / "napari.yaml").read_text()
     (tmp_path / "napari.yaml").write_text(broken)
@@ -81,12 +85,16 @@ def test_every_menu_entry_opens_a_widget_in_a_menu_napari_opens_to_plugins():
     widget_commands = {w.command for w in m.contributions.widgets}
     assert m.contributions.menus, "the manifest contributes no menu entries"
     for menu_id, items in m.contributions.menus.items():
-        assert is_menu_contributable(menu_id), f"{menu_id} is not one of {sorted(MenuId.contributables())}"
+        assert is_menu_contributable(menu_id), (
+            f"{menu_id} is not one of {sorted(MenuId.contributables())}"
+        )
         for item in items:
             assert getattr(item, "command", None) in widget_commands, (menu_id, item)
     # and every dock widget is reachable from napari's Layers menu, not only from Plugins
     for command, menus in _widget_menu_entries().items():
-        assert any(mid.startswith("napari/layers/") for mid in menus), f"{command} has no Layers menu entry"
+        assert any(mid.startswith("napari/layers/") for mid in menus), (
+            f"{command} has no Layers menu entry"
+        )
 
 
 def _menu_actions(menu, menu_id: str):
@@ -120,7 +128,9 @@ def _widget_entries() -> list[tuple[str, str, str]]:
 
 @pytest.mark.qt
 @pytest.mark.parametrize(("command", "menu_id", "python_name"), _widget_entries())
-def test_each_widget_opens_from_its_layers_menu_entry(make_napari_viewer, command, menu_id, python_name):
+def test_each_widget_opens_from_its_layers_menu_entry(
+    make_napari_viewer, command, menu_id, python_name
+):
     # make_napari_viewer, not the proxy: the test walks the window's Qt menus
     viewer = make_napari_viewer()
     actions = _menu_actions(viewer.window.layers_menu, menu_id)
@@ -173,7 +183,9 @@ def _python_objects(kind: str) -> list[tuple[str, object]]:
     objects = []
     for contribution in getattr(m.contributions, kind) or []:
         module, _, attr = names[contribution.command].partition(":")
-        objects.append((names[contribution.command], getattr(importlib.import_module(module), attr)))
+        objects.append(
+            (names[contribution.command], getattr(importlib.import_module(module), attr))
+        )
     assert objects, f"the manifest contributes no {kind}"
     return objects
 

@@ -78,7 +78,9 @@ def test_width_factor_scales_channels():
     assert trainable(g) < trainable(Generator()) / 10
 
 
-@pytest.mark.parametrize(("size", "kernel", "stride"), [(28, 3, 2), (14, 3, 2), (224, 4, 2), (28, 4, 1), (7, 3, 1)])
+@pytest.mark.parametrize(
+    ("size", "kernel", "stride"), [(28, 3, 2), (14, 3, 2), (224, 4, 2), (28, 4, 1), (7, 3, 1)]
+)
 def test_same_conv_matches_tensorflow_padding(size, kernel, stride):
     """Reference: TF SAME pads total = max((ceil(n/s)-1)*s + k - n, 0), the extra pixel after."""
     torch.manual_seed(1)
@@ -92,7 +94,9 @@ def test_same_conv_matches_tensorflow_padding(size, kernel, stride):
     assert got.shape[-1] == out_size
     torch.testing.assert_close(got, expected)
     if total % 2:  # asymmetric: PyTorch's symmetric padding would shift the result
-        sym = F.conv2d(x, conv.weight, conv.bias, stride, padding=total // 2 + 1)[..., :out_size, :out_size]
+        sym = F.conv2d(x, conv.weight, conv.bias, stride, padding=total // 2 + 1)[
+            ..., :out_size, :out_size
+        ]
         assert not torch.allclose(got, sym)
 
 

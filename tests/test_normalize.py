@@ -31,7 +31,9 @@ def test_float_percentiles_ignore_nan_and_inf():
 def test_auto_rules():
     assert resolve_normalization(np.zeros((4, 4), np.uint8)).mode == "dtype"
     assert resolve_normalization(np.arange(16, dtype=np.uint16).reshape(4, 4)).mode == "percentile"
-    assert resolve_normalization(np.zeros((4, 4, 3), np.uint16), rgb=True) == Normalization("dtype", 0, 65535)
+    assert resolve_normalization(np.zeros((4, 4, 3), np.uint16), rgb=True) == Normalization(
+        "dtype", 0, 65535
+    )
     unit = np.random.default_rng(0).random((4, 4, 3))
     assert resolve_normalization(unit, rgb=True) == Normalization("dtype", 0.0, 1.0)
     assert resolve_normalization(unit * 7, rgb=True).mode == "percentile"

@@ -17,7 +17,9 @@ def test_setup_cfg_lists_every_package_with_an_init():
     for init in (src / "napari_chromagan").rglob("__init__.py"):
         on_disk.add(".".join(init.parent.relative_to(src).parts))
     assert {"napari_chromagan", "napari_chromagan._widgets", "napari_chromagan.cli"} <= on_disk
-    assert listed == on_disk, f"add the missing packages to setup.cfg [options] packages: {on_disk - listed}"
+    assert listed == on_disk, (
+        f"add the missing packages to setup.cfg [options] packages: {on_disk - listed}"
+    )
 
 
 def _wheel_metadata():
@@ -39,7 +41,11 @@ def test_napari_hub_metadata():
     urls = dict(u.split(", ", 1) for u in meta.get_all("Project-URL"))
     assert urls["Paper"].startswith("https://")
     # the Python versions listed are the ones python_requires allows
-    versions = sorted(c.rsplit(":: ", 1)[1] for c in classifiers if c.startswith("Programming Language :: Python :: 3."))
+    versions = sorted(
+        c.rsplit(":: ", 1)[1]
+        for c in classifiers
+        if c.startswith("Programming Language :: Python :: 3.")
+    )
     assert versions and meta["Requires-Python"] == f">={versions[0]}"
 
 
@@ -58,7 +64,11 @@ def test_ci_workflow_runs_what_ci_runs_on_the_python_versions_listed():
     assert setup < ci.index(".venv/bin/ruff check .") < pytest_
     assert test_job["strategy"]["matrix"]["platform"] == ["ubuntu-latest"]
     classifiers = _wheel_metadata().get_all("Classifier")
-    listed = sorted(c.rsplit(":: ", 1)[1] for c in classifiers if c.startswith("Programming Language :: Python :: 3."))
+    listed = sorted(
+        c.rsplit(":: ", 1)[1]
+        for c in classifiers
+        if c.startswith("Programming Language :: Python :: 3.")
+    )
     assert sorted(test_job["strategy"]["matrix"]["python-version"]) == listed
     # a headless display for Qt, and the package built and inspected, as the template does
     uses = [step.get("uses", "") for job in workflow["jobs"].values() for step in job["steps"]]

@@ -36,7 +36,11 @@ def _folder(root: Path, sizes=SIZES, stack: bool = True) -> Path:
     for i, (h, w) in enumerate(sizes):
         Image.fromarray(rng.integers(0, 256, (h, w), dtype=np.uint8)).save(root / f"f{i}.png")
     if stack:
-        tifffile.imwrite(root / "f2s.tif", rng.integers(0, 60000, (3, 30, 44)).astype(np.uint16), photometric="minisblack")
+        tifffile.imwrite(
+            root / "f2s.tif",
+            rng.integers(0, 60000, (3, 30, 44)).astype(np.uint16),
+            photometric="minisblack",
+        )
     return root
 
 
@@ -76,7 +80,9 @@ def test_batch_size_one_gives_each_files_own_colorize_result_bit_for_bit(tmp_pat
         np.testing.assert_array_equal(written[out], expected, err_msg=out)
 
 
-def test_small_files_of_mixed_sizes_are_packed_and_give_the_same_pixels(tmp_path, weights, monkeypatch):
+def test_small_files_of_mixed_sizes_are_packed_and_give_the_same_pixels(
+    tmp_path, weights, monkeypatch
+):
     folder = _folder(tmp_path / "in")
     one = _record_batches(monkeypatch, row_by_row=True)
     assert _cli(folder, "-o", tmp_path / "one", "--weights", weights, "--batch-size", "1") == 0
@@ -102,7 +108,9 @@ def test_packed_network_calls_differ_from_single_ones_by_at_most_one_level(tmp_p
     assert sum(int((d > 0).sum()) for d in diffs) <= 0.01 * sum(d.size for d in diffs)
 
 
-def test_out_of_memory_halves_the_batch_and_gives_the_pixels_of_that_batch_size(tmp_path, weights, monkeypatch, capsys):
+def test_out_of_memory_halves_the_batch_and_gives_the_pixels_of_that_batch_size(
+    tmp_path, weights, monkeypatch, capsys
+):
     folder = _folder(tmp_path / "in", stack=False)
     assert _cli(folder, "-o", tmp_path / "at2", "--weights", weights, "--batch-size", "2") == 0
     sizes = []
@@ -129,7 +137,9 @@ def test_out_of_memory_halves_the_batch_and_gives_the_pixels_of_that_batch_size(
 
 def _jobs(tmp_path: Path, n: int):
     rng = np.random.default_rng(1)
-    return [(rng.integers(0, 256, (24, 30), dtype=np.uint8), tmp_path / f"{i}.npy") for i in range(n)]
+    return [
+        (rng.integers(0, 256, (24, 30), dtype=np.uint8), tmp_path / f"{i}.npy") for i in range(n)
+    ]
 
 
 def test_cancel_stops_the_file_pipeline_before_its_next_batch(tmp_path, monkeypatch):

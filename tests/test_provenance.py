@@ -69,7 +69,9 @@ def test_weights_sha256_is_hashlib_s_and_hashed_once_per_file_version(tmp_path, 
 
 
 def test_record_fields_and_json_round_trip(weights):
-    record = provenance.make_record(weights=weights, precision="bf16", normalization=DTYPE_NORM, device="cpu")
+    record = provenance.make_record(
+        weights=weights, precision="bf16", normalization=DTYPE_NORM, device="cpu"
+    )
     assert record["software"] == "napari-chromagan" and record["version"] == __version__
     assert record["weights_name"] == "w.pt" and record["weights_sha256"] == _sha256(weights)
     assert record["precision"] == "bf16" and record["device"] == "cpu"
@@ -96,15 +98,26 @@ def test_record_for_takes_the_precision_the_network_ran_in(tiny_generator):
     fp32 = provenance.record_for(Colorizer(tiny_generator, "cpu"), Result())
     bf16 = provenance.record_for(Colorizer(tiny_generator, "cpu", precision="bf16"), Result())
     assert (fp32["precision"], bf16["precision"]) == ("fp32", "bf16")
-    assert fp32["normalization"] == {"mode": "percentile", "low": 3.0, "high": 250.0, "percentiles": [0.5, 99.5]}
+    assert fp32["normalization"] == {
+        "mode": "percentile",
+        "low": 3.0,
+        "high": 250.0,
+        "percentiles": [0.5, 99.5],
+    }
     assert fp32["weights_name"] is None and fp32["weights_sha256"] is None
 
 
 def test_hints_are_recorded_and_large_arrays_stored_as_a_digest():
     mask = np.zeros((300, 400), np.int32)
     mask[10:50, 20:80] = 3
-    hints = {"coords": np.array([[5.0, 7.0]]), "ab": np.array([[40.0, 20.0]], np.float32), "mask": mask}
-    record = provenance.make_record(weights=None, precision="fp32", normalization=DTYPE_NORM, hints=hints)
+    hints = {
+        "coords": np.array([[5.0, 7.0]]),
+        "ab": np.array([[40.0, 20.0]], np.float32),
+        "mask": mask,
+    }
+    record = provenance.make_record(
+        weights=None, precision="fp32", normalization=DTYPE_NORM, hints=hints
+    )
     assert record["hints"]["coords"] == [[5.0, 7.0]] and record["hints"]["ab"] == [[40.0, 20.0]]
     assert record["hints"]["mask"] == {
         "array_sha256": hashlib.sha256(mask.tobytes()).hexdigest(),
@@ -124,7 +137,9 @@ def test_hints_are_recorded_and_large_arrays_stored_as_a_digest():
 
 @pytest.mark.parametrize("ext", [".png", ".jpg", ".webp", ".tif"])
 def test_write_image_stores_the_record_where_the_format_keeps_metadata(tmp_path, weights, ext):
-    record = provenance.make_record(weights=weights, precision="fp32", normalization=DTYPE_NORM, device="cpu")
+    record = provenance.make_record(
+        weights=weights, precision="fp32", normalization=DTYPE_NORM, device="cpu"
+    )
     rgb = np.random.default_rng(1).integers(0, 256, (H, W, 3), dtype=np.uint8)
     path = tmp_path / f"out{ext}"
     imageio.write_image(path, rgb, provenance=record)
@@ -165,7 +180,9 @@ def test_standard_tags_say_who_made_the_file(tmp_path, weights):
 
 def test_a_jpeg_comment_too_small_for_the_hints_summarises_them(tmp_path):
     hints = {f"stroke{i}": np.arange(4000, dtype=np.float64) + i for i in range(8)}
-    record = provenance.make_record(weights=None, precision="fp32", normalization=DTYPE_NORM, hints=hints)
+    record = provenance.make_record(
+        weights=None, precision="fp32", normalization=DTYPE_NORM, hints=hints
+    )
     assert len(provenance.to_json(record)) > 65_533  # more than a JPEG segment holds
     rgb = np.zeros((H, W, 3), np.uint8)
     imageio.write_image(tmp_path / "a.jpg", rgb, provenance=record)
@@ -174,7 +191,9 @@ def test_a_jpeg_comment_too_small_for_the_hints_summarises_them(tmp_path):
     assert "do not fit in a JPEG comment" in from_jpeg["hints"]["summarised"]
     full = provenance.to_json(record["hints"])
     assert from_jpeg["hints"]["hints_sha256"] == hashlib.sha256(full.encode()).hexdigest()
-    assert {k: v for k, v in from_jpeg.items() if k != "hints"} == {k: v for k, v in record.items() if k != "hints"}
+    assert {k: v for k, v in from_jpeg.items() if k != "hints"} == {
+        k: v for k, v in record.items() if k != "hints"
+    }
     assert provenance.read_provenance(tmp_path / "a.png") == record  # PNG text has room
 
 
@@ -202,7 +221,22 @@ def test_damaged_and_foreign_metadata(tmp_path):
 def test_colorize_outputs_carry_the_record_and_info_reads_it(tmp_path, capsys, weights, fmt, ext):
     inputs = _inputs(tmp_path / "in")
     out = tmp_path / "out"
-    assert main(["colorize", str(inputs), "-o", str(out), "--weights", str(weights), "--format", fmt, "-q"]) == 0
+    assert (
+        main(
+            [
+                "colorize",
+                str(inputs),
+                "-o",
+                str(out),
+                "--weights",
+                str(weights),
+                "--format",
+                fmt,
+                "-q",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     written = sorted(out.iterdir())
     assert [p.name for p in written] == [f"gray16_colorized{ext}", f"gray8_colorized{ext}"]
@@ -232,9 +266,18 @@ def test_colorize_outputs_carry_the_record_and_info_reads_it(tmp_path, capsys, w
 
 def test_colorize_records_bf16_when_the_network_ran_in_bf16(tmp_path, capsys, weights):
     inputs = _inputs(tmp_path / "in")
-    args = ["colorize", str(inputs / "gray8.png"), "-o", str(tmp_path / "out"), "--weights", str(weights)]
+    args = [
+        "colorize",
+        str(inputs / "gray8.png"),
+        "-o",
+        str(tmp_path / "out"),
+        "--weights",
+        str(weights),
+    ]
     assert main([*args, "--precision", "bf16", "-q"]) == 0
-    assert provenance.read_provenance(tmp_path / "out" / "gray8_colorized.png")["precision"] == "bf16"
+    assert (
+        provenance.read_provenance(tmp_path / "out" / "gray8_colorized.png")["precision"] == "bf16"
+    )
 
 
 def test_no_provenance_leaves_no_record_in_any_format(tmp_path, capsys, weights):

@@ -59,7 +59,9 @@ def test_import_keras_weights_is_public():
     from napari_chromagan.keras_import import import_keras_weights as defined
 
     assert import_keras_weights is defined and callable(import_keras_weights_to_checkpoint)
-    assert "import_keras_weights" in napari_chromagan.__all__ and "import_keras_weights" in dir(napari_chromagan)
+    assert "import_keras_weights" in napari_chromagan.__all__ and "import_keras_weights" in dir(
+        napari_chromagan
+    )
 
 
 @pytest.mark.parametrize("name", napari_chromagan.__all__)

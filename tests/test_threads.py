@@ -50,7 +50,10 @@ _SCRIPT = textwrap.dedent(
 def test_a_thread_in_torch_work_is_cancelled_and_joined_at_exit():
     for run in range(3):
         proc = subprocess.run(
-            [sys.executable, "-c", _SCRIPT], capture_output=True, text=True, timeout=120,
+            [sys.executable, "-c", _SCRIPT],
+            capture_output=True,
+            text=True,
+            timeout=120,
             env={**os.environ, "OMP_NUM_THREADS": "1"},
         )
         assert proc.returncode == 0, (run, proc.returncode, proc.stderr[-2000:])
@@ -63,7 +66,9 @@ def test_join_all_cancels_and_reports_a_thread_that_does_not_stop():
     cancel = threading.Event()
     done = threading.Event()
     stop_stuck = threading.Event()
-    polite = _threads.start_thread(lambda: (cancel.wait(), done.set()), name="polite", cancel=cancel)
+    polite = _threads.start_thread(
+        lambda: (cancel.wait(), done.set()), name="polite", cancel=cancel
+    )
     stuck = _threads.start_thread(stop_stuck.wait, name="stuck")  # no cancel event: cannot be told
     try:
         assert {polite, stuck} <= set(_threads.live_threads())

@@ -9,7 +9,26 @@ from napari_chromagan import vgg16
 from napari_chromagan.model import Generator, ModelConfig
 
 # torchvision.models.vgg: cfgs["D"], the 16-layer network ("M" is a 2x2 max-pool)
-TORCHVISION_D = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+TORCHVISION_D = [
+    64,
+    64,
+    "M",
+    128,
+    128,
+    "M",
+    256,
+    256,
+    256,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+]
 
 
 def _describe(seq: nn.Sequential) -> list[object]:

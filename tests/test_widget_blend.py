@@ -173,7 +173,9 @@ def test_reset_after_apply_gives_back_the_engines_own_pixels(viewer, qtbot):
     engine = colorizer.colorize(np.stack([gray, gray[::-1], gray[:, ::-1]]), with_class=False)
     result = LayerResult.from_colorize_result(engine, source="gray", class_head_trained=None)
     rgb = engine.rgb
-    layer = viewer.add_image(rgb, rgb=True, name="camera colorized", metadata=result_metadata(result))
+    layer = viewer.add_image(
+        rgb, rgb=True, name="camera colorized", metadata=result_metadata(result)
+    )
     widget = make_widget(viewer)
     # the table-method rendering of the stored result is not the engine's: a re-render cannot Reset
     assert (render_srgb(result.L, result.ab) != rgb).any()

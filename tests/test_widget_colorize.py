@@ -43,7 +43,9 @@ def _fresh_cache():
 @pytest.fixture
 def cached_weights():
     """Weights in the (per-test) user cache, where the widget finds them by default."""
-    return save_checkpoint(user_weights_dir() / "tiny.pt", make_generator(), {"class_head_trained": False})
+    return save_checkpoint(
+        user_weights_dir() / "tiny.pt", make_generator(), {"class_head_trained": False}
+    )
 
 
 @pytest.fixture
@@ -53,7 +55,11 @@ def notes(monkeypatch):
     for module in (cw, wc):  # the widget, and its weights choice (download, import)
         for kind in ("error", "warning", "info"):
             if hasattr(module, f"show_{kind}"):
-                monkeypatch.setattr(module, f"show_{kind}", lambda message, kind=kind: shown.append((kind, str(message))))
+                monkeypatch.setattr(
+                    module,
+                    f"show_{kind}",
+                    lambda message, kind=kind: shown.append((kind, str(message))),
+                )
     return shown
 
 
@@ -169,7 +175,9 @@ def test_available_registry_entries_name_their_files(viewer, tmp_path, monkeypat
     assert values[1:3] == [str(imagenet), str(demo)]
 
 
-def test_choose_file_adds_the_file_and_cancel_restores(viewer, cached_weights, tmp_path, monkeypatch):
+def test_choose_file_adds_the_file_and_cancel_restores(
+    viewer, cached_weights, tmp_path, monkeypatch
+):
     other = save_checkpoint(tmp_path / "other.pt", make_generator(seed=1))
     answers = iter([str(other), None])
     monkeypatch.setattr(cw.ColorizeWidget, "_ask_weights_file", lambda self: next(answers))
@@ -194,7 +202,10 @@ def test_settings_are_restored_in_a_new_widget(viewer, cached_weights, tmp_path,
 
     again = cw.ColorizeWidget(viewer)
     assert again._device.value == "cpu" and again._batch.value == 3
-    assert again._normalization.value == "manual" and (again._v_min.value, again._v_max.value) == (0.0125, 2000.0)
+    assert again._normalization.value == "manual" and (again._v_min.value, again._v_max.value) == (
+        0.0125,
+        2000.0,
+    )
     assert (again._p_low.value, again._p_high.value) == (2.0, 98.0)
     assert again._scope.value == cw.CURRENT_PLANE
     assert again._weights.value == str(other)
@@ -209,9 +220,13 @@ def test_settings_are_restored_in_a_new_widget(viewer, cached_weights, tmp_path,
 # ------------------------------------------------------------------ running
 
 
-def test_run_makes_an_rgb_layer_with_the_sources_transforms(qtbot, viewer, cached_weights, notes, monkeypatch):
+def test_run_makes_an_rgb_layer_with_the_sources_transforms(
+    qtbot, viewer, cached_weights, notes, monkeypatch
+):
     data = ramp((5, 40, 48))
-    src = viewer.add_image(data, name="cells", scale=(4.0, 0.5, 0.25), translate=(1, 2, 3), axis_labels=("z", "y", "x"))
+    src = viewer.add_image(
+        data, name="cells", scale=(4.0, 0.5, 0.25), translate=(1, 2, 3), axis_labels=("z", "y", "x")
+    )
     viewer.add_image(ramp((16, 16)), name="decoy")
     widget = make_widget(viewer)
     widget._layer.value = src
@@ -224,7 +239,9 @@ def test_run_makes_an_rgb_layer_with_the_sources_transforms(qtbot, viewer, cache
     assert out.name == "cells colorized" and out.rgb
     assert out.data.dtype == np.uint8 and out.data.shape == (5, 40, 48, 3)
     result = get_layer_result(out)
-    assert result.source == "cells" and result.plane is None and result.weights == str(cached_weights)
+    assert (
+        result.source == "cells" and result.plane is None and result.weights == str(cached_weights)
+    )
     assert result.class_probs.shape == (5, 1000) and result.class_head_trained is False
     norm = result.normalization
     expected_L = np.clip((data - norm["low"]) / (norm["high"] - norm["low"]), 0, 1) * 100
@@ -247,7 +264,9 @@ def test_run_makes_an_rgb_layer_with_the_sources_transforms(qtbot, viewer, cache
 
 
 def test_current_plane_colourises_the_viewers_plane(qtbot, viewer, cached_weights, notes):
-    src = viewer.add_image(ramp((6, 32, 32), np.uint8, high=200), name="stack", scale=(3.0, 1.0, 1.0))
+    src = viewer.add_image(
+        ramp((6, 32, 32), np.uint8, high=200), name="stack", scale=(3.0, 1.0, 1.0)
+    )
     widget = make_widget(viewer)
     widget._normalization.value = "dtype"
     widget._scope.value = cw.WHOLE_STACK
@@ -311,7 +330,9 @@ def test_cancel_in_the_middle_leaves_no_layer(qtbot, viewer, cached_weights, not
     assert len(outputs(viewer)) == 1
 
 
-def test_the_main_thread_runs_its_event_loop_while_a_stack_colourises(qtbot, viewer, cached_weights, monkeypatch):
+def test_the_main_thread_runs_its_event_loop_while_a_stack_colourises(
+    qtbot, viewer, cached_weights, monkeypatch
+):
     """Run returns at once, and the main thread goes on handling timer events while the worker
     colourises; how late those events may be is the ``perf`` test below."""
     from qtpy.QtCore import QTimer
@@ -323,7 +344,9 @@ def test_the_main_thread_runs_its_event_loop_while_a_stack_colourises(qtbot, vie
     ticks: list[int] = []
     timer = QTimer()
     timer.setInterval(20)
-    timer.timeout.connect(lambda: ticks.append(max((e.done for e in events if isinstance(e, Progress)), default=0)))
+    timer.timeout.connect(
+        lambda: ticks.append(max((e.done for e in events if isinstance(e, Progress)), default=0))
+    )
     timer.start()
     try:
         worker = widget.run()
@@ -391,7 +414,11 @@ def test_no_weights_tells_how_to_get_them(qtbot, viewer, notes):
     assert widget._weights.native.itemText(0) == "default: none found"
     run_and_wait(qtbot, widget)
     (note,) = notes
-    assert note[0] == "error" and "no ChromaGAN weights found" in note[1] and "import-weights" in note[1]
+    assert (
+        note[0] == "error"
+        and "no ChromaGAN weights found" in note[1]
+        and "import-weights" in note[1]
+    )
     assert outputs(viewer) == []
 
 
@@ -404,7 +431,9 @@ def test_unsupported_image_is_reported(qtbot, viewer, cached_weights, notes):
     assert outputs(viewer) == []
 
 
-def test_out_of_memory_retries_then_falls_back_with_warnings(qtbot, viewer, cached_weights, notes, monkeypatch):
+def test_out_of_memory_retries_then_falls_back_with_warnings(
+    qtbot, viewer, cached_weights, notes, monkeypatch
+):
     import napari_chromagan.colorizer_cache as colorizer_cache
 
     real_predict = Colorizer.predict
@@ -448,7 +477,9 @@ def test_out_of_memory_retries_then_falls_back_with_warnings(qtbot, viewer, cach
     assert get_layer_result(outputs(viewer)[0]).device == "cpu"
 
 
-def test_unexpected_errors_are_short_and_logged(qtbot, viewer, cached_weights, notes, monkeypatch, caplog):
+def test_unexpected_errors_are_short_and_logged(
+    qtbot, viewer, cached_weights, notes, monkeypatch, caplog
+):
     def broken(self, L, with_class=True):
         raise ZeroDivisionError("a bug")
 
@@ -459,7 +490,9 @@ def test_unexpected_errors_are_short_and_logged(qtbot, viewer, cached_weights, n
         run_and_wait(qtbot, widget)
     (note,) = notes
     assert note[0] == "error" and note[1].startswith("Colorize failed (ZeroDivisionError: a bug)")
-    assert any(record.exc_info and record.exc_info[0] is ZeroDivisionError for record in caplog.records)
+    assert any(
+        record.exc_info and record.exc_info[0] is ZeroDivisionError for record in caplog.records
+    )
     assert outputs(viewer) == []
 
 
@@ -492,10 +525,16 @@ def test_the_plugin_dock_widget_opens_and_runs(qtbot, viewer, cached_weights, no
     run_and_wait(qtbot, widget)
     run_and_wait(qtbot, widget)
     assert notes == []
-    assert [layer.name for layer in viewer.layers] == ["renamed", "img colorized", "renamed colorized"]
+    assert [layer.name for layer in viewer.layers] == [
+        "renamed",
+        "img colorized",
+        "renamed colorized",
+    ]
 
 
-def test_an_unreadable_weights_file_is_reported(qtbot, viewer, cached_weights, notes, tmp_path, monkeypatch):
+def test_an_unreadable_weights_file_is_reported(
+    qtbot, viewer, cached_weights, notes, tmp_path, monkeypatch
+):
     bad = tmp_path / "broken.pt"
     bad.write_bytes(b"not a checkpoint")
     monkeypatch.setattr(cw.ColorizeWidget, "_ask_weights_file", lambda self: str(bad))
@@ -526,7 +565,9 @@ def small_h5(tmp_path_factory):
     pytest.importorskip("h5py")
     from test_keras_import import random_arrays, write_keras_h5
 
-    return write_keras_h5(tmp_path_factory.mktemp("keras") / "my_model_colorization.h5", random_arrays())
+    return write_keras_h5(
+        tmp_path_factory.mktemp("keras") / "my_model_colorization.h5", random_arrays()
+    )
 
 
 @pytest.fixture
@@ -578,7 +619,9 @@ def test_download_a_registry_entry_then_run_with_it(
     target = user_weights_dir() / "chromagan-imagenet.pt"
     assert target.is_file() and registry.entry_status("chromagan-imagenet") == "available"
     assert widget._weights.value == str(target) and widget._weights_path() == str(target)
-    assert "chromagan-imagenet" in weights_labels(widget) and widget._download_button.native.isHidden()
+    assert (
+        "chromagan-imagenet" in weights_labels(widget) and widget._download_button.native.isHidden()
+    )
     assert calls[0][:2] == (0, len(data)) and calls[-1] == (len(data), len(data), len(data))
     assert [kind for kind, _ in notes] == ["info"] and "Press Run" in notes[0][1]
     assert outputs(viewer) == [] and state.requests == [("/my_model_colorization.h5", None)]
@@ -599,10 +642,16 @@ def test_refused_download_shows_the_manual_steps(qtbot, viewer, refused_url, not
     assert note[0] == "error" and "refused" in note[1] and refused_url in note[1]
     assert MANUAL in note[1] and "import-weights" in note[1] and "Traceback" not in note[1]
     assert widget._weights.value == IMAGENET and not widget._download_button.native.isHidden()
-    assert widget._run_button.enabled and widget._download_button.enabled and not widget._cancel_button.enabled
+    assert (
+        widget._run_button.enabled
+        and widget._download_button.enabled
+        and not widget._cancel_button.enabled
+    )
 
 
-def test_cancelled_download_keeps_the_partial_file(qtbot, viewer, server, small_h5, notes, monkeypatch):
+def test_cancelled_download_keeps_the_partial_file(
+    qtbot, viewer, server, small_h5, notes, monkeypatch
+):
     base, state = server
     state.files["/my_model_colorization.h5"] = small_h5.read_bytes()
     state.mode = "stall"  # the answer comes after a second: Cancel is pressed before it
@@ -618,7 +667,9 @@ def test_cancelled_download_keeps_the_partial_file(qtbot, viewer, server, small_
     assert widget._weights.value == IMAGENET and widget._run_button.enabled
 
 
-def test_import_keras_weights_into_the_cache(qtbot, viewer, cached_weights, small_h5, small_config, notes, monkeypatch, tmp_path):
+def test_import_keras_weights_into_the_cache(
+    qtbot, viewer, cached_weights, small_h5, small_config, notes, monkeypatch, tmp_path
+):
     answers = iter([None, str(small_h5), str(small_h5)])
     monkeypatch.setattr(cw.ColorizeWidget, "_ask_keras_file", lambda self: next(answers))
     widget = make_widget(viewer)
@@ -635,7 +686,9 @@ def test_import_keras_weights_into_the_cache(qtbot, viewer, cached_weights, smal
     widget._weights.value = wc.IMPORT_KERAS  # again: a new file, the first one is kept
     wait_for(qtbot, widget, widget.worker)
     again = user_weights_dir() / "chromagan-imagenet-2.pt"
-    assert widget._weights.value == str(again) and "chromagan-imagenet-2.pt" in weights_labels(widget)
+    assert widget._weights.value == str(again) and "chromagan-imagenet-2.pt" in weights_labels(
+        widget
+    )
 
     bad = tmp_path / "bad.h5"
     bad.write_text("not hdf5")
@@ -643,5 +696,9 @@ def test_import_keras_weights_into_the_cache(qtbot, viewer, cached_weights, smal
     widget._weights.value = wc.IMPORT_KERAS
     wait_for(qtbot, widget, widget.worker)
     (note,) = notes
-    assert note[0] == "error" and note[1].startswith("Importing bad.h5 failed") and "Traceback" not in note[1]
+    assert (
+        note[0] == "error"
+        and note[1].startswith("Importing bad.h5 failed")
+        and "Traceback" not in note[1]
+    )
     assert widget._weights.value == str(again)

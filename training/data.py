@@ -212,7 +212,9 @@ def is_gray(rgb: np.ndarray) -> bool:
     """Whether an 8-bit RGB image (H, W, 3) is gray: its channels differ by at most
     `GRAY_TOLERANCE` at every pixel. Training and evaluation both skip (or keep) such files."""
     # Most colour photos are told apart on a sparse sample; only candidates get the full check.
-    return _channel_spread(rgb[::8, ::8]) <= GRAY_TOLERANCE and _channel_spread(rgb) <= GRAY_TOLERANCE
+    return (
+        _channel_spread(rgb[::8, ::8]) <= GRAY_TOLERANCE and _channel_spread(rgb) <= GRAY_TOLERANCE
+    )
 
 
 def _channel_spread(rgb: np.ndarray) -> int:

@@ -56,6 +56,8 @@ def all_reduce_flags(flags: list[float], info: DistInfo) -> list[float]:
     """Element-wise maximum of small per-rank flags over all ranks (identity in one process)."""
     if not info.distributed:
         return flags
-    t = torch.tensor(flags, dtype=torch.float64, device=info.device if info.device.type == "cuda" else "cpu")
+    t = torch.tensor(
+        flags, dtype=torch.float64, device=info.device if info.device.type == "cuda" else "cpu"
+    )
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return t.tolist()

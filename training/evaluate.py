@@ -61,7 +61,16 @@ from napari_chromagan.render import render_lab
 from .data import find_images, is_gray
 from .metrics import SSIM_MIN_SIZE, colourfulness, psnr, ssim
 
-__all__ = ["EvaluationError", "evaluate", "format_table", "load_colour_image", "register", "run", "score_network_size", "squash"]
+__all__ = [
+    "EvaluationError",
+    "evaluate",
+    "format_table",
+    "load_colour_image",
+    "register",
+    "run",
+    "score_network_size",
+    "squash",
+]
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +159,9 @@ def _predict_at(
     model_size = colorizer.config.image_size
     if size == model_size:
         return colorizer.predict(x, with_class=with_class)
-    small = F.interpolate(x, size=(model_size, model_size), mode="bilinear", align_corners=False, antialias=True)
+    small = F.interpolate(
+        x, size=(model_size, model_size), mode="bilinear", align_corners=False, antialias=True
+    )
     ab, probs = colorizer.predict(small.clamp_(0.0, 1.0), with_class=with_class)
     return F.interpolate(ab, size=(size, size), mode="bilinear", align_corners=False), probs
 
@@ -168,7 +179,9 @@ def score_network_size(
     its held-out images with this.
     """
     size = colorizer.config.image_size if size is None else size
-    small = torch.from_numpy(np.stack([rgb if rgb.shape[:2] == (size, size) else squash(rgb, size) for rgb in images]))
+    small = torch.from_numpy(
+        np.stack([rgb if rgb.shape[:2] == (size, size) else squash(rgb, size) for rgb in images])
+    )
     lab = rgb_to_lab(small.double() / 255.0, dim=-1)  # (N, S, S, 3) float64
     L = lab[..., 0]
     ab_truth = lab[..., 1:].permute(0, 3, 1, 2)
@@ -178,13 +191,24 @@ def score_network_size(
         top1 = probs.cpu().argmax(dim=1, keepdim=True)
         rgb = small.permute(0, 3, 1, 2).float() / 255.0
         sizes = {"class_top1_in_teacher_top5": size}
-        if colorizer.config.image_size != size:  # also as in training: the teacher at the network's size
+        if (
+            colorizer.config.image_size != size
+        ):  # also as in training: the teacher at the network's size
             sizes["class_top1_in_teacher_top5_at_network_size"] = colorizer.config.image_size
         for key, side in sizes.items():
-            seen = rgb if side == size else F.interpolate(
-                rgb, size=(side, side), mode="bilinear", align_corners=False, antialias=True
-            ).clamp_(0.0, 1.0)
-            top5 = teacher(torch.zeros_like(seen[:, :1]), seen.to(colorizer.device)).cpu().topk(5, dim=1).indices
+            seen = (
+                rgb
+                if side == size
+                else F.interpolate(
+                    rgb, size=(side, side), mode="bilinear", align_corners=False, antialias=True
+                ).clamp_(0.0, 1.0)
+            )
+            top5 = (
+                teacher(torch.zeros_like(seen[:, :1]), seen.to(colorizer.device))
+                .cpu()
+                .topk(5, dim=1)
+                .indices
+            )
             agree[key] = (top5 == top1).any(dim=1).tolist()
     ab_mean_pred = ab_pred.double().cpu().mean(dim=(2, 3))  # (N, 2): a*, b*
     ab_mean_truth = ab_truth.mean(dim=(2, 3))
@@ -274,8 +298,11 @@ def _summarise(rows: list[dict[str, Any]], size: int) -> dict[str, Any]:
     metrics["delta_cf"] = {"model": mean_delta("cf"), "floor": mean_delta("cf_floor")}
     # a colour cast (sepia) shows as mean a*, b* away from the truth's
     for channel in ("a", "b"):
-        metrics[f"{channel}_mean"] = {"model": mean(f"{channel}_mean"), "truth": mean(f"{channel}_mean_truth"),
-                                      "floor": 0.0}
+        metrics[f"{channel}_mean"] = {
+            "model": mean(f"{channel}_mean"),
+            "truth": mean(f"{channel}_mean_truth"),
+            "floor": 0.0,
+        }
     for key in ("class_top1_in_teacher_top5", "class_top1_in_teacher_top5_at_network_size"):
         if rows and key in rows[0]:
             metrics[key] = {"model": mean(key)}
@@ -289,8 +316,10 @@ def _summarise(rows: list[dict[str, Any]], size: int) -> dict[str, Any]:
 def _check_out(out: Path, overwrite: bool) -> None:
     """Fail before the scoring, not after it: a file in the way, a read-only folder, outputs that exist."""
     if out.exists() and not out.is_dir():
-        raise OutputError(f"--out {out} is a file, not a folder: choose a folder for {PER_IMAGE_CSV} and "
-                          f"{SUMMARY_JSON} (it is created if missing)")
+        raise OutputError(
+            f"--out {out} is a file, not a folder: choose a folder for {PER_IMAGE_CSV} and "
+            f"{SUMMARY_JSON} (it is created if missing)"
+        )
     check_writable(out, what="--out", fix="choose another --out folder, or make this one writable")
     if overwrite:
         return
@@ -511,11 +540,15 @@ def format_table(summary: dict[str, Any]) -> str:
             f"{m['a_mean']['truth']:+.2f}, {m['b_mean']['truth']:+.2f} (a cast shows as a difference)"
         )
     if "class_top1_in_teacher_top5" in m:
-        line = (f"class head: top-1 among the teacher's top 5 on {100 * m['class_top1_in_teacher_top5']['model']:.1f} % "
-                f"of the images (teacher on the colour image at {size} px")
+        line = (
+            f"class head: top-1 among the teacher's top 5 on {100 * m['class_top1_in_teacher_top5']['model']:.1f} % "
+            f"of the images (teacher on the colour image at {size} px"
+        )
         if "class_top1_in_teacher_top5_at_network_size" in m:
-            line += (f"; {100 * m['class_top1_in_teacher_top5_at_network_size']['model']:.1f} % with the teacher at the "
-                     f"network's {summary.get('network_size')} px, as in training")
+            line += (
+                f"; {100 * m['class_top1_in_teacher_top5_at_network_size']['model']:.1f} % with the teacher at the "
+                f"network's {summary.get('network_size')} px, as in training"
+            )
         lines.append(line + ")")
     return "\n".join(lines)
 

@@ -43,7 +43,9 @@ def export(
     """
     out = Path(out)
     if out.is_dir():
-        raise OutputError(f"-o {out} is a folder; give the file to write, such as {out / 'model.pt'}")
+        raise OutputError(
+            f"-o {out} is a folder; give the file to write, such as {out / 'model.pt'}"
+        )
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; choose another -o or pass --overwrite")
     check_writable(out.parent, fix="choose another -o, or make the folder writable")
@@ -75,7 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", help="a training checkpoint (OUT/checkpoints/step-*.pt)")
     p.add_argument("-o", "--output", required=True, help="the file to write, e.g. model.pt")
     p.add_argument("--half", action="store_true", help="store float16 weights (half the size)")
-    p.add_argument("--evaluation", help="summary.json from `python -m training evaluate`, kept in the metadata")
+    p.add_argument(
+        "--evaluation", help="summary.json from `python -m training evaluate`, kept in the metadata"
+    )
     p.add_argument("--label", help="a description stored in the metadata (e.g. 'small demo model')")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=run)
@@ -89,13 +93,17 @@ def _read_evaluation(path: str) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ValueError(f"--evaluation {path} is not a text file; give {what}") from None
     except OSError as exc:
-        raise ValueError(f"--evaluation {path}: cannot read it ({exc.strerror or exc}); give {what}") from None
+        raise ValueError(
+            f"--evaluation {path}: cannot read it ({exc.strerror or exc}); give {what}"
+        ) from None
     try:
         values = json.loads(text)
     except ValueError as exc:
         raise ValueError(f"--evaluation {path} is not JSON ({exc}); give {what}") from None
     if not isinstance(values, dict):
-        raise ValueError(f"--evaluation {path} holds a JSON {type(values).__name__}, not a summary; give {what}")
+        raise ValueError(
+            f"--evaluation {path} holds a JSON {type(values).__name__}, not a summary; give {what}"
+        )
     return values
 
 
@@ -105,8 +113,14 @@ def run(args: argparse.Namespace) -> int:
         if args.evaluation:
             evaluation = _read_evaluation(args.evaluation)
         extra = {"label": args.label} if args.label else None
-        path = export(args.checkpoint, args.output, half=args.half, evaluation=evaluation,
-                      overwrite=args.overwrite, extra=extra)
+        path = export(
+            args.checkpoint,
+            args.output,
+            half=args.half,
+            evaluation=evaluation,
+            overwrite=args.overwrite,
+            extra=extra,
+        )
     except (ChromaGANError, FileExistsError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

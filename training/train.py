@@ -136,7 +136,9 @@ def init_weights_path(value: str) -> Path:
     return resolve_weights(value)
 
 
-def split_validation(paths: list[Path], fraction: float, root: str | os.PathLike[str]) -> tuple[list[Path], list[Path]]:
+def split_validation(
+    paths: list[Path], fraction: float, root: str | os.PathLike[str]
+) -> tuple[list[Path], list[Path]]:
     """(training, held out): ``round(fraction * len(paths))`` files (at least one) held out.
 
     The held-out files are those whose path relative to ``root`` has the smallest SHA-1, so the
@@ -155,7 +157,9 @@ def split_validation(paths: list[Path], fraction: float, root: str | os.PathLike
 
     count = min(len(paths), max(1, round(fraction * len(paths))))
     held = set(sorted(range(len(paths)), key=lambda i: key(paths[i]))[:count])
-    return [p for i, p in enumerate(paths) if i not in held], [p for i, p in enumerate(paths) if i in held]
+    return [p for i, p in enumerate(paths) if i not in held], [
+        p for i, p in enumerate(paths) if i in held
+    ]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -198,8 +202,10 @@ class _StopRequest:
         if self.signal is not None:  # a second Ctrl-C: stop now
             raise KeyboardInterrupt
         self.signal = signum
-        log.warning("received %s: finishing this step, writing a checkpoint, then stopping",
-                    signal.Signals(signum).name)
+        log.warning(
+            "received %s: finishing this step, writing a checkpoint, then stopping",
+            signal.Signals(signum).name,
+        )
 
     def __exit__(self, *exc: Any) -> None:
         for sig, handler in self._previous.items():
@@ -210,7 +216,9 @@ class _StopRequest:
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, info: distributed.DistInfo, resuming: bool = False) -> None:
+    def __init__(
+        self, config: TrainConfig, info: distributed.DistInfo, resuming: bool = False
+    ) -> None:
         self.config = config
         self.info = info
         self.device = info.device
@@ -225,7 +233,13 @@ class Trainer:
         self.epoch = 0
         self.position = 0  # samples of this rank's shard already consumed in the current epoch
         self.nonfinite_in_row = 0
-        self.totals = {"unreadable": 0, "skipped-grayscale": 0, "grayscale": 0, "images": 0, "nonfinite": 0}
+        self.totals = {
+            "unreadable": 0,
+            "skipped-grayscale": 0,
+            "grayscale": 0,
+            "images": 0,
+            "nonfinite": 0,
+        }
         self.history: list[dict[str, float]] = []
         self.timer: StepTimer | None = None  # set by bench/bench_train.py to time the step's phases
         self.fine_tuned_from: dict[str, Any] | None = None  # what --init-from started from
@@ -253,10 +267,15 @@ class Trainer:
             from .teacher import load_teacher
 
             self.teacher = load_teacher(config.teacher, config.teacher_input).to(self.device)
-            log.info("class teacher: %s, seeing the %s image", config.teacher,
-                     "colour" if self.teacher.needs_colour else "gray")
+            log.info(
+                "class teacher: %s, seeing the %s image",
+                config.teacher,
+                "colour" if self.teacher.needs_colour else "gray",
+            )
 
-        memory_format = torch.channels_last if self.device.type in ("cuda", "cpu") else torch.contiguous_format
+        memory_format = (
+            torch.channels_last if self.device.type in ("cuda", "cpu") else torch.contiguous_format
+        )
         self.memory_format = memory_format
         self.generator.to(self.device, memory_format=memory_format).train()
         if self.critic is not None:
@@ -264,16 +283,26 @@ class Trainer:
 
         # fused Adam: one kernel for all parameters instead of one per tensor. On the CPU too:
         # the paper-size generator's update went from 489 to 70 ms (2 cores, 2026-11-26)
-        adam = {"lr": config.lr, "betas": (config.beta1, config.beta2), "eps": config.adam_eps,
-                "fused": self.device.type in ("cuda", "cpu") or None}
-        self.opt_g = torch.optim.Adam([p for p in self.generator.parameters() if p.requires_grad], **adam)
-        self.opt_d = torch.optim.Adam(self.critic.parameters(), **adam) if self.critic is not None else None
+        adam = {
+            "lr": config.lr,
+            "betas": (config.beta1, config.beta2),
+            "eps": config.adam_eps,
+            "fused": self.device.type in ("cuda", "cpu") or None,
+        }
+        self.opt_g = torch.optim.Adam(
+            [p for p in self.generator.parameters() if p.requires_grad], **adam
+        )
+        self.opt_d = (
+            torch.optim.Adam(self.critic.parameters(), **adam) if self.critic is not None else None
+        )
         # the gradient penalty's interpolation weights get their own stream, so that nothing else
         # drawing random numbers (DataLoader iterators do) can shift it: this is what makes
         # resuming exact
         self.eps_generator = torch.Generator(self.device)
         self.eps_generator.manual_seed(config.seed * 1000 + info.rank + 1)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=self.amp_dtype == torch.float16
+        )
 
         # data
         try:
@@ -289,7 +318,11 @@ class Trainer:
             except ValueError as exc:
                 raise ConfigError(f"--val-data: {exc}") from None
         if len(paths) < config.batch_size * info.world_size:
-            held = f" after holding out {len(self.val_paths)} for validation" if config.val_fraction else ""
+            held = (
+                f" after holding out {len(self.val_paths)} for validation"
+                if config.val_fraction
+                else ""
+            )
             raise ConfigError(
                 f"{config.data} has {len(paths)} images{held}, fewer than one batch "
                 f"({config.batch_size} x {info.world_size} processes); add images or lower --batch-size"
@@ -297,10 +330,19 @@ class Trainer:
             )
         self.paths = paths
         self.dataset = ColorizationDataset(
-            paths, config.image_size, resize=config.resize, grayscale=config.grayscale, seed=config.seed
+            paths,
+            config.image_size,
+            resize=config.resize,
+            grayscale=config.grayscale,
+            seed=config.seed,
         )
         self.sampler = ResumableSampler(
-            len(paths), seed=config.seed, shuffle=True, rank=info.rank, world_size=info.world_size, drop_last=False
+            len(paths),
+            seed=config.seed,
+            shuffle=True,
+            rank=info.rank,
+            world_size=info.world_size,
+            drop_last=False,
         )
         self.sampler.set_epoch(0)
         self.steps_per_epoch = max(1, len(self.sampler) // config.batch_size)
@@ -341,12 +383,18 @@ class Trainer:
             "epochs_seen": round(self.step / self.steps_per_epoch, 3),
             "batch_size": self.config.batch_size * self.info.world_size,
             "trained_with": f"napari-chromagan {__version__}",
-            **({} if self.fine_tuned_from is None else {
-                "fine_tuned_from": self.fine_tuned_from,
-                # a frozen class head keeps what the starting weights learnt
-                "class_head_trained": bool(self.config.uses_class_loss
-                                           or self.fine_tuned_from.get("class_head_trained")),
-            }),
+            **(
+                {}
+                if self.fine_tuned_from is None
+                else {
+                    "fine_tuned_from": self.fine_tuned_from,
+                    # a frozen class head keeps what the starting weights learnt
+                    "class_head_trained": bool(
+                        self.config.uses_class_loss
+                        or self.fine_tuned_from.get("class_head_trained")
+                    ),
+                }
+            ),
             **({"validation_images": len(self.val_paths)} if self.val_paths else {}),
         }
 
@@ -357,7 +405,9 @@ class Trainer:
             return None
         folder = self.out / "checkpoints"
         folder.mkdir(parents=True, exist_ok=True)
-        path = save_checkpoint(folder / f"step-{self.step:08d}.pt", _unwrap(self.generator), self.metadata(), state)
+        path = save_checkpoint(
+            folder / f"step-{self.step:08d}.pt", _unwrap(self.generator), self.metadata(), state
+        )
         for old in checkpoint_files(self.out)[: -self.config.keep_checkpoints]:
             old.unlink(missing_ok=True)
         log.info("checkpoint written: %s", path)
@@ -367,10 +417,25 @@ class Trainer:
         ckpt = load_checkpoint(path)
         state = ckpt.training
         if not state:
-            raise CheckpointError(f"{path} is an inference checkpoint without training state; it cannot be resumed")
-        saved = TrainConfig.from_dict({k: v for k, v in state["config"].items() if k != "effective"})
-        for name in ("width", "image_size", "preset", "lambda_g", "lambda_s", "batch_size", "seed", "resize",
-                     "grayscale", "n_critic", "gp_weight"):
+            raise CheckpointError(
+                f"{path} is an inference checkpoint without training state; it cannot be resumed"
+            )
+        saved = TrainConfig.from_dict(
+            {k: v for k, v in state["config"].items() if k != "effective"}
+        )
+        for name in (
+            "width",
+            "image_size",
+            "preset",
+            "lambda_g",
+            "lambda_s",
+            "batch_size",
+            "seed",
+            "resize",
+            "grayscale",
+            "n_critic",
+            "gp_weight",
+        ):
             if getattr(saved, name) != getattr(self.config, name):
                 raise ConfigError(
                     f"cannot resume {path}: it was trained with {name}={getattr(saved, name)!r} but this run "
@@ -383,7 +448,11 @@ class Trainer:
         self.opt_g.load_state_dict(state["optimizer_generator"])
         self.scaler.load_state_dict(state["scaler"])
         self.fine_tuned_from = ckpt.metadata.get("fine_tuned_from")
-        self.step, self.epoch, self.position = int(state["step"]), int(state["epoch"]), int(state["position"])
+        self.step, self.epoch, self.position = (
+            int(state["step"]),
+            int(state["epoch"]),
+            int(state["position"]),
+        )
         self.totals.update(state.get("totals", {}))
         self.nonfinite_in_row = int(state.get("nonfinite_in_row", 0))
         rank = self.info.rank
@@ -392,7 +461,8 @@ class Trainer:
         else:
             log.warning(
                 "resuming on %d processes a run saved on %d: the data order restarts at the epoch boundary",
-                self.info.world_size, state.get("world_size"),
+                self.info.world_size,
+                state.get("world_size"),
             )
             self.eps_generator.manual_seed(self.config.seed * 1000 + rank + 1 + self.step)
             self.position = 0
@@ -414,20 +484,27 @@ class Trainer:
             if resuming:
                 return
             if config.init_trunk == "none":
-                log.warning("--init-trunk none: the %s trunk starts from random weights", config.trunk)
+                log.warning(
+                    "--init-trunk none: the %s trunk starts from random weights", config.trunk
+                )
                 return
             from .teacher import init_trunk_from_efficientnet
 
             init_trunk_from_efficientnet(self.generator, config.init_trunk)
-            log.info("trunk and class head initialised from ImageNet %s%s", config.trunk,
-                     f" ({config.init_trunk})" if config.init_trunk else "")
+            log.info(
+                "trunk and class head initialised from ImageNet %s%s",
+                config.trunk,
+                f" ({config.init_trunk})" if config.init_trunk else "",
+            )
         elif config.init_vgg16 and not resuming:  # the checkpoint holds the trained trunk
             from .teacher import init_trunk_from_vgg16
 
             init_trunk_from_vgg16(self.generator, config.init_vgg16)
             log.info("trunk initialised from %s", config.init_vgg16)
         elif not resuming:
-            log.warning("no --init-vgg16: the VGG16 trunk starts from random weights (slower to train)")
+            log.warning(
+                "no --init-vgg16: the VGG16 trunk starts from random weights (slower to train)"
+            )
 
     def _init_from_checkpoint(self, value: str) -> None:
         """Load the generator (and the critic, when the file has a fitting one) from ``--init-from``.
@@ -450,7 +527,9 @@ class Trainer:
                 self.critic.load_state_dict(critic_state)
                 critic_note = "its critic"
             except RuntimeError as exc:  # another critic width
-                critic_note = "a fresh critic (the file's does not fit: " + str(exc).splitlines()[0] + ")"
+                critic_note = (
+                    "a fresh critic (the file's does not fit: " + str(exc).splitlines()[0] + ")"
+                )
         elif self.critic is None:
             critic_note = "no critic (this preset has none)"
         metadata = ckpt.metadata
@@ -489,7 +568,9 @@ class Trainer:
         parts["loss_g"] = loss.detach()
         return loss, parts
 
-    def train_step(self, L: torch.Tensor, ab: torch.Tensor, rgb: torch.Tensor | None = None) -> dict[str, float] | None:
+    def train_step(
+        self, L: torch.Tensor, ab: torch.Tensor, rgb: torch.Tensor | None = None
+    ) -> dict[str, float] | None:
         """One generator step and n_critic critic steps; None when the step was skipped.
 
         The host waits on the device twice per step: once to check the generator loss is finite
@@ -519,8 +600,12 @@ class Trainer:
                 with self._phase("fake for critic"), torch.no_grad(), self.autocast:
                     ab_fake, _ = self.generator(L, with_class=False)
                 with self._phase("critic forward + GP"):
-                    epsilon = torch.rand(L.shape[0], 1, 1, 1, device=self.device, generator=self.eps_generator)
-                    loss_d, disc = critic_loss(self.critic, L, ab, ab_fake, epsilon, config.gp_weight)
+                    epsilon = torch.rand(
+                        L.shape[0], 1, 1, 1, device=self.device, generator=self.eps_generator
+                    )
+                    loss_d, disc = critic_loss(
+                        self.critic, L, ab, ab_fake, epsilon, config.gp_weight
+                    )
                     finite = bool(torch.isfinite(loss_d))
                 if not finite:
                     log.warning("non-finite critic loss at step %d: critic step skipped", self.step)
@@ -532,7 +617,9 @@ class Trainer:
                     self.opt_d.step()
             parts.update(disc, loss_d=loss_d.detach())
         with self._phase("losses to host"):
-            values = torch.stack([v.float() for v in parts.values()]).tolist()  # one transfer, not one per loss
+            values = torch.stack(
+                [v.float() for v in parts.values()]
+            ).tolist()  # one transfer, not one per loss
         return dict(zip(parts, values, strict=True))
 
     # ----------------------------------------------------------------- loop
@@ -564,8 +651,14 @@ class Trainer:
         if main:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
-                       disable=None, desc="training")
+            bar = tqdm(
+                total=self.total_steps,
+                initial=self.step,
+                unit="step",
+                dynamic_ncols=True,
+                disable=None,
+                desc="training",
+            )
         window: dict[str, list[float]] = {}
         window_images, window_start = 0, time.perf_counter()
         interrupted = False
@@ -577,8 +670,12 @@ class Trainer:
                 self.sampler.set_start(self.position)
                 steps_before, started_at = self.step, self.position
                 loader = make_loader(
-                    self.dataset, self.sampler, config.batch_size, num_workers=config.num_workers,
-                    pin_memory=self.device.type == "cuda", drop_last=True,
+                    self.dataset,
+                    self.sampler,
+                    config.batch_size,
+                    num_workers=config.num_workers,
+                    pin_memory=self.device.type == "cuda",
+                    drop_last=True,
                 )
                 for batch in loader:
                     n = int(batch.rgb.shape[0])
@@ -605,8 +702,11 @@ class Trainer:
                     if values is None:
                         self.nonfinite_in_row += 1
                         self.totals["nonfinite"] += 1
-                        log.warning("non-finite generator loss at step %d: step skipped (%d in a row)",
-                                    self.step, self.nonfinite_in_row)
+                        log.warning(
+                            "non-finite generator loss at step %d: step skipped (%d in a row)",
+                            self.step,
+                            self.nonfinite_in_row,
+                        )
                         if self.nonfinite_in_row >= config.max_nonfinite:
                             raise TrainingError(
                                 f"{self.nonfinite_in_row} non-finite losses in a row at step {self.step}: training "
@@ -621,30 +721,44 @@ class Trainer:
                         window.setdefault(k, []).append(v)
                     self.history.append({"step": self.step, **values})
 
-                    if main and (self.step % config.log_every == 0 or self.step == self.total_steps):
+                    if main and (
+                        self.step % config.log_every == 0 or self.step == self.total_steps
+                    ):
                         elapsed = time.perf_counter() - window_start
                         record = {k: float(np.mean(v)) for k, v in window.items()}
-                        record.update(step=self.step, epoch=self.epoch, images_per_s=window_images / max(elapsed, 1e-9),
-                                      unreadable=self.totals.get("unreadable", 0),
-                                      skipped_grayscale=self.totals.get("skipped-grayscale", 0),
-                                      grayscale_kept=self.totals["grayscale"], time=time.time())
+                        record.update(
+                            step=self.step,
+                            epoch=self.epoch,
+                            images_per_s=window_images / max(elapsed, 1e-9),
+                            unreadable=self.totals.get("unreadable", 0),
+                            skipped_grayscale=self.totals.get("skipped-grayscale", 0),
+                            grayscale_kept=self.totals["grayscale"],
+                            time=time.time(),
+                        )
                         metrics_file.write(json.dumps(record) + "\n")
                         metrics_file.flush()
                         if writer is not None:
                             for k, v in record.items():
                                 if k not in ("step", "epoch", "time"):
                                     writer.add_scalar(k, v, self.step)
-                        bar.set_postfix(loss_g=f"{record['loss_g']:.4f}", img_s=f"{record['images_per_s']:.1f}",
-                                        refresh=False)
-                        self.progress.update(self.step, losses={k: record[k] for k in values},
-                                             images_per_s=record["images_per_s"])
+                        bar.set_postfix(
+                            loss_g=f"{record['loss_g']:.4f}",
+                            img_s=f"{record['images_per_s']:.1f}",
+                            refresh=False,
+                        )
+                        self.progress.update(
+                            self.step,
+                            losses={k: record[k] for k in values},
+                            images_per_s=record["images_per_s"],
+                        )
                         window, window_images, window_start = {}, 0, time.perf_counter()
                     if bar is not None:
                         bar.update(1)
                     if sampler_batch is not None and self.step % config.sample_every == 0:
                         sampler_batch.write(self.step)
                     if validation is not None and (
-                        (config.val_every and self.step % config.val_every == 0) or self.step >= self.total_steps
+                        (config.val_every and self.step % config.val_every == 0)
+                        or self.step >= self.total_steps
                     ):
                         self._log_validation(validation, metrics_file, writer)
 
@@ -676,8 +790,12 @@ class Trainer:
                 writer.close()
         skipped = self.totals.get("unreadable", 0)
         if main and skipped:
-            log.warning("%d unreadable images were skipped (see the warnings above for which)", skipped)
-        return TrainResult(latest_checkpoint(self.out) if main else None, self.step, interrupted, self.history)
+            log.warning(
+                "%d unreadable images were skipped (see the warnings above for which)", skipped
+            )
+        return TrainResult(
+            latest_checkpoint(self.out) if main else None, self.step, interrupted, self.history
+        )
 
 
 def _tensorboard(out: Path) -> Any:
@@ -694,8 +812,14 @@ class _SampleBatch:
     def __init__(self, trainer: Trainer, config: TrainConfig) -> None:
         self.trainer = trainer
         # the held-out images, when there are some: their colourisation says more than the training images'
-        paths = find_images(config.dev_data) if config.dev_data else (trainer.val_paths or trainer.paths)
-        dataset = ColorizationDataset(paths[: config.sample_count], config.image_size, resize="squash", seed=0)
+        paths = (
+            find_images(config.dev_data)
+            if config.dev_data
+            else (trainer.val_paths or trainer.paths)
+        )
+        dataset = ColorizationDataset(
+            paths[: config.sample_count], config.image_size, resize="squash", seed=0
+        )
         batch = collate([dataset[i] for i in range(len(dataset))])
         self.rgb = batch.rgb
         self.folder = trainer.out / "samples"
@@ -714,7 +838,9 @@ class _SampleBatch:
         was_training = generator.training
         generator.eval()
         try:
-            ab, _ = generator(L.contiguous(memory_format=self.trainer.memory_format), with_class=False)
+            ab, _ = generator(
+                L.contiguous(memory_format=self.trainer.memory_format), with_class=False
+            )
         finally:
             generator.train(was_training)
         lab = torch.cat([L * 100.0, ab.float() * 255.0 - 128.0], dim=1)
@@ -757,8 +883,11 @@ class _Validation:
                 f"none of the {len(trainer.val_paths)} held-out images is a readable colour image: validation "
                 "needs colour photographs (check --val-data, or hold out more with --val-fraction)"
             )
-        log.info("validation: %d held-out colour images%s", len(self.images),
-                 f" ({skipped} gray or unreadable skipped)" if skipped else "")
+        log.info(
+            "validation: %d held-out colour images%s",
+            len(self.images),
+            f" ({skipped} gray or unreadable skipped)" if skipped else "",
+        )
 
     @torch.no_grad()
     def run(self, step: int) -> dict[str, Any]:
@@ -771,12 +900,14 @@ class _Validation:
         was_training = generator.training
         size = self.trainer.config.image_size
         previous = logging.getLogger("napari_chromagan.colorize").level
-        logging.getLogger("napari_chromagan.colorize").setLevel(logging.WARNING)  # not "runs on cpu" each time
+        logging.getLogger("napari_chromagan.colorize").setLevel(
+            logging.WARNING
+        )  # not "runs on cpu" each time
         try:
             colorizer = Colorizer(generator, self.trainer.device, precision="fp32")
             rows: list[dict[str, float]] = []
             for i in range(0, len(self.images), 16):
-                rows.extend(score_network_size(colorizer, self.images[i:i + 16], size))
+                rows.extend(score_network_size(colorizer, self.images[i : i + 16], size))
         finally:
             logging.getLogger("napari_chromagan.colorize").setLevel(previous)
             generator.train(was_training)
@@ -801,8 +932,10 @@ def prepare_output(config: TrainConfig, info: distributed.DistInfo) -> Path | No
     if not config.out:
         raise ConfigError("--out is required: the folder for checkpoints, metrics and samples")
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a folder: choose a folder for the run's checkpoints, "
-                          "metrics and samples (it is created if missing)")
+        raise ConfigError(
+            f"--out {out} is a file, not a folder: choose a folder for the run's checkpoints, "
+            "metrics and samples (it is created if missing)"
+        )
     check_writable(out, what="--out", fix="choose another --out folder, or make this one writable")
     existing = latest_checkpoint(out)
     if config.resume is None:
@@ -823,7 +956,13 @@ def prepare_output(config: TrainConfig, info: distributed.DistInfo) -> Path | No
 
 
 _PATH_FIELDS = ("data", "out", "dev_data", "val_data")  # always paths
-_MAYBE_PATH_FIELDS = ("teacher", "init_from", "init_vgg16", "init_trunk", "resume")  # a path, or a name/keyword
+_MAYBE_PATH_FIELDS = (
+    "teacher",
+    "init_from",
+    "init_vgg16",
+    "init_trunk",
+    "resume",
+)  # a path, or a name/keyword
 
 
 def absolute_paths(config: TrainConfig) -> TrainConfig:
@@ -849,8 +988,13 @@ def _clean_interrupted_writes(out: Path) -> None:
         removed, nbytes = remove_stale_parts(folder)
         count, size = count + removed, size + nbytes
     if count:
-        log.info("removed %d temporary file%s (%.1f MB) left by an interrupted run in %s", count,
-                 "s" if count > 1 else "", size / 1e6, out)
+        log.info(
+            "removed %d temporary file%s (%.1f MB) left by an interrupted run in %s",
+            count,
+            "s" if count > 1 else "",
+            size / 1e6,
+            out,
+        )
 
 
 def _trim_metrics(path: Path, step: int) -> None:
@@ -870,8 +1014,13 @@ def _trim_metrics(path: Path, step: int) -> None:
             kept.append(line if line.endswith("\n") else line + "\n")
     if len(kept) != len(lines):
         atomic_write_text(path, "".join(kept))
-        log.info("%s: dropped %d row%s after step %d, logged by the interrupted run after its last checkpoint",
-                 path, len(lines) - len(kept), "s" if len(lines) - len(kept) > 1 else "", step)
+        log.info(
+            "%s: dropped %d row%s after step %d, logged by the interrupted run after its last checkpoint",
+            path,
+            len(lines) - len(kept),
+            "s" if len(lines) - len(kept) > 1 else "",
+            step,
+        )
 
 
 def train(config: TrainConfig) -> TrainResult:
@@ -889,10 +1038,20 @@ def train(config: TrainConfig) -> TrainResult:
             effective["world_size"] = info.world_size
             effective["device_used"] = info.device_info
             _write_json_atomic(Path(config.out) / "config.json", effective)
-            if trainer.val_paths:  # so that `python -m training evaluate --data OUT/validation.txt` scores them
-                atomic_write_text(Path(config.out) / VALIDATION_LIST, "".join(f"{p}\n" for p in trainer.val_paths))
-            log.info("training on %s (%d process%s): %d images, %d steps", info.device_info, info.world_size,
-                     "es" if info.world_size > 1 else "", len(trainer.paths), trainer.total_steps)
+            if (
+                trainer.val_paths
+            ):  # so that `python -m training evaluate --data OUT/validation.txt` scores them
+                atomic_write_text(
+                    Path(config.out) / VALIDATION_LIST, "".join(f"{p}\n" for p in trainer.val_paths)
+                )
+            log.info(
+                "training on %s (%d process%s): %d images, %d steps",
+                info.device_info,
+                info.world_size,
+                "es" if info.world_size > 1 else "",
+                len(trainer.paths),
+                trainer.total_steps,
+            )
         if resume_from is not None:
             trainer.load(resume_from)
         if info.is_main:
@@ -915,18 +1074,27 @@ def train(config: TrainConfig) -> TrainResult:
                 newest = latest_checkpoint(config.out)
                 message = (
                     f"stopped at once at step {trainer.step} by a second interrupt; the newest checkpoint is "
-                    f"{newest.name if newest else 'none'}" if stopped else f"{type(exc).__name__}: {exc}"
+                    f"{newest.name if newest else 'none'}"
+                    if stopped
+                    else f"{type(exc).__name__}: {exc}"
                 )
-                trainer.progress.update(trainer.step, state="stopped" if stopped else "failed", message=message,
-                                        checkpoint=newest)
+                trainer.progress.update(
+                    trainer.step,
+                    state="stopped" if stopped else "failed",
+                    message=message,
+                    checkpoint=newest,
+                )
             raise
         if info.is_main and result.interrupted:
             log.warning("stopped at step %d; continue with --resume latest", trainer.step)
         if trainer.progress is not None:
             trainer.progress.update(
-                trainer.step, state="stopped" if result.interrupted else "finished", checkpoint=result.checkpoint,
+                trainer.step,
+                state="stopped" if result.interrupted else "finished",
+                checkpoint=result.checkpoint,
                 message=f"stopped by a signal at step {trainer.step}; continue with --resume latest"
-                if result.interrupted else None,
+                if result.interrupted
+                else None,
             )
         return result
     finally:

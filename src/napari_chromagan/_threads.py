@@ -29,7 +29,9 @@ _lock = threading.Lock()
 _live: dict[threading.Thread, threading.Event | None] = {}
 
 
-def start_thread(target: Callable[[], object], name: str, cancel: threading.Event | None = None) -> threading.Thread:
+def start_thread(
+    target: Callable[[], object], name: str, cancel: threading.Event | None = None
+) -> threading.Thread:
     """Start ``target`` in a daemon thread that is cancelled (``cancel.set()``) and joined at exit."""
 
     def run() -> None:

@@ -89,7 +89,9 @@ def stale_parts(folder: str | os.PathLike[str], names: Iterable[str] | None = No
     return found
 
 
-def remove_stale_parts(folder: str | os.PathLike[str], names: Iterable[str] | None = None) -> tuple[int, int]:
+def remove_stale_parts(
+    folder: str | os.PathLike[str], names: Iterable[str] | None = None
+) -> tuple[int, int]:
     """Remove :func:`stale_parts` of ``folder``; return how many files and bytes went.
 
     Call it only when no other process can be writing into ``folder`` at the same time (at the
@@ -117,7 +119,9 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc) or type(exc).__name__
 
 
-def check_writable(folder: str | os.PathLike[str], *, what: str = "the output folder", fix: str = "") -> None:
+def check_writable(
+    folder: str | os.PathLike[str], *, what: str = "the output folder", fix: str = ""
+) -> None:
     """Make sure files can be written into ``folder``, without creating it; raise if not.
 
     A folder that does not exist yet is fine when it could be created: the nearest existing
@@ -146,12 +150,16 @@ def check_writable(folder: str | os.PathLike[str], *, what: str = "the output fo
     if not existing.is_dir():
         if existing == folder:
             raise OutputError(f"{what} {folder} is a file, not a folder{tail}")
-        raise OutputError(f"{what} {folder} cannot be created: {existing} is a file, not a folder{tail}")
+        raise OutputError(
+            f"{what} {folder} cannot be created: {existing} is a file, not a folder{tail}"
+        )
     try:
         fd, probe = tempfile.mkstemp(prefix=".napari-chromagan-write-test-", dir=existing)
     except OSError as exc:
         where = "" if existing == folder else f" (it would be created in {existing})"
-        raise OutputError(f"cannot write into {what} {folder}{where}: {_reason(exc)}{tail}") from None
+        raise OutputError(
+            f"cannot write into {what} {folder}{where}: {_reason(exc)}{tail}"
+        ) from None
     os.close(fd)
     with contextlib.suppress(OSError):
         os.unlink(probe)

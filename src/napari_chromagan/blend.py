@@ -293,6 +293,7 @@ def smooth_plane_ab(
 
 # ----------------------------------------------------------------------------------- rendering
 
+
 def render_rgb(
     L: np.ndarray,
     ab: np.ndarray,

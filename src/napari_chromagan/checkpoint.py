@@ -88,7 +88,11 @@ def save_checkpoint(
     float32). ``training`` carries optional resumable state (critic, optimizers, step...).
     """
     state = {
-        k: (v.detach().to("cpu", torch.float16) if half and v.is_floating_point() else v.detach().cpu())
+        k: (
+            v.detach().to("cpu", torch.float16)
+            if half and v.is_floating_point()
+            else v.detach().cpu()
+        )
         for k, v in generator.state_dict().items()
     }
     payload: dict[str, Any] = {
@@ -123,7 +127,9 @@ def _read(path: Path) -> Any:
     except pickle.UnpicklingError as exc:
         # weights_only refuses any global that is not a tensor or plain value: the file would
         # have run code on load. Say so, without the unpickler's long advice to disable the check.
-        lines = [ln.strip() for ln in str(exc).splitlines() if "Unsupported" in ln or "GLOBAL" in ln]
+        lines = [
+            ln.strip() for ln in str(exc).splitlines() if "Unsupported" in ln or "GLOBAL" in ln
+        ]
         reason = lines[0].split(". Please")[0] if lines else "unsupported content"
         raise CheckpointError(
             f"{path} holds Python objects beyond tensors and plain values, which could run code "
@@ -174,7 +180,9 @@ def load_checkpoint(path: str | os.PathLike[str], *, strict: bool = True) -> Che
         raise CheckpointError(f"{path} has no generator state dict")
 
     broken = [
-        k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())
+        k
+        for k, v in state.items()
+        if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())
     ]
     if broken:
         # Loading them would colourise every image black or gray, with no error anywhere.
@@ -198,8 +206,12 @@ def load_checkpoint(path: str | os.PathLike[str], *, strict: bool = True) -> Che
         details = "; ".join(
             part
             for part in (
-                f"shape mismatches: {', '.join(wrong[:3])}{' ...' if len(wrong) > 3 else ''}" if wrong else "",
-                f"missing: {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}" if missing else "",
+                f"shape mismatches: {', '.join(wrong[:3])}{' ...' if len(wrong) > 3 else ''}"
+                if wrong
+                else "",
+                f"missing: {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}"
+                if missing
+                else "",
                 f"unexpected: {', '.join(unexpected[:3])}{' ...' if len(unexpected) > 3 else ''}"
                 if unexpected
                 else "",

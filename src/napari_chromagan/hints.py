@@ -723,5 +723,7 @@ def apply_color_hints(
         return replace(result)
     out_ab = np.array(ab, np.float32, copy=True)
     out_rgb = np.array(result.rgb, copy=True)
-    run_events(iter_color_hints(L, ab, hints, params, out_ab, out_rgb, result.missing, cancel), progress)
+    run_events(
+        iter_color_hints(L, ab, hints, params, out_ab, out_rgb, result.missing, cancel), progress
+    )
     return replace(result, ab=out_ab, rgb=out_rgb)

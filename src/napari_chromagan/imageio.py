@@ -119,7 +119,9 @@ def image_files_in(folder: Path) -> list[Path]:
     return sorted(hits, key=lambda p: p.relative_to(folder).parts)
 
 
-def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def read_image(
+    path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
     """Read an image file into a numpy array.
 
     Parameters
@@ -154,7 +156,11 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT
     if not head:
         raise UnsupportedImageError(f"{path}: cannot read image (the file is empty); {_READ_HINT}")
     try:
-        array = np.asarray(tifffile.imread(path)) if head in _TIFF_MAGIC else _read_pillow(path, max_pixels)
+        array = (
+            np.asarray(tifffile.imread(path))
+            if head in _TIFF_MAGIC
+            else _read_pillow(path, max_pixels)
+        )
     except UnsupportedImageError:
         raise
     except Exception as exc:  # Pillow and tifffile raise many types for bad files

@@ -26,11 +26,15 @@ def check_batch_size(value: Any, name: str = "batch_size") -> int:
             f"got {value!r} ({type(value).__name__})"
         )
     if value < 1:
-        raise ValueError(f"{name} must be at least 1 (planes per network call, e.g. {name}=8), got {value}")
+        raise ValueError(
+            f"{name} must be at least 1 (planes per network call, e.g. {name}=8), got {value}"
+        )
     return int(value)
 
 
-def image_layout(shape: tuple[int, ...], rgb: bool | None = None) -> tuple[tuple[int, ...], bool, bool]:
+def image_layout(
+    shape: tuple[int, ...], rgb: bool | None = None
+) -> tuple[tuple[int, ...], bool, bool]:
     """How :meth:`Colorizer.colorize <napari_chromagan.colorize.Colorizer.colorize>` reads an array of ``shape``.
 
     Parameters
@@ -81,7 +85,6 @@ def image_layout(shape: tuple[int, ...], rgb: bool | None = None) -> tuple[tuple
     return (shape[:-1] if rgb else shape), bool(rgb), False
 
 
-
 def check_image(image: Any, rgb: bool | None) -> tuple[bool, bool]:
     """Validate ``image``; return whether its last axis is colour and whether it is dropped (length 1)."""
     shape = getattr(image, "shape", None)
@@ -107,6 +110,8 @@ def check_image(image: Any, rgb: bool | None) -> tuple[bool, bool]:
             "accepted: (H, W), (H, W, 3|4) colour, or stacks (..., H, W)"
         )
     if any(n == 0 for n in shape):
-        raise UnsupportedImageError(f"the image is empty (shape {tuple(shape)}): every axis needs length >= 1")
+        raise UnsupportedImageError(
+            f"the image is empty (shape {tuple(shape)}): every axis needs length >= 1"
+        )
     _, is_rgb, squeeze = image_layout(tuple(shape), rgb)
     return is_rgb, squeeze

@@ -14,7 +14,14 @@ from typing import Any
 
 from .errors import CheckpointError
 
-__all__ = ["INSTALL_HINT", "attr_strings", "layer_arrays", "require_h5py", "short_name", "weights_root"]
+__all__ = [
+    "INSTALL_HINT",
+    "attr_strings",
+    "layer_arrays",
+    "require_h5py",
+    "short_name",
+    "weights_root",
+]
 
 INSTALL_HINT = 'reading Keras .h5 weights needs h5py: pip install "napari-chromagan[keras]"'
 
@@ -48,7 +55,9 @@ def attr_strings(group: Any, name: str) -> list[str]:
             raw += list(group.attrs[f"{name}{chunk}"])
             chunk += 1
     else:
-        raise CheckpointError(f"group '{group.name}' has no '{name}' attribute: not a Keras weights file")
+        raise CheckpointError(
+            f"group '{group.name}' has no '{name}' attribute: not a Keras weights file"
+        )
     return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in raw]
 
 

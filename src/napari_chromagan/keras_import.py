@@ -364,7 +364,9 @@ def import_keras_weights_to_checkpoint(
             f"{target} already exists; pass overwrite=True (--overwrite) to replace it"
         )
     # before reading half a gigabyte of weights, not after
-    check_writable(target.parent, fix="write the checkpoint somewhere else, or make the folder writable")
+    check_writable(
+        target.parent, fix="write the checkpoint somewhere else, or make the folder writable"
+    )
     generator = import_keras_weights(h5_path, config)
     target.parent.mkdir(parents=True, exist_ok=True)
     return save_checkpoint(target, generator, metadata=dict(KERAS_METADATA))

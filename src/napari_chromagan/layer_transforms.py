@@ -75,4 +75,3 @@ def _homogeneous(linear: np.ndarray, translate: np.ndarray) -> np.ndarray:
     matrix[:n, :n] = linear
     matrix[:n, n] = translate
     return matrix
-

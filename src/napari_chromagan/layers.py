@@ -61,6 +61,7 @@ __all__ = [
 
 # --------------------------------------------------------------------------- the request
 
+
 @dataclass
 class ColorizeRequest:
     """What a run needs from the source layer, read on the main thread.
@@ -103,10 +104,6 @@ class ColorizeOutput:
     provenance: dict[str, Any] | None = None
 
 
-
-
-
-
 def output_name(source_name: str) -> str:
     """The name of the layer colourised from the layer named ``source_name``."""
     return f"{source_name} colorized"
@@ -123,7 +120,6 @@ def _check_layer(layer: Any) -> None:
             + (f" ({name!r})" if name else "")
             + ". Pick an image layer, or add the array with viewer.add_image."
         )
-
 
 
 def prepare_request(layer: Any, plane: tuple[int, ...] | None = None) -> ColorizeRequest:
@@ -160,7 +156,9 @@ def prepare_request(layer: Any, plane: tuple[int, ...] | None = None) -> Coloriz
                 f"axes of shape {leading}; give one index per leading axis"
             )
         if any(not 0 <= i < n for i, n in zip(plane, leading, strict=True)):
-            raise ValueError(f"plane {plane} is outside layer {layer.name!r}'s leading shape {leading}")
+            raise ValueError(
+                f"plane {plane} is outside layer {layer.name!r}'s leading shape {leading}"
+            )
         if not plane:
             plane = None
     image = data if plane is None else data[plane]
@@ -171,7 +169,6 @@ def prepare_request(layer: Any, plane: tuple[int, ...] | None = None) -> Coloriz
         plane=plane,
         layer_kwargs=transform_kwargs(layer, plane),
     )
-
 
 
 def iter_run_request(
@@ -247,7 +244,9 @@ def _memory_warning(message: str) -> None:
 # --------------------------------------------------------------------------- the output layer
 
 
-def _layer_content(request: ColorizeRequest, output: ColorizeOutput) -> tuple[np.ndarray, dict[str, Any]]:
+def _layer_content(
+    request: ColorizeRequest, output: ColorizeOutput
+) -> tuple[np.ndarray, dict[str, Any]]:
     result = LayerResult.from_colorize_result(
         output.result,
         source=request.source,
@@ -379,4 +378,3 @@ def colorize_layer(
         cancel=cancel,
     )
     return add_or_update_layer(viewer, request, output)
-

@@ -98,7 +98,12 @@ class MemoryFallback:
         where = str(self.colorizer.device)
         free_device_memory(self.colorizer.device)
         if self.batch_size > 1:
-            log.info("out of memory on %s at batch size %d; retrying with %d", where, self.batch_size, self.batch_size // 2)
+            log.info(
+                "out of memory on %s at batch size %d; retrying with %d",
+                where,
+                self.batch_size,
+                self.batch_size // 2,
+            )
             self.batch_size //= 2
             return
         if self.colorizer.device.type == "cpu":
@@ -145,10 +150,14 @@ def iter_with_fallback(
         When even one plane does not fit on the CPU.
     """
     pending: list[str] = []
-    policy = MemoryFallback(colorizer_for, device, batch_size, warn if warn is not None else pending.append)
+    policy = MemoryFallback(
+        colorizer_for, device, batch_size, warn if warn is not None else pending.append
+    )
     while True:
         try:
-            result = yield from policy.colorizer.iter_colorize(image, batch_size=policy.batch_size, **colorize_kwargs)
+            result = yield from policy.colorizer.iter_colorize(
+                image, batch_size=policy.batch_size, **colorize_kwargs
+            )
         except Exception as exc:
             policy.recover(exc)
             del exc  # drop the traceback's references to the failed batch's tensors
@@ -183,5 +192,7 @@ def run_with_fallback(
     (ColorizeResult, Colorizer)
         The result and the colourizer that produced it.
     """
-    events = iter_with_fallback(colorizer_for, image, device, batch_size=batch_size, warn=warn, **colorize_kwargs)
+    events = iter_with_fallback(
+        colorizer_for, image, device, batch_size=batch_size, warn=warn, **colorize_kwargs
+    )
     return run_events(events, progress, on_event=_warn)

@@ -89,14 +89,20 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if not (isinstance(self.width, (int, float)) and 0 < self.width <= 4):
             raise ValueError(f"ModelConfig.width must be in (0, 4], got {self.width!r}")
-        if not (isinstance(self.image_size, int) and self.image_size >= 32 and self.image_size % 32 == 0):
+        if not (
+            isinstance(self.image_size, int) and self.image_size >= 32 and self.image_size % 32 == 0
+        ):
             raise ValueError(
                 f"ModelConfig.image_size must be a positive multiple of 32, got {self.image_size!r}"
             )
         if not (isinstance(self.num_classes, int) and self.num_classes >= 1):
-            raise ValueError(f"ModelConfig.num_classes must be a positive int, got {self.num_classes!r}")
+            raise ValueError(
+                f"ModelConfig.num_classes must be a positive int, got {self.num_classes!r}"
+            )
         if self.trunk not in TRUNKS:
-            raise ValueError(f"ModelConfig.trunk must be one of {', '.join(TRUNKS)}, got {self.trunk!r}")
+            raise ValueError(
+                f"ModelConfig.trunk must be one of {', '.join(TRUNKS)}, got {self.trunk!r}"
+            )
 
     def channels(self, n: int) -> int:
         """Channel count of a layer that has ``n`` channels in the paper's network."""
@@ -120,7 +126,9 @@ class ModelConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown:
-            raise ValueError(f"unknown ModelConfig fields {sorted(unknown)}; known: {sorted(known)}")
+            raise ValueError(
+                f"unknown ModelConfig fields {sorted(unknown)}; known: {sorted(known)}"
+            )
         return cls(**dict(values))
 
 
@@ -139,7 +147,9 @@ class SameConv2d(nn.Conv2d):
     Symmetric cases use the convolution's own padding (no extra copy).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1
+    ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -212,7 +222,9 @@ class Generator(nn.Module):
             )
             flat = grid * grid * c(512)
             self.class_head = nn.Sequential(
-                nn.Linear(flat, c(4096)), nn.Linear(c(4096), c(4096)), nn.Linear(c(4096), config.num_classes)
+                nn.Linear(flat, c(4096)),
+                nn.Linear(c(4096), c(4096)),
+                nn.Linear(c(4096), config.num_classes),
             )
             mid_in = c(512)
         else:
@@ -280,7 +292,9 @@ class Generator(nn.Module):
         """
         size = self.config.image_size
         if L.ndim != 4 or L.shape[1] != 1 or L.shape[-2:] != (size, size):
-            raise ValueError(f"Generator expects L of shape (N, 1, {size}, {size}), got {tuple(L.shape)}")
+            raise ValueError(
+                f"Generator expects L of shape (N, 1, {size}, {size}), got {tuple(L.shape)}"
+            )
         features, global_in = self._encode(L)
         global_vec = self.global_dense(global_in)
         grid = self.config.fusion_grid
@@ -302,14 +316,20 @@ def load_efficientnet_trunk(generator: Generator, state: Mapping[str, torch.Tens
     that is not.
     """
     if generator.config.trunk == "vgg16":
-        raise ValueError("load_efficientnet_trunk needs an EfficientNet-family generator; this one has a VGG16 trunk")
+        raise ValueError(
+            "load_efficientnet_trunk needs an EfficientNet-family generator; this one has a VGG16 trunk"
+        )
     own = generator.trunk.state_dict()
     for key, value in own.items():
         if key not in state:
-            raise ValueError(f"{key} is missing: not an EfficientNet state dict of {generator.config.trunk}")
+            raise ValueError(
+                f"{key} is missing: not an EfficientNet state dict of {generator.config.trunk}"
+            )
         if tuple(state[key].shape) != tuple(value.shape):
-            raise ValueError(f"{key} has shape {tuple(state[key].shape)} but {generator.config.trunk} needs "
-                             f"{tuple(value.shape)}")
+            raise ValueError(
+                f"{key} has shape {tuple(state[key].shape)} but {generator.config.trunk} needs "
+                f"{tuple(value.shape)}"
+            )
     generator.trunk.load_state_dict({k: state[k] for k in own})
     head = generator.class_head[0]
     if "_fc.weight" in state and tuple(state["_fc.weight"].shape) == tuple(head.weight.shape):

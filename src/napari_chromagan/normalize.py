@@ -66,7 +66,9 @@ class Normalization:
         }
 
 
-def iter_blocks(image: Any, leading_ndim: int, max_elements: int = _BLOCK_ELEMENTS) -> Iterator[np.ndarray]:
+def iter_blocks(
+    image: Any, leading_ndim: int, max_elements: int = _BLOCK_ELEMENTS
+) -> Iterator[np.ndarray]:
     """Yield numpy blocks covering ``image`` plane by plane, big planes in row strips.
 
     ``image`` is a numpy or dask array (or anything ``np.asarray`` reads by slices); only one
@@ -88,7 +90,9 @@ def _dtype_range(dtype: np.dtype) -> tuple[float, float]:
     return 0.0, 1.0
 
 
-def _percentiles(image: Any, leading_ndim: int, q: tuple[float, float]) -> tuple[float, float] | None:
+def _percentiles(
+    image: Any, leading_ndim: int, q: tuple[float, float]
+) -> tuple[float, float] | None:
     dtype = np.dtype(image.dtype)
     if dtype.kind in "ui" and dtype.itemsize <= 2:
         offset = int(np.iinfo(dtype).min)
@@ -153,9 +157,7 @@ def resolve_normalization(
             mode = "dtype"
         elif rgb:
             # one block at a time, stopping at the first value outside [0, 1]
-            in_unit = all(
-                not ((b < 0) | (b > 1)).any() for b in iter_blocks(image, leading_ndim)
-            )
+            in_unit = all(not ((b < 0) | (b > 1)).any() for b in iter_blocks(image, leading_ndim))
             mode = "dtype" if in_unit else "percentile"
         else:
             mode = "percentile"
@@ -163,7 +165,9 @@ def resolve_normalization(
         low, high = _dtype_range(dtype)
         return Normalization("dtype", low, high)
     if mode != "percentile":
-        raise ValueError(f"normalization must be 'auto', 'dtype', 'percentile' or 'manual', got {mode!r}")
+        raise ValueError(
+            f"normalization must be 'auto', 'dtype', 'percentile' or 'manual', got {mode!r}"
+        )
     q0, q1 = (float(p) for p in percentiles)
     if not 0 <= q0 < q1 <= 100:
         raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles!r}")

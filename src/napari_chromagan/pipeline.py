@@ -194,10 +194,19 @@ class _Run:
         self.policy, self.total, self.keep_lab, self.name = policy, total, keep_lab, name
         self.cancel, self.pending = cancel, pending
         self.writes: collections.deque[tuple[_Item, Future[None]]] = collections.deque()
-        self.stop = threading.Event()  # set when a write is interrupted: the later ones do not start
+        self.stop = (
+            threading.Event()
+        )  # set when a write is interrupted: the later ones do not start
         self.done = 0
 
-    def all(self, jobs: Sequence[Any], read: Callable, write: Callable, normalization: Mode, value_range: Any) -> Generator[Event, None, None]:
+    def all(
+        self,
+        jobs: Sequence[Any],
+        read: Callable,
+        write: Callable,
+        normalization: Mode,
+        value_range: Any,
+    ) -> Generator[Event, None, None]:
         lookahead = 2 * self.policy.first_batch + 2
         reader = ThreadPoolExecutor(1, thread_name_prefix="napari-chromagan-read")
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="napari-chromagan-write")
@@ -290,12 +299,19 @@ class _Run:
         groups = collections.deque([chunks])
         while groups:
             group = groups.popleft()
-            if sum(s.stop - s.start for _, s in group) > self.policy.batch_size:  # made before a retry
+            if (
+                sum(s.stop - s.start for _, s in group) > self.policy.batch_size
+            ):  # made before a retry
                 groups.extendleft(reversed(_split(group, self.policy.batch_size)))
                 continue
             colorizer = self.policy.colorizer
             try:
-                run_batch(colorizer, [(i.target, s) for i, s in group], with_class=False, pad_to=self.policy.batch_size)
+                run_batch(
+                    colorizer,
+                    [(i.target, s) for i, s in group],
+                    with_class=False,
+                    pad_to=self.policy.batch_size,
+                )
             except CheckpointError:
                 raise  # damaged weights: every other file would fail too
             except Exception as exc:
@@ -358,7 +374,9 @@ class _Run:
             else:
                 self.done += 1
                 blank = item.target.blank
-                yield Written(item.job, item.decoded.target, blank_planes_message(blank), bool(blank.all()))
+                yield Written(
+                    item.job, item.decoded.target, blank_planes_message(blank), bool(blank.all())
+                )
             block = every
 
 

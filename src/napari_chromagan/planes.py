@@ -86,7 +86,13 @@ class Target:
 
     @classmethod
     def make(
-        cls, image: Any, norm: Normalization, is_rgb: bool, *, keep_lab: bool, num_classes: int | None
+        cls,
+        image: Any,
+        norm: Normalization,
+        is_rgb: bool,
+        *,
+        keep_lab: bool,
+        num_classes: int | None,
     ) -> Target:
         """A target for ``image`` with its output arrays; ``num_classes`` None skips the class head."""
         spatial = tuple(int(n) for n in (image.shape[:-1] if is_rgb else image.shape))
@@ -116,7 +122,9 @@ class Target:
         L = self.L[planes] if self.L is not None else np.empty((n, H, W), np.float32)
         mask = None
         for j, p in enumerate(range(planes.start, planes.stop)):
-            plane_missing = lightness(engine, self.image, self.indices[p], self.norm, self.is_rgb, L[j])
+            plane_missing = lightness(
+                engine, self.image, self.indices[p], self.norm, self.is_rgb, L[j]
+            )
             if plane_missing is None:
                 continue
             self.blank[p] = plane_missing.all()
@@ -160,7 +168,9 @@ def run_batch(
     for (target, planes), (L, missing), (_, L_device) in zip(chunks, lab, inputs, strict=True):
         k = planes.stop - planes.start
         ab_dst = None if target.ab is None else target.ab[planes]
-        full_resolution(engine, ab_small[start : start + k], L, ab_dst, target.rgb[planes], missing, L_device)
+        full_resolution(
+            engine, ab_small[start : start + k], L, ab_dst, target.rgb[planes], missing, L_device
+        )
         if target.probs is not None and probs is not None:
             target.probs[planes] = probs[start : start + k].cpu().numpy()
         start += k
@@ -176,7 +186,12 @@ def _rows_per_strip(engine: Colorizer, W: int) -> int:
 
 
 def lightness(
-    engine: Colorizer, image: Any, index: tuple[int, ...], norm: Normalization, is_rgb: bool, out: np.ndarray
+    engine: Colorizer,
+    image: Any,
+    index: tuple[int, ...],
+    norm: Normalization,
+    is_rgb: bool,
+    out: np.ndarray,
 ) -> np.ndarray | None:
     """Write the plane ``image[index]``'s L* into ``out`` strip by strip; return its missing-pixel mask, if any."""
     H, W = out.shape
@@ -216,7 +231,9 @@ def _to_device(engine: Colorizer, planes: np.ndarray) -> torch.Tensor:
     return t.to(engine.device, non_blocking=True)
 
 
-def network_input(engine: Colorizer, L_planes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+def network_input(
+    engine: Colorizer, L_planes: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(n, H, W) host L* -> the network's (n, 1, S, S) input, and the planes on the device.
 
     A batch of small planes goes to the device in one copy and is processed as one block from
@@ -228,13 +245,17 @@ def network_input(engine: Colorizer, L_planes: np.ndarray) -> tuple[torch.Tensor
     if n * H * W <= engine.strip_pixels:
         L_device = _to_device(engine, L_planes)
         return resize_to_network(L_device, S), L_device
-    return torch.cat([resize_to_network(_to_device(engine, L_planes[i : i + 1]), S) for i in range(n)]), None
+    return torch.cat(
+        [resize_to_network(_to_device(engine, L_planes[i : i + 1]), S) for i in range(n)]
+    ), None
 
 
 def resize_to_network(L: torch.Tensor, size: int) -> torch.Tensor:
     """(n, H, W) L* on the compute device -> (n, 1, size, size) in [0, 1], antialiased when shrinking."""
     shrink = L.shape[-2] > size or L.shape[-1] > size
-    t = F.interpolate(L[:, None], size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
+    t = F.interpolate(
+        L[:, None], size=(size, size), mode="bilinear", align_corners=False, antialias=shrink
+    )
     return (t / 100.0).clamp_(0.0, 1.0)
 
 
@@ -261,7 +282,9 @@ def full_resolution(
         chunks = [(slice(0, n), 0, H)]
     else:
         rows = _rows_per_strip(engine, W)
-        chunks = [(slice(p, p + 1), r0, min(H, r0 + rows)) for p in range(n) for r0 in range(0, H, rows)]
+        chunks = [
+            (slice(p, p + 1), r0, min(H, r0 + rows)) for p in range(n) for r0 in range(0, H, rows)
+        ]
     for planes, r0, r1 in chunks:
         ab = upsampled_rows(r0, r1, planes)
         if missing is not None:
@@ -308,7 +331,9 @@ def blank_planes_message(blank: np.ndarray) -> str | None:
             if blank.size == 1
             else f"every pixel of all {blank.size} planes is NaN or inf, so they come out uniform gray; check the data"
         )
-    which = ", ".join(str(i) for i in np.flatnonzero(blank)[:5]) + (" ..." if blank.sum() > 5 else "")
+    which = ", ".join(str(i) for i in np.flatnonzero(blank)[:5]) + (
+        " ..." if blank.sum() > 5 else ""
+    )
     return (
         f"{int(blank.sum())} of {blank.size} planes (index {which}) have no finite pixel (NaN or inf "
         "everywhere), so they come out uniform gray"

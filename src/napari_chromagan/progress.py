@@ -51,7 +51,9 @@ class Progress:
     item: str | None = None
 
 
-def check_cancel(cancel: CancelEvent | None, what: str, done: int, total: int, unit: str = "planes") -> None:
+def check_cancel(
+    cancel: CancelEvent | None, what: str, done: int, total: int, unit: str = "planes"
+) -> None:
     """Raise :class:`Cancelled` ("<what> cancelled after <done> of <total> <unit>") if ``cancel`` is set."""
     if cancel is not None and cancel.is_set():
         raise Cancelled(f"{what} cancelled after {done} of {total} {unit}")

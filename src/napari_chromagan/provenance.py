@@ -211,7 +211,9 @@ def make_record(
         If ``precision`` is not fp32 or bf16, or ``hints`` holds something that is not data.
     """
     if precision not in ("fp32", "bf16"):
-        raise ProvenanceError(f"precision must be 'fp32' or 'bf16' (what the network ran in), got {precision!r}")
+        raise ProvenanceError(
+            f"precision must be 'fp32' or 'bf16' (what the network ran in), got {precision!r}"
+        )
     record: dict[str, Any] = {
         "schema": SCHEMA,
         "software": SOFTWARE,
@@ -285,7 +287,9 @@ def from_json(text: str | bytes, *, where: str = "the record") -> dict[str, Any]
     try:
         record = json.loads(text)
     except ValueError as exc:
-        raise ProvenanceError(f"{where} is not valid JSON ({exc}); the file's metadata is damaged") from None
+        raise ProvenanceError(
+            f"{where} is not valid JSON ({exc}); the file's metadata is damaged"
+        ) from None
     if not isinstance(record, dict) or record.get("software") != SOFTWARE:
         raise ProvenanceError(f"{where} is not a napari-chromagan provenance record")
     missing = [k for k in _REQUIRED if k not in record]
@@ -309,12 +313,15 @@ def describe(record: Mapping[str, Any]) -> list[str]:
         f"statement: {record.get('statement', '')}",
         f"weights: {record.get('weights_name') or '(not from a file)'}"
         + (f" (sha256 {sha})" if sha else ""),
-        f"precision: {record.get('precision')}" + (f" on {record['device']}" if record.get("device") else ""),
+        f"precision: {record.get('precision')}"
+        + (f" on {record['device']}" if record.get("device") else ""),
         f"normalisation: {how}",
         f"date: {record.get('date')}",
     ]
     hints = record.get("hints")
-    lines.append("hints: none" if not hints else f"hints: {json.dumps(hints, sort_keys=True)[:300]}")
+    lines.append(
+        "hints: none" if not hints else f"hints: {json.dumps(hints, sort_keys=True)[:300]}"
+    )
     if record.get("blend"):
         lines.append(f"chroma blend: {json.dumps(record['blend'], sort_keys=True)}")
     return lines
@@ -408,7 +415,9 @@ def save_options(ext: str, record: Mapping[str, Any]) -> dict[str, Any]:
             "software": _software(record),
             "datetime": _exif_time(str(record.get("date", ""))),
         }
-    raise ValueError(f"cannot store provenance in {ext or 'files without a suffix'}; use .png, .jpg, .webp or .tif")
+    raise ValueError(
+        f"cannot store provenance in {ext or 'files without a suffix'}; use .png, .jpg, .webp or .tif"
+    )
 
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -473,10 +482,18 @@ def read_provenance(path: str | os.PathLike[str]) -> dict[str, Any] | None:
             except (TypeError, ValueError):
                 continue  # someone else's free-text description
             if isinstance(stored, dict) and RECORD_KEY in stored:
-                return from_json(json.dumps(stored[RECORD_KEY]), where=f"{where}: the ImageDescription record")
+                return from_json(
+                    json.dumps(stored[RECORD_KEY]), where=f"{where}: the ImageDescription record"
+                )
         return None
-    if not (head[:8] == b"\x89PNG\r\n\x1a\n" or head[:2] == b"\xff\xd8" or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")):
-        raise UnsupportedImageError(f"{path}: not a PNG, JPEG, WebP or TIFF image; provenance is read from those")
+    if not (
+        head[:8] == b"\x89PNG\r\n\x1a\n"
+        or head[:2] == b"\xff\xd8"
+        or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+    ):
+        raise UnsupportedImageError(
+            f"{path}: not a PNG, JPEG, WebP or TIFF image; provenance is read from those"
+        )
     from PIL import Image
 
     try:

@@ -251,7 +251,9 @@ def download(
 
     dest = Path(dest).expanduser()
     if dest.exists() and not overwrite:
-        raise FileExistsError(f"{dest} already exists; pass overwrite=True (--overwrite) to replace it")
+        raise FileExistsError(
+            f"{dest} already exists; pass overwrite=True (--overwrite) to replace it"
+        )
     part = dest.with_suffix(dest.suffix + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
     start = part.stat().st_size if part.is_file() else 0
@@ -285,7 +287,9 @@ def download(
                 status = getattr(response, "status", None) or response.getcode()
                 header = (response.headers.get("Content-Length") or "").strip()
                 length = int(header) if header.isdigit() else None
-                content_range = _CONTENT_RANGE.search(response.headers.get("Content-Range", "") or "")
+                content_range = _CONTENT_RANGE.search(
+                    response.headers.get("Content-Range", "") or ""
+                )
                 if status == 206 and content_range is not None:
                     first, last, whole = content_range.groups()
                     if int(first) != start:
@@ -472,7 +476,9 @@ def fetch(
 
     say(f"converting {downloaded} into {target}")
     try:
-        converted = import_keras_weights_to_checkpoint(downloaded, target, overwrite=True, config=config)
+        converted = import_keras_weights_to_checkpoint(
+            downloaded, target, overwrite=True, config=config
+        )
     except (CheckpointError, OSError) as exc:
         # Keep the download (about 0.5 GB): the conversion can be retried, or the file reported.
         raise type(exc)(

@@ -36,7 +36,9 @@ def bilinear_rows(small: torch.Tensor, H: int, W: int) -> Callable[..., torch.Te
     cols = F.interpolate(small, size=(h, W), mode="bilinear", align_corners=False, antialias=W < w)
     shrink = H < h
     if shrink:  # shrinking rows: resize whole (at most h x W, small) with antialiasing
-        cols = F.interpolate(cols, size=(H, W), mode="bilinear", align_corners=False, antialias=True)
+        cols = F.interpolate(
+            cols, size=(H, W), mode="bilinear", align_corners=False, antialias=True
+        )
     # The network's output is channels_last; row gathers and the per-channel colour maths are
     # several times faster on planar (contiguous) data, and cols is small (n x c x h x W).
     cols = cols.contiguous()

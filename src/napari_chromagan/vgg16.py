@@ -63,7 +63,9 @@ def vgg16_features(
         the full-size network.
     """
     if last != "block5_pool" and last not in _LAYOUT:
-        raise ValueError(f"unknown VGG16 layer {last!r}; use one of {', '.join(CONV_NAMES)} or block5_pool")
+        raise ValueError(
+            f"unknown VGG16 layer {last!r}; use one of {', '.join(CONV_NAMES)} or block5_pool"
+        )
     scale = channels if channels is not None else (lambda n: n)
     layers: list[nn.Module] = []
     in_channels = 3

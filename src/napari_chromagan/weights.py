@@ -52,7 +52,9 @@ HOW_TO_GET_WEIGHTS = (
 def folder_hint(folder: Path) -> str:
     """What to pass instead of ``folder`` where a weights file is expected (the files inside it)."""
     try:
-        inside = sorted(p.name for p in folder.iterdir() if p.suffix in WEIGHTS_SUFFIXES and p.is_file())
+        inside = sorted(
+            p.name for p in folder.iterdir() if p.suffix in WEIGHTS_SUFFIXES and p.is_file()
+        )
     except OSError:
         inside = []
     if not inside:
@@ -78,9 +80,7 @@ def cached_weights() -> list[Path]:
         return []
     files = [p for p in folder.iterdir() if p.is_file() and p.suffix in WEIGHTS_SUFFIXES]
     rank = {name: i for i, name in enumerate(PREFERRED_CACHE_NAMES)}
-    return sorted(
-        files, key=lambda p: (rank.get(p.name, len(rank)), -p.stat().st_mtime_ns, p.name)
-    )
+    return sorted(files, key=lambda p: (rank.get(p.name, len(rank)), -p.stat().st_mtime_ns, p.name))
 
 
 def packaged_weights() -> Path | None:
@@ -122,7 +122,9 @@ def resolve_weights(path: str | os.PathLike[str] | None = None) -> Path:
     if path is not None:
         candidate = Path(path).expanduser()
         if candidate.is_dir():
-            raise WeightsNotFoundError(f"{candidate} is a folder, not a weights file; {folder_hint(candidate)}")
+            raise WeightsNotFoundError(
+                f"{candidate} is a folder, not a weights file; {folder_hint(candidate)}"
+            )
         if not candidate.is_file():
             raise WeightsNotFoundError(f"weights file {candidate} does not exist. {how}")
         return candidate

@@ -114,7 +114,9 @@ def test_summary_counts_and_keys(evaluated, weights, dataset):
     for channel in ("a", "b"):  # the floor has no cast; the summary is the mean of the rows
         assert m[f"{channel}_mean"]["floor"] == 0.0
         rows = _rows(evaluated[1])
-        assert m[f"{channel}_mean"]["truth"] == pytest.approx(np.mean([float(r[f"{channel}_mean_truth"]) for r in rows]))
+        assert m[f"{channel}_mean"]["truth"] == pytest.approx(
+            np.mean([float(r[f"{channel}_mean_truth"]) for r in rows])
+        )
     for key in (f"psnr_{S}", f"ssim_{S}", "psnr_full", "ssim_full"):
         assert set(m[key]) == {"model", "floor"}
     assert set(m["colourfulness"]) == {"model", "truth", "floor"}
@@ -348,7 +350,9 @@ def test_class_agreement_with_a_teacher(tmp_path):
     generator = Generator(ModelConfig(width=0.125, image_size=224, trunk="efficientnet-lite0"))
     init_trunk_from_efficientnet(generator)
     weights = save_checkpoint(tmp_path / "w.pt", generator.eval(), {"class_head_trained": True})
-    summary = evaluate(weights, KODAK, device="cpu", progress=False, limit=8, teacher="efficientnet-lite0")
+    summary = evaluate(
+        weights, KODAK, device="cpu", progress=False, limit=8, teacher="efficientnet-lite0"
+    )
     agreement = summary["metrics"]["class_top1_in_teacher_top5"]["model"]
     assert 0.5 <= agreement <= 1.0
     assert "class head: top-1 among the teacher's top 5" in format_table(summary)

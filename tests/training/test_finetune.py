@@ -21,8 +21,22 @@ from training.export import export
 from training.progress import PROGRESS_FILE, ExitCode, ProgressWriter, read_progress
 from training.train import Trainer, checkpoint_files, split_validation
 
-TINY = ["--width", "0.125", "--image-size", "64", "--num-workers", "0", "--log-every", "1", "--sample-every", "0",
-        "--preset", "chromagan-noclass", "--batch-size", "4"]
+TINY = [
+    "--width",
+    "0.125",
+    "--image-size",
+    "64",
+    "--num-workers",
+    "0",
+    "--log-every",
+    "1",
+    "--sample-every",
+    "0",
+    "--preset",
+    "chromagan-noclass",
+    "--batch-size",
+    "4",
+]
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +79,20 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 # ----------------------------------------------------------------------------- --init-from
 
 
-def test_init_from_loads_the_generator_and_the_critic_when_the_file_has_one(images, trained, tmp_path):
+def test_init_from_loads_the_generator_and_the_critic_when_the_file_has_one(
+    images, trained, tmp_path
+):
     ckpt_path, exported = trained
     start = load_checkpoint(ckpt_path)
-    base = {"data": str(images), "width": 0.125, "image_size": 64, "preset": "chromagan-noclass",
-            "batch_size": 4, "num_workers": 0, "sample_every": 0}
+    base = {
+        "data": str(images),
+        "width": 0.125,
+        "image_size": 64,
+        "preset": "chromagan-noclass",
+        "batch_size": 4,
+        "num_workers": 0,
+        "sample_every": 0,
+    }
     scratch = _trainer(TrainConfig(out=str(tmp_path / "a"), **base))
     from_ckpt = _trainer(TrainConfig(out=str(tmp_path / "b"), init_from=str(ckpt_path), **base))
     from_export = _trainer(TrainConfig(out=str(tmp_path / "c"), init_from=str(exported), **base))
@@ -84,13 +107,35 @@ def test_init_from_loads_the_generator_and_the_critic_when_the_file_has_one(imag
     assert from_export.metadata()["fine_tuned_from"]["steps"] == 2
 
 
-def test_init_from_takes_the_models_shape_from_the_file_and_refuses_other_flags(images, trained, tmp_path, capsys):
+def test_init_from_takes_the_models_shape_from_the_file_and_refuses_other_flags(
+    images, trained, tmp_path, capsys
+):
     _, exported = trained
     out = tmp_path / "ft"
-    flags = ["train", "--data", str(images), "--out", str(out), "--init-from", str(exported), "--num-workers", "0",
-             "--preset", "chromagan-noclass", "--batch-size", "4", "--max-steps", "3", "--sample-every", "0"]
-    for conflict, field in ((["--width", "0.25"], "width"), (["--image-size", "96"], "image_size"),
-                            (["--trunk", "efficientnet-lite0"], "trunk")):
+    flags = [
+        "train",
+        "--data",
+        str(images),
+        "--out",
+        str(out),
+        "--init-from",
+        str(exported),
+        "--num-workers",
+        "0",
+        "--preset",
+        "chromagan-noclass",
+        "--batch-size",
+        "4",
+        "--max-steps",
+        "3",
+        "--sample-every",
+        "0",
+    ]
+    for conflict, field in (
+        (["--width", "0.25"], "width"),
+        (["--image-size", "96"], "image_size"),
+        (["--trunk", "efficientnet-lite0"], "trunk"),
+    ):
         assert main([*flags, *conflict]) == ExitCode.BAD_CONFIG
         err = capsys.readouterr().err
         assert f"contradicts --init-from {exported}" in err and f"{field} = " in err, err
@@ -106,7 +151,10 @@ def test_init_from_takes_the_models_shape_from_the_file_and_refuses_other_flags(
     # a resume takes the shape from config.json: the start file is not needed any more
     exported.rename(exported.with_suffix(".moved"))
     try:
-        assert main(["train", "--out", str(out), "--resume", "latest", "--max-steps", "4"]) == ExitCode.FINISHED
+        assert (
+            main(["train", "--out", str(out), "--resume", "latest", "--max-steps", "4"])
+            == ExitCode.FINISHED
+        )
     finally:
         exported.with_suffix(".moved").rename(exported)
     assert load_checkpoint(checkpoint_files(out)[-1]).training["step"] == 4
@@ -115,12 +163,39 @@ def test_init_from_takes_the_models_shape_from_the_file_and_refuses_other_flags(
 def test_a_fine_tune_first_scores_its_starting_weights(images, trained, tmp_path):
     _, exported = trained
     out = tmp_path / "ft"
-    assert main(["train", "--data", str(images), "--out", str(out), "--init-from", str(exported), "--num-workers",
-                 "0", "--preset", "chromagan-noclass", "--batch-size", "4", "--max-steps", "2", "--sample-every", "0",
-                 "--val-fraction", "0.25", "--val-every", "0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(images),
+                "--out",
+                str(out),
+                "--init-from",
+                str(exported),
+                "--num-workers",
+                "0",
+                "--preset",
+                "chromagan-noclass",
+                "--batch-size",
+                "4",
+                "--max-steps",
+                "2",
+                "--sample-every",
+                "0",
+                "--val-fraction",
+                "0.25",
+                "--val-every",
+                "0",
+            ]
+        )
+        == 0
+    )
     before, after = [r for r in _rows(out) if "val_psnr" in r]
     start = evaluate(exported, out / "validation.txt", device="cpu", progress=False)["metrics"]
-    assert before["step"] == 0 and before["val_psnr"] == pytest.approx(start["psnr_64"]["model"], abs=1e-9)
+    assert before["step"] == 0 and before["val_psnr"] == pytest.approx(
+        start["psnr_64"]["model"], abs=1e-9
+    )
     assert before["val_colourfulness"] == pytest.approx(start["colourfulness"]["model"], abs=1e-9)
     assert after["step"] == 2 and after["val_psnr"] != before["val_psnr"]
 
@@ -142,9 +217,33 @@ def test_init_from_default_is_what_colorize_uses(images, trained, tmp_path, monk
     _, exported = trained
     monkeypatch.setattr("napari_chromagan.weights.PACKAGED_WEIGHTS", exported)
     out = tmp_path / "ft"
-    assert main(["train", "--data", str(images), "--out", str(out), "--init-from", "default", "--num-workers", "0",
-                 "--preset", "chromagan-noclass", "--batch-size", "4", "--max-steps", "1", "--sample-every", "0"]) == 0
-    assert load_checkpoint(checkpoint_files(out)[-1]).metadata["fine_tuned_from"]["weights"] == str(exported)
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(images),
+                "--out",
+                str(out),
+                "--init-from",
+                "default",
+                "--num-workers",
+                "0",
+                "--preset",
+                "chromagan-noclass",
+                "--batch-size",
+                "4",
+                "--max-steps",
+                "1",
+                "--sample-every",
+                "0",
+            ]
+        )
+        == 0
+    )
+    assert load_checkpoint(checkpoint_files(out)[-1]).metadata["fine_tuned_from"]["weights"] == str(
+        exported
+    )
 
 
 # ----------------------------------------------------------------------------- validation
@@ -167,8 +266,25 @@ def test_the_validation_split_depends_on_the_files_alone(images):
 
 def test_validation_psnr_and_colourfulness_are_those_evaluate_measures(images, tmp_path):
     out = tmp_path / "run"
-    assert main(["train", "--data", str(images), "--out", str(out), *TINY, "--max-steps", "4",
-                 "--val-fraction", "0.25", "--val-every", "2"]) == ExitCode.FINISHED
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(images),
+                "--out",
+                str(out),
+                *TINY,
+                "--max-steps",
+                "4",
+                "--val-fraction",
+                "0.25",
+                "--val-every",
+                "2",
+            ]
+        )
+        == ExitCode.FINISHED
+    )
     val = [r for r in _rows(out) if "val_psnr" in r]
     assert [r["step"] for r in val] == [0, 2, 4]  # where the run starts, then every 2 steps
     assert all(r["val_images"] == 4 for r in val)
@@ -183,8 +299,12 @@ def test_validation_psnr_and_colourfulness_are_those_evaluate_measures(images, t
     metrics = summary["metrics"]
     assert val[-1]["val_psnr"] == pytest.approx(metrics["psnr_64"]["model"], abs=1e-9)
     assert val[-1]["val_psnr_floor"] == pytest.approx(metrics["psnr_64"]["floor"], abs=1e-9)
-    assert val[-1]["val_colourfulness"] == pytest.approx(metrics["colourfulness"]["model"], abs=1e-9)
-    assert val[-1]["val_colourfulness_truth"] == pytest.approx(metrics["colourfulness"]["truth"], abs=1e-9)
+    assert val[-1]["val_colourfulness"] == pytest.approx(
+        metrics["colourfulness"]["model"], abs=1e-9
+    )
+    assert val[-1]["val_colourfulness_truth"] == pytest.approx(
+        metrics["colourfulness"]["truth"], abs=1e-9
+    )
     assert 5 < val[-1]["val_psnr"] < 60
 
 
@@ -195,11 +315,34 @@ def test_validation_from_a_folder_and_the_samples_show_held_out_images(images, t
     rgb[:, :32] = (200, 30, 40)
     rgb[:, 32:] = (20, 60, 220)
     Image.fromarray(rgb).save(held / "two.png")
-    Image.fromarray(np.full((64, 64), 90, np.uint8)).save(held / "gray.png")  # skipped: no colour truth
+    Image.fromarray(np.full((64, 64), 90, np.uint8)).save(
+        held / "gray.png"
+    )  # skipped: no colour truth
     out = tmp_path / "run"
-    assert main(["train", "--data", str(images), "--out", str(out), *TINY, "--max-steps", "2",
-                 "--val-data", str(held), "--val-every", "0", "--sample-every", "2"]) == 0
-    rows = [r for r in _rows(out) if "val_psnr" in r]  # --val-every 0: at the start and the end only
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(images),
+                "--out",
+                str(out),
+                *TINY,
+                "--max-steps",
+                "2",
+                "--val-data",
+                str(held),
+                "--val-every",
+                "0",
+                "--sample-every",
+                "2",
+            ]
+        )
+        == 0
+    )
+    rows = [
+        r for r in _rows(out) if "val_psnr" in r
+    ]  # --val-every 0: at the start and the end only
     assert [r["step"] for r in rows] == [0, 2] and rows[-1]["val_images"] == 1
     # the sample batch is the held-out files (gray.png, two.png), not the training images
     sample = np.asarray(Image.open(out / "samples" / "step-00000002.png")).astype(int)
@@ -209,11 +352,43 @@ def test_validation_from_a_folder_and_the_samples_show_held_out_images(images, t
 
 
 def test_validation_needs_enough_images(images, tmp_path, capsys):
-    assert main(["train", "--data", str(images), "--out", str(tmp_path / "r"), *TINY, "--max-steps", "1",
-                 "--val-fraction", "0.9"]) == ExitCode.BAD_CONFIG
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(images),
+                "--out",
+                str(tmp_path / "r"),
+                *TINY,
+                "--max-steps",
+                "1",
+                "--val-fraction",
+                "0.9",
+            ]
+        )
+        == ExitCode.BAD_CONFIG
+    )
     assert "after holding out 14 for validation" in capsys.readouterr().err
-    assert main(["train", "--data", str(images), "--out", str(tmp_path / "r"), *TINY, "--max-steps", "1",
-                 "--val-fraction", "0.2", "--val-data", str(images)]) == ExitCode.BAD_CONFIG
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(images),
+                "--out",
+                str(tmp_path / "r"),
+                *TINY,
+                "--max-steps",
+                "1",
+                "--val-fraction",
+                "0.2",
+                "--val-data",
+                str(images),
+            ]
+        )
+        == ExitCode.BAD_CONFIG
+    )
     assert "not both" in capsys.readouterr().err
 
 
@@ -222,8 +397,27 @@ def test_validation_needs_enough_images(images, tmp_path, capsys):
 
 def test_progress_file_follows_the_run_to_its_end(images, tmp_path):
     out = tmp_path / "run"
-    assert main(["train", "--data", str(images), "--out", str(out), *TINY, "--max-steps", "4", "--log-every", "2",
-                 "--val-fraction", "0.25", "--val-every", "2"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(images),
+                "--out",
+                str(out),
+                *TINY,
+                "--max-steps",
+                "4",
+                "--log-every",
+                "2",
+                "--val-fraction",
+                "0.25",
+                "--val-every",
+                "2",
+            ]
+        )
+        == 0
+    )
     progress = read_progress(out)
     rows = _rows(out)
     last_losses = [r for r in rows if "loss_g" in r][-1]
@@ -249,7 +443,9 @@ def test_progress_writer_measures_the_rate_from_its_own_start(tmp_path, monkeypa
     assert values["eta_s"] == pytest.approx(30.0)  # 60 left
     assert values["losses"] == {"mse": None}  # JSON has no NaN
     writer.update(60, state="stopped", message="stopped")
-    assert read_progress(tmp_path)["state"] == "stopped" and read_progress(tmp_path)["eta_s"] is None
+    assert (
+        read_progress(tmp_path)["state"] == "stopped" and read_progress(tmp_path)["eta_s"] is None
+    )
     with pytest.raises(ValueError, match="state must be"):
         writer.update(61, state="paused")
     (tmp_path / PROGRESS_FILE).write_text('{"state": "runn')  # not from the writer: cut off
@@ -264,8 +460,24 @@ def test_a_diverged_run_exits_3_and_says_so_in_progress(images, tmp_path, monkey
 
     monkeypatch.setattr(loop, "mse_ab", lambda pred, target: torch.tensor(float("nan")))
     out = tmp_path / "run"
-    assert main(["train", "--data", str(images), "--out", str(out), *TINY, "--max-steps", "5",
-                 "--max-nonfinite", "2"]) == ExitCode.FAILED == 3
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(images),
+                "--out",
+                str(out),
+                *TINY,
+                "--max-steps",
+                "5",
+                "--max-nonfinite",
+                "2",
+            ]
+        )
+        == ExitCode.FAILED
+        == 3
+    )
     assert "non-finite" in capsys.readouterr().err
     progress = read_progress(out)
     assert progress["state"] == "failed" and "2 non-finite losses in a row" in progress["message"]
@@ -285,7 +497,9 @@ def test_out_of_memory_exits_4_with_what_to_do(images, tmp_path, monkeypatch, ca
     assert read_progress(out)["state"] == "failed"
 
 
-def test_a_second_interrupt_exits_130_and_progress_says_stopped(images, tmp_path, monkeypatch, capsys):
+def test_a_second_interrupt_exits_130_and_progress_says_stopped(
+    images, tmp_path, monkeypatch, capsys
+):
     import training.train as loop
 
     step = loop.Trainer.train_step
@@ -299,19 +513,44 @@ def test_a_second_interrupt_exits_130_and_progress_says_stopped(images, tmp_path
 
     monkeypatch.setattr(loop.Trainer, "train_step", interrupted)
     out = tmp_path / "run"
-    assert main(["train", "--data", str(images), "--out", str(out), *TINY, "--max-steps", "9",
-                 "--checkpoint-every", "2"]) == ExitCode.STOPPED == 130
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(images),
+                "--out",
+                str(out),
+                *TINY,
+                "--max-steps",
+                "9",
+                "--checkpoint-every",
+                "2",
+            ]
+        )
+        == ExitCode.STOPPED
+        == 130
+    )
     assert "stopped at once" in capsys.readouterr().err
     progress = read_progress(out)
     assert progress["state"] == "stopped" and progress["step"] == 2
-    assert progress["checkpoint"].endswith("step-00000002.pt") and "second interrupt" in progress["message"]
+    assert (
+        progress["checkpoint"].endswith("step-00000002.pt")
+        and "second interrupt" in progress["message"]
+    )
 
 
 def test_the_exit_codes_are_in_the_help(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for phrase in ("exit status: 0 finished", "130 stopped by Ctrl-C or SIGTERM", "2 refused before training",
-                   "3 training failed", "4 out of memory", "1 an unexpected error"):
+    for phrase in (
+        "exit status: 0 finished",
+        "130 stopped by Ctrl-C or SIGTERM",
+        "2 refused before training",
+        "3 training failed",
+        "4 out of memory",
+        "1 an unexpected error",
+    ):
         assert phrase in text
     assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 4, 130]

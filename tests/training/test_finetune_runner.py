@@ -33,7 +33,9 @@ def test_training_images_are_tiles_of_the_arrays_which_stay_as_they_were(tmp_pat
     floats = rng.random((50, 40, 3)).astype(np.float32) * 2.0 - 0.5  # contrast limits -0.5..1.5
     originals = [big.copy(), stack.copy(), floats.copy()]
     files = write_training_images(
-        [("big one", big, None), ("stack/2", stack, None), ("float", floats, (-0.5, 1.5))], tmp_path / "t", tile=128
+        [("big one", big, None), ("stack/2", stack, None), ("float", floats, (-0.5, 1.5))],
+        tmp_path / "t",
+        tile=128,
     )
     for array, original in zip((big, stack, floats), originals, strict=True):
         assert np.array_equal(array, original)
@@ -54,50 +56,83 @@ def test_training_images_are_tiles_of_the_arrays_which_stay_as_they_were(tmp_pat
 
 def test_training_images_refuse_gray_arrays_and_a_used_folder(tmp_path):
     with pytest.raises(FinetuneError, match="'gray' is not a colour image"):
-        write_training_images([("gray", np.zeros((40, 40), np.uint8), None)], tmp_path / "a", tile=64)
+        write_training_images(
+            [("gray", np.zeros((40, 40), np.uint8), None)], tmp_path / "a", tile=64
+        )
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "mine.png").write_bytes(b"x")
     with pytest.raises(FinetuneError, match="already holds files"):
-        write_training_images([("c", np.zeros((40, 40, 3), np.uint8), None)], tmp_path / "b", tile=64)
+        write_training_images(
+            [("c", np.zeros((40, 40, 3), np.uint8), None)], tmp_path / "b", tile=64
+        )
     assert (tmp_path / "b" / "mine.png").read_bytes() == b"x"
 
 
 def test_settings_make_a_command_line_the_trainer_accepts(tmp_path):
-    scratch = FinetuneSettings(data="d", out="o", steps=200, lr=1e-4, width=0.125, image_size=64, val_fraction=0.2)
+    scratch = FinetuneSettings(
+        data="d", out="o", steps=200, lr=1e-4, width=0.125, image_size=64, val_fraction=0.2
+    )
     tuned = FinetuneSettings(data="d", out="o", init_from="w.pt", steps=3000, val_fraction=None)
     parser = build_parser()
     a = parser.parse_args(["train", *scratch.argv()])
-    assert (a.width, a.image_size, a.init_from, a.val_fraction, a.lr) == (0.125, 64, None, 0.2, 1e-4)
+    assert (a.width, a.image_size, a.init_from, a.val_fraction, a.lr) == (
+        0.125,
+        64,
+        None,
+        0.2,
+        1e-4,
+    )
     assert (a.log_every, a.sample_every, a.val_every, a.checkpoint_every) == (2, 10, 10, 20)
     b = parser.parse_args(["train", *tuned.argv()])
     # with weights, the model's shape is the file's: no shape flags that could contradict it
-    assert (b.width, b.image_size, b.init_from, b.val_fraction, b.max_steps) == (None, None, "w.pt", None, 3000)
+    assert (b.width, b.image_size, b.init_from, b.val_fraction, b.max_steps) == (
+        None,
+        None,
+        "w.pt",
+        None,
+        3000,
+    )
 
 
 def test_describe_exit_says_how_each_run_ended():
     progress = {"step": 12, "checkpoint": "/r/checkpoints/step-00000012.pt"}
     assert describe_exit(ExitCode.FINISHED, progress) == "finished at step 12"
-    assert "stopped at step 12; its newest checkpoint is step-00000012.pt: Resume" in describe_exit(130, progress)
-    assert describe_exit(2, None, "x\nerror: --lr must be positive\n") == "refused before training: --lr must be positive"
-    assert describe_exit(3, progress, "error: 5 non-finite losses").startswith("failed at step 12: 5 non-finite")
+    assert "stopped at step 12; its newest checkpoint is step-00000012.pt: Resume" in describe_exit(
+        130, progress
+    )
+    assert (
+        describe_exit(2, None, "x\nerror: --lr must be positive\n")
+        == "refused before training: --lr must be positive"
+    )
+    assert describe_exit(3, progress, "error: 5 non-finite losses").startswith(
+        "failed at step 12: 5 non-finite"
+    )
     assert "out of memory at step 12: lower the batch size" in describe_exit(4, progress)
     killed = describe_exit(-signal.SIGKILL, progress)
-    assert killed == ("the training process was killed (SIGKILL) at step 12; nothing was exported; its newest "
-                      "checkpoint, step-00000012.pt, is complete (checkpoints are written whole): Resume continues from it")
-    assert describe_exit(-signal.SIGKILL, {"step": 3, "checkpoint": None}).endswith("no checkpoint yet: Start again")
+    assert killed == (
+        "the training process was killed (SIGKILL) at step 12; nothing was exported; its newest "
+        "checkpoint, step-00000012.pt, is complete (checkpoints are written whole): Resume continues from it"
+    )
+    assert describe_exit(-signal.SIGKILL, {"step": 3, "checkpoint": None}).endswith(
+        "no checkpoint yet: Start again"
+    )
     assert "crashed (exit status 1)" in describe_exit(1, progress)
 
 
 def test_following_reads_complete_metric_rows_once(tmp_path):
     run = FinetuneRun(tmp_path)
     metrics = tmp_path / "metrics.jsonl"
-    metrics.write_text('{"step": 1, "mse": 0.5}\n{"step": 2, "ms')  # the second row is being written
+    metrics.write_text(
+        '{"step": 1, "mse": 0.5}\n{"step": 2, "ms'
+    )  # the second row is being written
     assert [r["step"] for r in run.poll().new_rows] == [1]
     with metrics.open("a") as f:
         f.write('e": 0.4}\n{"step": 3, "val_psnr": 20.0}\n')
     assert [r["step"] for r in run.poll().new_rows] == [2, 3]
     assert run.poll().new_rows == []
-    metrics.write_text('{"step": 1, "mse": 0.5}\n')  # trimmed by a resume: read again from the start
+    metrics.write_text(
+        '{"step": 1, "mse": 0.5}\n'
+    )  # trimmed by a resume: read again from the start
     assert [r["step"] for r in run.poll().new_rows] == [1]
     (tmp_path / "samples").mkdir()
     for step in (5, 40, 15):
@@ -124,8 +159,16 @@ def test_a_finished_run_exports_once_under_its_name(tmp_path):
     for i in range(6):
         Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(data / f"{i}.png")
     out = tmp_path / "run"
-    settings = FinetuneSettings(data=str(data), out=str(out), steps=2, width=0.125, image_size=64, batch_size=2,
-                                val_fraction=0.34, num_workers=0)
+    settings = FinetuneSettings(
+        data=str(data),
+        out=str(out),
+        steps=2,
+        width=0.125,
+        image_size=64,
+        batch_size=2,
+        val_fraction=0.34,
+        num_workers=0,
+    )
     run = FinetuneRun(out)
     run.start(settings.argv())
     assert run.wait(timeout=300) == 0, run.log_tail()
@@ -137,11 +180,21 @@ def test_a_finished_run_exports_once_under_its_name(tmp_path):
     assert path == user_weights_dir() / "garden.pt"
     metadata = load_checkpoint(path).metadata
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert metadata["evaluation"] == {**validation_summary(rows), "date": metadata["evaluation"]["date"]}
-    assert metadata["evaluation"]["images"] == 2 and metadata["label"] == "fine-tuned in napari (run)"
+    assert metadata["evaluation"] == {
+        **validation_summary(rows),
+        "date": metadata["evaluation"]["date"],
+    }
+    assert (
+        metadata["evaluation"]["images"] == 2 and metadata["label"] == "fine-tuned in napari (run)"
+    )
     with pytest.raises(FileExistsError, match="choose another name"):
         run.export("garden")
     # a terminal continues the same run (its settings come from OUT/config.json)
     assert main(["train", "--out", str(out), "--resume", "latest", "--max-steps", "3"]) == 0
-    assert load_checkpoint(run.finished_checkpoint() or out / "checkpoints" / "step-00000003.pt").training["step"] == 3
+    assert (
+        load_checkpoint(
+            run.finished_checkpoint() or out / "checkpoints" / "step-00000003.pt"
+        ).training["step"]
+        == 3
+    )
     assert validation_summary([]) is None

@@ -28,7 +28,9 @@ def test_kl_matches_a_hand_computation_with_keras_clipping():
     expected = np.mean(np.sum(tc * np.log(tc / pc), axis=1))
     assert kl_teacher_student(torch.tensor(t), logits).item() == pytest.approx(expected, rel=1e-6)
     # KL of a distribution with itself is zero
-    assert kl_teacher_student(torch.tensor(p), torch.tensor(np.log(p))).item() == pytest.approx(0, abs=1e-7)
+    assert kl_teacher_student(torch.tensor(p), torch.tensor(np.log(p))).item() == pytest.approx(
+        0, abs=1e-7
+    )
 
 
 def _critic64(seed: int = 0) -> Critic:

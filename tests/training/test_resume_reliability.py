@@ -14,8 +14,24 @@ from PIL import Image
 from training.__main__ import main
 from training.train import checkpoint_files
 
-TINY = ["--width", "0.125", "--image-size", "64", "--num-workers", "0", "--log-every", "1", "--sample-every", "0",
-        "--preset", "chromagan-noclass", "--batch-size", "4", "--device", "cpu"]
+TINY = [
+    "--width",
+    "0.125",
+    "--image-size",
+    "64",
+    "--num-workers",
+    "0",
+    "--log-every",
+    "1",
+    "--sample-every",
+    "0",
+    "--preset",
+    "chromagan-noclass",
+    "--batch-size",
+    "4",
+    "--device",
+    "cpu",
+]
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +48,9 @@ def _steps(out: Path) -> list[int]:
     return [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_config_json_holds_absolute_paths_and_resumes_from_another_directory(images, tmp_path, monkeypatch):
+def test_config_json_holds_absolute_paths_and_resumes_from_another_directory(
+    images, tmp_path, monkeypatch
+):
     work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
     work.mkdir()
     elsewhere.mkdir()
@@ -50,7 +68,9 @@ def test_config_json_holds_absolute_paths_and_resumes_from_another_directory(ima
     assert not (elsewhere / "runs").exists()
 
 
-def test_a_kill_during_a_checkpoint_write_leaves_nothing_behind_on_the_next_start(images, tmp_path, caplog):
+def test_a_kill_during_a_checkpoint_write_leaves_nothing_behind_on_the_next_start(
+    images, tmp_path, caplog
+):
     out = tmp_path / "run"
     common = ["--data", str(images), "--out", str(out), *TINY]
     assert main(["train", *common, "--max-steps", "2", "--checkpoint-every", "2"]) == 0
@@ -65,7 +85,22 @@ def test_a_kill_during_a_checkpoint_write_leaves_nothing_behind_on_the_next_star
         f.write(json.dumps({"step": 3, "loss_g": 1.0}) + "\n" + '{"step": 4, "loss')
     assert _steps_tolerant(out) == [1, 2, 3]
     caplog.set_level("INFO", logger="training")
-    assert main(["train", "--out", str(out), "--resume", "latest", "--max-steps", "4", "--checkpoint-every", "2"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                str(out),
+                "--resume",
+                "latest",
+                "--max-steps",
+                "4",
+                "--checkpoint-every",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert not stale.exists() and not (out / ".config.json.ba9876543210.part").exists()
     assert other.read_text() == "mine\n"
     assert _steps(out) == [1, 2, 3, 4]  # each step once: the interrupted run's rows were dropped
@@ -95,8 +130,20 @@ def test_resume_does_not_need_the_init_file_again(images, tmp_path):
     trunk = Generator(ModelConfig(width=0.125, image_size=64)).trunk
     torch.save({f"features.{k}": v for k, v in trunk.state_dict().items()}, vgg)
     out = tmp_path / "run"
-    code = main(["train", "--data", str(images), "--out", str(out), "--max-steps", "1", "--init-vgg16", str(vgg),
-                 *TINY])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(images),
+            "--out",
+            str(out),
+            "--max-steps",
+            "1",
+            "--init-vgg16",
+            str(vgg),
+            *TINY,
+        ]
+    )
     if code != 0:
         pytest.skip("this generator's trunk does not load from a torchvision-style state dict here")
     vgg.unlink()

@@ -25,8 +25,18 @@ def setup(tmp_path_factory):
 
 
 def _trainer(folder) -> Trainer:
-    config = TrainConfig(data=str(folder), out=str(folder / "out"), preset="chromagan", teacher=str(folder / "vgg.pth"),
-                         width=0.125, image_size=32, batch_size=2, num_workers=0, sample_every=0, device="cpu")
+    config = TrainConfig(
+        data=str(folder),
+        out=str(folder / "out"),
+        preset="chromagan",
+        teacher=str(folder / "vgg.pth"),
+        width=0.125,
+        image_size=32,
+        batch_size=2,
+        num_workers=0,
+        sample_every=0,
+        device="cpu",
+    )
     return Trainer(config, distributed.setup("cpu"))
 
 
@@ -38,18 +48,37 @@ def test_timed_step_names_every_phase_and_equals_an_untimed_step(setup):
     expected = plain.train_step(L, ab)
     got = timed.train_step(L, ab)
     assert got == expected  # timing changes nothing, bit for bit
-    assert set(expected) == {"mse", "kl", "adversarial", "loss_g", "disc_real", "disc_fake", "disc_gp", "loss_d"}
+    assert set(expected) == {
+        "mse",
+        "kl",
+        "adversarial",
+        "loss_g",
+        "disc_real",
+        "disc_fake",
+        "disc_gp",
+        "loss_d",
+    }
     phases = timed.timer.per_step(1)
     assert list(phases) == [
-        "generator forward", "teacher forward + KL", "critic on fake", "finite check", "generator backward",
-        "generator update", "fake for critic", "critic forward + GP", "critic backward", "critic update",
+        "generator forward",
+        "teacher forward + KL",
+        "critic on fake",
+        "finite check",
+        "generator backward",
+        "generator update",
+        "fake for critic",
+        "critic forward + GP",
+        "critic backward",
+        "critic update",
         "losses to host",
     ]
     assert all(s > 0 for s in phases.values())
     assert timed.timer.calls["critic update"] == 1
     timed.train_step(L, ab)
     assert timed.timer.calls["generator forward"] == 2
-    assert timed.timer.per_step(2)["generator forward"] == pytest.approx(timed.timer.seconds["generator forward"] / 2)
+    assert timed.timer.per_step(2)["generator forward"] == pytest.approx(
+        timed.timer.seconds["generator forward"] / 2
+    )
     timed.timer.reset()
     assert timed.timer.seconds == {} and timed.timer.calls == {}
     with pytest.raises(ValueError, match="steps must be >= 1"):

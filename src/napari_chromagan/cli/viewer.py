@@ -34,7 +34,8 @@ def register_napari(subparsers: Any) -> argparse.ArgumentParser:
         "--no-run", dest="colorize", action="store_false", help="open without colourising"
     )
     p.add_argument(
-        "--screenshot", metavar="PNG",
+        "--screenshot",
+        metavar="PNG",
         help="save a screenshot of the window once done, then exit (on a machine without a display, "
         "napari runs on a virtual one: Xvfb)",
     )
@@ -59,7 +60,9 @@ def _virtual_display() -> Iterator[str]:
     read, write = os.pipe()
     server = subprocess.Popen(
         [xvfb, "-displayfd", str(write), "-screen", "0", "1920x1200x24", "-nolisten", "tcp"],
-        pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        pass_fds=(write,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     os.close(write)
     try:
@@ -97,8 +100,10 @@ def run_napari(args: argparse.Namespace) -> int:
             "or run on a machine with a desktop"
         )
     with _virtual_display() as display:
-        print(f"napari-chromagan: no display, so napari runs on a virtual one (Xvfb {display})",
-              file=sys.stderr)
+        print(
+            f"napari-chromagan: no display, so napari runs on a virtual one (Xvfb {display})",
+            file=sys.stderr,
+        )
         return _open(args)
 
 

@@ -41,7 +41,9 @@ def run_import_weights(args: argparse.Namespace) -> int:
 
     target = Path(args.output).expanduser() if args.output else user_weights_dir() / CHECKPOINT_NAME
     if target.is_file() and not args.overwrite:
-        raise _UsageError(f"{target} already exists; pass --overwrite to replace it, or -o to write elsewhere")
+        raise _UsageError(
+            f"{target} already exists; pass --overwrite to replace it, or -o to write elsewhere"
+        )
     try:
         written = import_keras_weights_to_checkpoint(args.h5, target, overwrite=args.overwrite)
     except ImportError as exc:
