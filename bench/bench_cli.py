@@ -227,8 +227,14 @@ def main(argv: list[str] | None = None) -> int:
                 extract_baseline(args.baseline_ref, tmp_path / "baseline"),
                 (),
             ),
-            "pipeline (--batch-size 8)": (ROOT / "src", ()),
-            "pipeline --batch-size 1": (ROOT / "src", ("--batch-size", "1")),
+            # what a user gets: precision "auto" is bf16 on CPUs with native bf16 (issue 16)
+            "pipeline (defaults)": (ROOT / "src", ()),
+            # like for like with the baseline, whose "auto" was float32 on every CPU
+            "pipeline --precision fp32": (ROOT / "src", ("--precision", "fp32")),
+            "pipeline --batch-size 1 --precision fp32": (
+                ROOT / "src",
+                ("--batch-size", "1", "--precision", "fp32"),
+            ),
         }
         outs = {name: tmp_path / f"out{i}" for i, name in enumerate(cases)}
 

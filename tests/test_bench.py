@@ -236,15 +236,16 @@ def test_cli_benchmark_runs_the_old_cli_beside_the_pipeline_and_compares_pixels(
     cases = [row["case"] for row in result["rows"]]
     assert cases == [
         f"baseline CLI ({BASELINE_REF})",
-        "pipeline (--batch-size 8)",
-        "pipeline --batch-size 1",
+        "pipeline (defaults)",
+        "pipeline --precision fp32",
+        "pipeline --batch-size 1 --precision fp32",
     ]
     assert all(row["median s"] > 0 for row in result["rows"])
     pixels = result["pixels_vs_baseline"]
     # one file per network call: every pixel of every file as the old CLI wrote it
-    single = pixels["pipeline --batch-size 1"]
+    single = pixels["pipeline --batch-size 1 --precision fp32"]
     assert single["files"] == 12 and single["values"] > 0 and single["identical"] is True
     # packed: the network's last bits differ with the batch, never by more than one level
-    packed = pixels["pipeline (--batch-size 8)"]
+    packed = pixels["pipeline --precision fp32"]
     assert packed["files"] == 12 and packed["max_abs_diff"] <= 1
     assert packed["values_differing"] <= 1e-3 * packed["values"]
