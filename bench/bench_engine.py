@@ -12,8 +12,9 @@ Every case runs the *same* generator weights:
   ``torch.no_grad()`` with its default arguments (class head included), as a user who just calls
   ``ab, probs = generator(x)`` would; nothing else is timed. Run at batch 1 and at the engine's
   batch size.
-* **engine**: :class:`napari_chromagan.Colorizer` on the CPU (channels_last weights,
-  ``torch.inference_mode``); ``predict`` alone, ``colorize`` end to end on a (planes, 224, 224)
+* **engine**: :class:`napari_chromagan.Colorizer` on the CPU in float32 (channels_last weights,
+  ``torch.inference_mode``; bf16, the default on CPUs with native bf16, is timed by
+  ``bench_precision.py``); ``predict`` alone, ``colorize`` end to end on a (planes, 224, 224)
   uint8 stack (normalisation, resizing, network, full-resolution Lab -> uint8 RGB), and
   ``colorize`` end to end on one 2048x2048 uint16 image (percentile normalisation, antialiased
   downsizing, network, bilinear chroma upsampling, gamut fitting, uint8 RGB).
@@ -159,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     # The baseline gets its own copy in PyTorch's default layout: Colorizer converts the module it
     # is given to channels_last in place.
     baseline = copy.deepcopy(generator).eval()
-    engine = Colorizer(generator, device="cpu")
+    # float32, like the baseline: what bf16 adds is bench_precision.py's measurement
+    engine = Colorizer(generator, device="cpu", precision="fp32")
     build_s = time.perf_counter() - t0
     same_weights = all(
         torch.equal(a, b)

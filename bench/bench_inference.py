@@ -230,7 +230,9 @@ def bench_throughput(args: argparse.Namespace) -> tuple[list[dict[str, Any]], di
     generator = Generator(config).eval()
     # The baseline keeps its own copy in PyTorch's default layout (Colorizer converts in place).
     baseline = copy.deepcopy(generator).eval().to(device)
-    engine = Colorizer(generator, device=device)
+    # float32, like the eager baseline, so that the colours can be compared: bf16 (precision
+    # "auto" on CUDA and on CPUs with native bf16) is bench_precision.py's measurement
+    engine = Colorizer(generator, device=device, precision="fp32")
     same_weights = all(
         torch.equal(a.cpu(), b.cpu())
         for a, b in zip(

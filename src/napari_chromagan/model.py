@@ -305,7 +305,9 @@ class Generator(nn.Module):
         if not with_class:
             return ab, None
         class_out = self.class_head(global_in)
-        return ab, class_out if logits else torch.softmax(class_out, dim=1)
+        # the softmax in float32 even under bf16 autocast: in bf16 the 1000 probabilities summed
+        # to 0.9995 instead of 1 (class_out itself is float32 outside autocast, so no change there)
+        return ab, class_out if logits else torch.softmax(class_out.float(), dim=1)
 
 
 def load_efficientnet_trunk(generator: Generator, state: Mapping[str, torch.Tensor]) -> None:
