@@ -7,15 +7,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import make_generator
 
 from napari_chromagan import __version__
 from napari_chromagan._writer import write_colorized_image
 from napari_chromagan.blend import BlendParams
 from napari_chromagan.checkpoint import save_checkpoint
+from napari_chromagan.device import auto_uses_bf16
 from napari_chromagan.errors import UnsupportedImageError
 from napari_chromagan.layer_result import METADATA_KEY, get_layer_result
 from napari_chromagan.provenance import read_provenance
+
+# what precision="auto" runs on this machine's CPU: bf16 where it is native (issue 16)
+AUTO_ON_CPU = "bf16" if auto_uses_bf16(torch.device("cpu")) else "fp32"
 
 napari = pytest.importorskip("napari")
 
@@ -47,7 +52,7 @@ def test_a_colourised_layer_holds_the_record(colourised, weights):
     assert record == result.provenance
     assert record["software"] == "napari-chromagan" and record["version"] == __version__
     assert record["weights_name"] == "tiny.pt" and record["weights_sha256"] == _sha256(weights)
-    assert record["precision"] == "fp32" and record["device"] == "cpu"
+    assert record["precision"] == AUTO_ON_CPU and record["device"] == "cpu"
     # the normalisation the engine used on this layer's data, as the layer result has it
     assert record["normalization"] == result.normalization
     assert record["normalization"]["mode"] == "percentile"

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+import torch
 from conftest import make_generator
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
@@ -19,6 +20,10 @@ from napari_chromagan import __version__, imageio, provenance
 from napari_chromagan.checkpoint import save_checkpoint
 from napari_chromagan.cli import main
 from napari_chromagan.colorize import Colorizer
+from napari_chromagan.device import auto_uses_bf16
+
+# what precision="auto" runs on this machine's CPU: bf16 where it is native (issue 16)
+AUTO_ON_CPU = "bf16" if auto_uses_bf16(torch.device("cpu")) else "fp32"
 
 H, W = 40, 56
 DTYPE_NORM = {"mode": "dtype", "low": 0.0, "high": 255.0, "percentiles": None}
@@ -95,7 +100,7 @@ def test_record_for_takes_the_precision_the_network_ran_in(tiny_generator):
         weights = None
         device = "cpu"
 
-    fp32 = provenance.record_for(Colorizer(tiny_generator, "cpu"), Result())
+    fp32 = provenance.record_for(Colorizer(tiny_generator, "cpu", precision="fp32"), Result())
     bf16 = provenance.record_for(Colorizer(tiny_generator, "cpu", precision="bf16"), Result())
     assert (fp32["precision"], bf16["precision"]) == ("fp32", "bf16")
     assert fp32["normalization"] == {
@@ -244,7 +249,7 @@ def test_colorize_outputs_carry_the_record_and_info_reads_it(tmp_path, capsys, w
     for record in records.values():
         assert record["software"] == "napari-chromagan" and record["version"] == __version__
         assert record["weights_name"] == "w.pt" and record["weights_sha256"] == _sha256(weights)
-        assert record["precision"] == "fp32" and record["device"] == "cpu"
+        assert record["precision"] == AUTO_ON_CPU and record["device"] == "cpu"
         assert "hints" not in record and _now_ish(record["date"])
     # each file's own normalisation: 8-bit by its dtype range, 16-bit by its percentiles
     assert records[f"gray8_colorized{ext}"]["normalization"] == DTYPE_NORM
@@ -258,7 +263,7 @@ def test_colorize_outputs_carry_the_record_and_info_reads_it(tmp_path, capsys, w
     assert main(["info", str(target)]) == 0
     shown = capsys.readouterr().out
     assert f"napari-chromagan {__version__}" in shown and _sha256(weights) in shown
-    assert "normalisation: dtype (values 0 to 255)" in shown and "precision: fp32 on cpu" in shown
+    assert "normalisation: dtype (values 0 to 255)" in shown and f"precision: {AUTO_ON_CPU} on cpu" in shown
     assert main(["info", "--json", *map(str, written)]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert {Path(d["file"]).name: d["provenance"] for d in lines} == records
