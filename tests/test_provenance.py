@@ -263,7 +263,10 @@ def test_colorize_outputs_carry_the_record_and_info_reads_it(tmp_path, capsys, w
     assert main(["info", str(target)]) == 0
     shown = capsys.readouterr().out
     assert f"napari-chromagan {__version__}" in shown and _sha256(weights) in shown
-    assert "normalisation: dtype (values 0 to 255)" in shown and f"precision: {AUTO_ON_CPU} on cpu" in shown
+    assert (
+        "normalisation: dtype (values 0 to 255)" in shown
+        and f"precision: {AUTO_ON_CPU} on cpu" in shown
+    )
     assert main(["info", "--json", *map(str, written)]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert {Path(d["file"]).name: d["provenance"] for d in lines} == records
