@@ -426,7 +426,10 @@ def evaluate(
     if isinstance(weights, Colorizer):
         colorizer = weights
     else:
-        colorizer = Colorizer.from_checkpoint(weights, device)
+        # float32: the protocol measures the weights, whatever precision the engine would
+        # pick by default on this device (bf16 on CPUs with native bf16); validation during
+        # training scores in float32 too, so the two agree
+        colorizer = Colorizer.from_checkpoint(weights, device, precision="fp32")
     if size is None:
         size = colorizer.config.image_size
     elif size < 16:

@@ -162,6 +162,18 @@ class SameConv2d(nn.Conv2d):
         return F.conv2d(F.pad(x, (left, right, top, bottom)), self.weight, self.bias, self.stride)
 
 
+class Float32Sigmoid(nn.Module):
+    """The output sigmoid, always in float32 (no parameters, so checkpoints are unaffected).
+
+    Under bf16 autocast the sigmoid's output steps by 1/256 near 0.5, about one Lab unit of a*
+    and b*: a model predicting no chroma gave a* = b* = -1 instead of 0. The logits may be bf16;
+    the sigmoid of them is taken in float32.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.sigmoid(x.float())
+
+
 class ConvReLUBN(nn.Sequential):
     """Conv -> ReLU -> BatchNorm, the authors' order (normalisation after the activation)."""
 
@@ -246,7 +258,7 @@ class Generator(nn.Module):
             nn.Upsample(scale_factor=2, mode="nearest"),
             *_conv_relu(c(64), c(32)),
             nn.Conv2d(c(32), 2, 3, padding=1),
-            nn.Sigmoid(),
+            Float32Sigmoid(),
             nn.Upsample(scale_factor=2, mode="nearest"),
         )
         self.reset_parameters()

@@ -210,7 +210,7 @@ def test_limit_and_batching(dataset, weights):
 
 
 def test_a_model_without_chroma_scores_exactly_the_floor(dataset):
-    colorizer = Colorizer(_zero_chroma_generator(), "cpu")
+    colorizer = Colorizer(_zero_chroma_generator(), "cpu", precision="fp32")
     ab, _ = colorizer.predict(torch.rand(2, 1, S, S), with_class=False)
     assert torch.count_nonzero(ab) == 0
     m = evaluate(colorizer, dataset, progress=False)["metrics"]
@@ -311,7 +311,7 @@ def test_format_table():
 
 @pytest.mark.skipif(not KODAK.is_dir(), reason=f"Kodak24 not found at {KODAK} (shared dev data)")
 def test_kodak_floor_is_plausible_and_reproduced_by_a_zero_chroma_model(tmp_path):
-    colorizer = Colorizer(_zero_chroma_generator(), "cpu")
+    colorizer = Colorizer(_zero_chroma_generator(), "cpu", precision="fp32")
     evaluate(colorizer, KODAK, out=tmp_path, limit=4, progress=False)
     rows = _rows(tmp_path)
     assert [r["file"] for r in rows] == ["kodim01.png", "kodim02.png", "kodim03.png", "kodim04.png"]
@@ -330,7 +330,7 @@ def test_protocol_size_other_than_the_networks(dataset, weights):
     summary = evaluate(weights, dataset, device="cpu", size=96, progress=False)
     assert summary["image_size"] == 96 and summary["network_size"] == 64
     assert {"psnr_96", "ssim_96"} <= set(summary["metrics"])
-    zero = Colorizer(_zero_chroma_generator(), "cpu")
+    zero = Colorizer(_zero_chroma_generator(), "cpu", precision="fp32")
     flat = evaluate(zero, dataset, size=96, progress=False)["metrics"]["psnr_96"]
     assert flat["model"] == pytest.approx(flat["floor"], abs=1e-9)
     assert flat["floor"] == pytest.approx(summary["metrics"]["psnr_96"]["floor"], abs=1e-9)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from napari_chromagan.cli._common import _finite_float, non_negative_int, positive_int
+from napari_chromagan.cli._common import finite_float, non_negative_int, positive_int
 
 FORMATS = ("png", "jpeg", "jpg", "tiff", "tif", "webp")
 
@@ -131,7 +131,7 @@ def _add_input_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--range",
         nargs=2,
-        type=_finite_float,
+        type=finite_float,
         metavar=("LOW", "HIGH"),
         dest="value_range",
         help="intensity range mapped to black..white (implies --normalization manual)",

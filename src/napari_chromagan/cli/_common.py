@@ -50,7 +50,7 @@ def _list_paths(paths: Sequence[Path]) -> str:
     return f"{shown} and {more} more" if more > 0 else shown
 
 
-def _finite_float(text: str) -> float:
+def finite_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
