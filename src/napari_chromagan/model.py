@@ -170,7 +170,7 @@ class Float32Sigmoid(nn.Module):
     the sigmoid of them is taken in float32.
     """
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(x.float())
 
 
