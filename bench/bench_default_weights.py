@@ -34,6 +34,19 @@ def main(argv: list[str] | None = None) -> int:
         "--weights", type=Path, default=packaged_weights(), help="default: the packaged weights"
     )
     parser.add_argument("--baseline", type=Path, required=True, help="the weights to compare with")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16"),
+        help="the default weights' precision (default: auto, as users get)",
+    )
+    parser.add_argument(
+        "--baseline-precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16"),
+        help="the baseline's precision ('fp32': what 'auto' was on every CPU before "
+        "bf16 became the default on CPUs with native bf16)",
+    )
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
@@ -50,8 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     plane = np.kron(small, np.ones((8, 8), np.uint8))
     stack = np.stack([np.roll(plane, i, axis=1) for i in range(16)])
     engines = {
-        name: Colorizer.from_checkpoint(path, device="cpu")
-        for name, path in (("default", args.weights), ("baseline", args.baseline))
+        name: Colorizer.from_checkpoint(path, device="cpu", precision=precision)
+        for name, path, precision in (
+            ("default", args.weights, args.precision),
+            ("baseline", args.baseline, args.baseline_precision),
+        )
     }
     cases = {}
     for name, engine in engines.items():
@@ -89,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         "weights": {
             name: {"path": str(p), "config": engines[name].generator.config.to_dict()}
             for name, p in (("default", args.weights), ("baseline", args.baseline))
+        },
+        "precision": {
+            "default": args.precision,
+            "baseline": args.baseline_precision,
+            "autocast": {n: str(e.autocast_dtype) for n, e in engines.items()},
         },
         "repeats": args.repeats,
         "results": results,
