@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .progress import CancelEvent, Progress, check_cancel, run_events
-from .render import PlaneRenderer, prepare_gamut_table, render_srgb
+from .render import PlaneRenderer, as_indexable, prepare_gamut_table, render_srgb
 
 __all__ = [  # PlaneRenderer and prepare_gamut_table live in .render (here for older scripts)
     "BlendParams",
@@ -57,12 +57,6 @@ _STRIP_PIXELS = 1 << 21  # pixels per block of rows in smooth_ab's float16 -> fl
 class _LayerResultLike(Protocol):
     L: Any
     ab: np.ndarray
-
-
-def _array_like(x: Any) -> Any:
-    """``x`` itself when it has a shape and can be indexed (an ndarray, or the packed L* of a
-    :class:`~napari_chromagan.layer_result.LayerResult`, decoded plane by plane), else an array."""
-    return x if hasattr(x, "shape") and hasattr(x, "__getitem__") else np.asarray(x)
 
 
 @dataclass(frozen=True)
@@ -373,7 +367,7 @@ def iter_apply_to_stack(
     it is created when None. When ``cancel`` is set, stops before the next plane and raises
     :class:`~napari_chromagan.errors.Cancelled`.
     """
-    L, ab = _array_like(L), _array_like(ab)
+    L, ab = as_indexable(L), as_indexable(ab)
     if ab.shape != (*L.shape, 2) or L.ndim < 2:
         raise ValueError(
             f"expected L (*stack, H, W) and ab (*stack, H, W, 2), got {L.shape} and {ab.shape}"

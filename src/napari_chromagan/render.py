@@ -36,7 +36,7 @@ core (``tests/test_blend.py``'s perf test).
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -264,6 +264,12 @@ class PlaneRenderer:
         return fitted
 
 
+def as_indexable(x: Any) -> Any:
+    """``x`` itself when it has a shape and can be indexed (an ndarray, or the packed L* of a
+    :class:`~napari_chromagan.layer_result.LayerResult`, decoded on indexing), else an array."""
+    return x if hasattr(x, "shape") and hasattr(x, "__getitem__") else np.asarray(x)
+
+
 def render_srgb(
     L: np.ndarray,
     ab: np.ndarray,
@@ -277,8 +283,7 @@ def render_srgb(
     ``L`` may also be any indexable with a shape that decodes on indexing (the packed L* of a
     :class:`~napari_chromagan.layer_result.LayerResult`): only one strip is decoded at a time.
     """
-    L = L if hasattr(L, "shape") and hasattr(L, "__getitem__") else np.asarray(L)
-    ab = ab if hasattr(ab, "shape") and hasattr(ab, "__getitem__") else np.asarray(ab)
+    L, ab = as_indexable(L), as_indexable(ab)
     if ab.shape != (*L.shape, 2):
         raise ValueError(
             f"ab has shape {ab.shape}; expected {(*L.shape, 2)} for L of shape {L.shape}"
