@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from napari_chromagan.device import auto_uses_bf16
 from napari_chromagan.model import Generator, ModelConfig
 
 TINY = ModelConfig(width=0.125, image_size=64)
+# what precision="auto" runs on this machine's CPU: bf16 where it is native (issue 16)
+AUTO_ON_CPU = "bf16" if auto_uses_bf16(torch.device("cpu")) else "fp32"
 
 
 def make_generator(config: ModelConfig = TINY, seed: int = 0) -> Generator:

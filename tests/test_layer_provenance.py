@@ -7,20 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from conftest import make_generator
+from conftest import AUTO_ON_CPU, make_generator
 
 from napari_chromagan import __version__
 from napari_chromagan._writer import write_colorized_image
 from napari_chromagan.blend import BlendParams
 from napari_chromagan.checkpoint import save_checkpoint
-from napari_chromagan.device import auto_uses_bf16
 from napari_chromagan.errors import UnsupportedImageError
 from napari_chromagan.layer_result import METADATA_KEY, get_layer_result
 from napari_chromagan.provenance import read_provenance
-
-# what precision="auto" runs on this machine's CPU: bf16 where it is native (issue 16)
-AUTO_ON_CPU = "bf16" if auto_uses_bf16(torch.device("cpu")) else "fp32"
 
 napari = pytest.importorskip("napari")
 

@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-import torch
-from conftest import make_generator
+from conftest import AUTO_ON_CPU, make_generator
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
@@ -20,10 +19,6 @@ from napari_chromagan import __version__, imageio, provenance
 from napari_chromagan.checkpoint import save_checkpoint
 from napari_chromagan.cli import main
 from napari_chromagan.colorize import Colorizer
-from napari_chromagan.device import auto_uses_bf16
-
-# what precision="auto" runs on this machine's CPU: bf16 where it is native (issue 16)
-AUTO_ON_CPU = "bf16" if auto_uses_bf16(torch.device("cpu")) else "fp32"
 
 H, W = 40, 56
 DTYPE_NORM = {"mode": "dtype", "low": 0.0, "high": 255.0, "percentiles": None}
