@@ -16,16 +16,24 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "baseline_checks",
+    "fill_defaults",
     "foreign_cpu_seconds",
     "host_tag",
+    "loadavg",
     "machine_info",
+    "max_ab_diff",
     "peak_rss_kib",
     "peak_rss_reset",
     "print_table",
+    "quiet_rounds",
+    "quiet_samples",
+    "results_path",
     "rss_kib",
     "timeit",
     "timeit_interleaved",
     "write_json_atomic",
+    "write_result_in",
 ]
 
 
@@ -67,6 +75,99 @@ def machine_info() -> dict[str, Any]:
         "mkldnn": bool(torch.backends.mkldnn.is_available()),
         "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
+
+
+def loadavg() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages, or None where the platform has none."""
+    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+
+
+def fill_defaults(args: Any, defaults: Mapping[str, Any]) -> None:
+    """Set each attribute of ``args`` named in ``defaults`` that is still None to its default."""
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+
+
+def results_path(prefix: str, quick: bool = False) -> Path:
+    """``bench/results/<prefix>-<host>-<YYYYMMDD>[-quick].json``: where a run's JSON goes."""
+    stamp = _dt.date.today().strftime("%Y%m%d")
+    suffix = "-quick" if quick else ""
+    return (
+        Path(__file__).resolve().parent / "results" / f"{prefix}-{host_tag()}-{stamp}{suffix}.json"
+    )
+
+
+def write_result_in(folder: Path, prefix: str, payload: Mapping[str, Any]) -> Path:
+    """Write ``payload`` to ``folder/<prefix>-<YYYYMMDD>-<host>.json``, dated by its machine info.
+
+    ``payload["machine"]`` is :func:`machine_info`'s dict; prints and returns the path.
+    """
+    path = folder / f"{prefix}-{payload['machine']['date'][:10].replace('-', '')}-{host_tag()}.json"
+    write_json_atomic(path, payload)
+    print(f"wrote {path}")
+    return path
+
+
+def baseline_checks(baseline: Any, engine: Any) -> tuple[bool, bool]:
+    """Whether the eager ``baseline`` module holds the engine's weights, in contiguous NCHW layout.
+
+    Returns ``(same_weights, contiguous)``; raises RuntimeError unless both hold, since every
+    ratio against the baseline assumes them.
+    """
+    import torch
+
+    same_weights = all(
+        torch.equal(a.cpu(), b.cpu())
+        for a, b in zip(
+            baseline.state_dict().values(), engine.generator.state_dict().values(), strict=True
+        )
+    )
+    contiguous = all(p.is_contiguous() for p in baseline.parameters())
+    if not (same_weights and contiguous):
+        raise RuntimeError("the baseline must be the same weights in contiguous NCHW layout")
+    return same_weights, contiguous
+
+
+def max_ab_diff(baseline: Any, engine: Any, x: Any) -> float:
+    """Same weights, same answer: the largest |a*b*| difference, engine against the eager
+    baseline on the network input ``x`` (Lab units)."""
+    import torch
+
+    with torch.no_grad():
+        ab_base, _ = baseline(x)
+    ab_engine, _ = engine.predict(x, with_class=False)
+    return float((ab_base.float() * 255.0 - 128.0 - ab_engine).abs().max())
+
+
+def quiet_samples(
+    samples: Sequence[float], foreign: Sequence[float | None], limit: float
+) -> tuple[list[float], str]:
+    """The samples taken while other processes used at most ``limit`` of the cores, or all of
+    them when none was; and "quiet/total" for the record.
+
+    Setting loaded samples aside matters on a 2-core machine shared with test runs, which is
+    otherwise measuring the neighbours.
+    """
+    quiet = [t for t, f in zip(samples, foreign, strict=True) if f is not None and f <= limit]
+    return quiet or list(samples), f"{len(quiet)}/{len(samples)}"
+
+
+def quiet_rounds(
+    foreign: Mapping[str, Sequence[float | None]], max_foreign: float
+) -> tuple[list[int], str]:
+    """Rounds in which every case ran while other processes were quiet; all rounds if none were.
+
+    Choosing whole rounds keeps the cases comparable: a quiet sample of one case is never set
+    against a loaded sample of another. Also returns "quiet/total" for the record.
+    """
+    n = len(next(iter(foreign.values())))
+    quiet = [
+        i
+        for i in range(n)
+        if all(f[i] is not None and f[i] <= max_foreign for f in foreign.values())
+    ]
+    return quiet or list(range(n)), f"{len(quiet)}/{n}"
 
 
 def foreign_cpu_seconds() -> float | None:
