@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime as dt
 import inspect
 import math
 import os
@@ -51,9 +50,14 @@ except ImportError:  # run without PYTHONPATH=src from a source checkout
     sys.path.insert(0, str(HERE.parent / "src"))
 
 from _common import (  # noqa: E402
-    host_tag,
+    baseline_checks,
+    fill_defaults,
+    loadavg,
     machine_info,
+    max_ab_diff,
     print_table,
+    quiet_samples,
+    results_path,
     timeit_interleaved,
     write_json_atomic,
 )
@@ -109,9 +113,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     quick = {"width": 0.25, "planes": 8, "repeats": 2, "warmup": 1}
     full = {"width": 1.0, "planes": 16, "repeats": 7, "warmup": 1}
-    for key, value in (quick if args.quick else full).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    fill_defaults(args, quick if args.quick else full)
     if args.batch_size is None:
         args.batch_size = inspect.signature(Colorizer.colorize).parameters["batch_size"].default
     if (
@@ -123,12 +125,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ):
         p.error("--planes, --repeats, --batch-size and --big must be >= 1, --warmup >= 0")
     return args
-
-
-def default_out(quick: bool) -> Path:
-    stamp = dt.date.today().strftime("%Y%m%d")
-    suffix = "-quick" if quick else ""
-    return HERE / "results" / f"engine-cpu-{host_tag()}-{stamp}{suffix}.json"
 
 
 def synthetic_planes(
@@ -144,48 +140,31 @@ def synthetic_planes(
     return (np.clip(out, 0, 1) * high).astype(dtype)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
-    info_start = machine_info()
-    torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
-
-    config = ModelConfig(width=args.width)
-    S = config.image_size
-    bs = args.batch_size
-    planes = args.planes
+def build_models(args: argparse.Namespace) -> tuple[Any, Colorizer, float]:
+    """The eager baseline and the engine on the same seeded weights, and the seconds to build them."""
     t0 = time.perf_counter()
-    generator = Generator(config).eval()
+    generator = Generator(ModelConfig(width=args.width)).eval()
     # The baseline gets its own copy in PyTorch's default layout: Colorizer converts the module it
     # is given to channels_last in place.
     baseline = copy.deepcopy(generator).eval()
     # float32, like the baseline: what bf16 adds is bench_precision.py's measurement
     engine = Colorizer(generator, device="cpu", precision="fp32")
-    build_s = time.perf_counter() - t0
-    same_weights = all(
-        torch.equal(a, b)
-        for a, b in zip(
-            baseline.state_dict().values(), engine.generator.state_dict().values(), strict=True
-        )
-    )
-    baseline_contiguous = all(p.is_contiguous() for p in baseline.parameters())
-    if not (same_weights and baseline_contiguous):
-        raise RuntimeError("the baseline must be the same weights in contiguous NCHW layout")
+    return baseline, engine, time.perf_counter() - t0
 
+
+def make_cases(
+    args: argparse.Namespace, baseline: Any, engine: Colorizer, rng: np.random.Generator
+) -> tuple[dict[str, tuple[Any, int, str]], float]:
+    """The timed cases, ``name: (fn, planes per sample, description)``, in the table's order,
+    and the largest a*b* difference of the engine against the baseline (Lab units)."""
+    S = engine.generator.config.image_size
+    bs, planes = args.batch_size, args.planes
     x1 = torch.rand(1, 1, S, S)
     xb = torch.rand(bs, 1, S, S)
     stack = synthetic_planes(rng, planes, S, np.uint8, 255)
     big = synthetic_planes(rng, 1, args.big, np.uint16, 65535)[0]
-
-    # Same weights, same answer: the engine's ab against the baseline's (Lab units).
-    with torch.no_grad():
-        ab_base, _ = baseline(xb)
-    ab_engine, _ = engine.predict(xb, with_class=False)
-    max_ab_diff = float((ab_base * 255.0 - 128.0 - ab_engine).abs().max())
-
-    calls_bs1 = planes
-    calls_bs = math.ceil(planes / bs)
+    ab_diff = max_ab_diff(baseline, engine, xb)
+    calls_bs1, calls_bs = planes, math.ceil(planes / bs)
 
     def eager_bs1() -> None:
         with torch.no_grad():
@@ -210,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     def colorize_big() -> None:
         engine.colorize(big, batch_size=bs, with_class=False)
 
-    cases: dict[str, tuple[Any, int, str]] = {
-        # name: (fn, planes per sample, description)
+    stack_case = f"engine.colorize ({planes},{S},{S}) u8"
+    cases = {
         "eager fp32 NCHW bs1 (+class head)": (
             eager_bs1,
             calls_bs1,
@@ -224,49 +203,28 @@ def main(argv: list[str] | None = None) -> int:
         ),
         f"engine.predict bs{bs} with_class=False": (predict(False), calls_bs * bs, "network only"),
         f"engine.predict bs{bs} with_class=True": (predict(True), calls_bs * bs, "network only"),
-        f"engine.colorize ({planes},{S},{S}) u8 with_class=False": (
-            colorize_stack(False),
-            planes,
-            "end to end",
-        ),
-        f"engine.colorize ({planes},{S},{S}) u8 with_class=True": (
-            colorize_stack(True),
-            planes,
-            "end to end",
-        ),
+        f"{stack_case} with_class=False": (colorize_stack(False), planes, "end to end"),
+        f"{stack_case} with_class=True": (colorize_stack(True), planes, "end to end"),
         f"engine.colorize {args.big}x{args.big} u16 with_class=False": (
             colorize_big,
             1,
             "end to end, 1 plane",
         ),
     }
-    names = list(cases)
-    key_bs1, key_bs = names[0], names[1]
-    key_accept = names[4]
+    return cases, ab_diff
 
-    print(
-        f"napari-chromagan engine benchmark: width {args.width}, {S}x{S}, {planes} planes/sample, "
-        f"batch {bs}, {args.warmup} warm-up + {args.repeats} timed rounds, "
-        f"{torch.get_num_threads()} torch threads; model built in {build_s:.1f} s",
-        flush=True,
-    )
-    t0 = time.perf_counter()
-    samples, foreign = timeit_interleaved(
-        {n: c[0] for n, c in cases.items()}, repeats=args.repeats, warmup=args.warmup
-    )
-    timing_s = time.perf_counter() - t0
 
+def summary_rows(
+    cases: dict[str, tuple[Any, int, str]],
+    samples: dict[str, list[float]],
+    foreign: dict[str, list[float | None]],
+    args: argparse.Namespace,
+) -> list[dict[str, Any]]:
+    """One row per case: its median over the quiet samples, planes/s, and its ratios against
+    the two eager baselines (the first two cases)."""
     rows = []
     for name, (_, n_planes, desc) in cases.items():
-        # Samples during which other processes took more than --max-foreign of the cores are
-        # set aside when at least one quiet sample remains (a 2-core machine shared with test
-        # runs is otherwise measuring the neighbours).
-        quiet = [
-            t
-            for t, f in zip(samples[name], foreign[name], strict=True)
-            if f is not None and f <= args.max_foreign
-        ]
-        used = quiet or samples[name]
+        used, quiet = quiet_samples(samples[name], foreign[name], args.max_foreign)
         med = statistics.median(used)
         rows.append(
             {
@@ -278,44 +236,97 @@ def main(argv: list[str] | None = None) -> int:
                 "max_s": max(samples[name]),
                 "samples_s": samples[name],
                 "foreign_load": foreign[name],
-                "quiet": f"{len(quiet)}/{len(samples[name])}",
+                "quiet": quiet,
                 "planes/s": n_planes / med,
                 "ms/plane": 1000.0 * med / n_planes,
             }
         )
-    by_name = {r["case"]: r for r in rows}
+    eager_bs1, eager_bs = rows[0], rows[1]
     for r in rows:
-        r["x vs eager bs1"] = r["planes/s"] / by_name[key_bs1]["planes/s"]
-        r[f"x vs eager bs{bs}"] = r["planes/s"] / by_name[key_bs]["planes/s"]
+        r["x vs eager bs1"] = r["planes/s"] / eager_bs1["planes/s"]
+        r[f"x vs eager bs{args.batch_size}"] = r["planes/s"] / eager_bs["planes/s"]
+    return rows
 
-    ratio = by_name[key_accept]["x vs eager bs1"]
-    passed = ratio >= ACCEPTANCE_RATIO
-    info_end_load = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+
+def settings_record(args: argparse.Namespace, image_size: int) -> dict[str, Any]:
+    return {
+        "width": args.width,
+        "image_size": image_size,
+        "planes_per_sample": args.planes,
+        "batch_size": args.batch_size,
+        "big_side": args.big,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "seed": args.seed,
+        "quick": args.quick,
+        "timing": "round-robin over cases, median of repeats (quiet samples when any), "
+        "time.perf_counter",
+        "max_foreign": args.max_foreign,
+    }
+
+
+def print_report(result: dict[str, Any], out: Path, bs: int) -> None:
+    """The warnings, the checks, the acceptance verdict and the table."""
+    rows, checks, acceptance = result["rows"], result["checks"], result["acceptance"]
+    noisy = [r["case"] for r in rows if r["quiet"].startswith("0/")]
+    if noisy:
+        print(
+            f"warning: other processes loaded the CPU during every sample of {len(noisy)} case(s); "
+            "their times (and ratios) are inflated: rerun on an idle machine"
+        )
+    print(
+        f"same weights: {checks['same_weights']}; max |ab engine - ab baseline| = "
+        f"{checks['max_abs_ab_diff_engine_vs_baseline_lab']:.2e} (Lab units)"
+    )
+    print(f"timed in {result['timing_s']:.1f} s; results written to {out}")
+    print(
+        "acceptance: colorize end to end, with_class=False, vs eager fp32 NCHW bs1: "
+        f"{acceptance['ratio']:.2f}x (required >= {ACCEPTANCE_RATIO}x) -> "
+        f"{'PASS' if acceptance['passed'] else 'FAIL'}"
+    )
+    print()
+    print_table(
+        rows, ["case", "planes/s", "ms/plane", "x vs eager bs1", f"x vs eager bs{bs}", "quiet"]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    info_start = machine_info()
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    baseline, engine, build_s = build_models(args)
+    same_weights, baseline_contiguous = baseline_checks(baseline, engine)
+    cases, ab_diff = make_cases(args, baseline, engine, rng)
+    S = engine.generator.config.image_size
+    print(
+        f"napari-chromagan engine benchmark: width {args.width}, {S}x{S}, {args.planes} "
+        f"planes/sample, batch {args.batch_size}, {args.warmup} warm-up + {args.repeats} timed "
+        f"rounds, {torch.get_num_threads()} torch threads; model built in {build_s:.1f} s",
+        flush=True,
+    )
+    t0 = time.perf_counter()
+    samples, foreign = timeit_interleaved(
+        {n: c[0] for n, c in cases.items()}, repeats=args.repeats, warmup=args.warmup
+    )
+    timing_s = time.perf_counter() - t0
+    rows = summary_rows(cases, samples, foreign, args)
+    # the acceptance case: the stack colourised end to end without the class head
+    key_accept, key_bs1 = rows[4]["case"], rows[0]["case"]
+    ratio = rows[4]["x vs eager bs1"]
     result = {
         "benchmark": "engine-cpu",
         "machine": info_start,
-        "loadavg_end": info_end_load,
-        "settings": {
-            "width": args.width,
-            "image_size": S,
-            "planes_per_sample": planes,
-            "batch_size": bs,
-            "big_side": args.big,
-            "repeats": args.repeats,
-            "warmup": args.warmup,
-            "seed": args.seed,
-            "quick": args.quick,
-            "timing": "round-robin over cases, median of repeats (quiet samples when any), "
-            "time.perf_counter",
-            "max_foreign": args.max_foreign,
-        },
+        "loadavg_end": loadavg(),
+        "settings": settings_record(args, S),
         "checks": {
             "same_weights": same_weights,
             "baseline_contiguous_nchw": baseline_contiguous,
             "engine_channels_last": engine.generator.trunk[0].weight.is_contiguous(
                 memory_format=torch.channels_last
             ),
-            "max_abs_ab_diff_engine_vs_baseline_lab": max_ab_diff,
+            "max_abs_ab_diff_engine_vs_baseline_lab": ab_diff,
         },
         "build_s": build_s,
         "timing_s": timing_s,
@@ -324,29 +335,11 @@ def main(argv: list[str] | None = None) -> int:
             "what": f"{key_accept} vs {key_bs1}, planes/s ratio",
             "ratio": ratio,
             "required": ACCEPTANCE_RATIO,
-            "passed": passed,
+            "passed": ratio >= ACCEPTANCE_RATIO,
         },
     }
-    out = write_json_atomic(args.out or default_out(args.quick), result)
-
-    noisy = [r["case"] for r in rows if r["quiet"].startswith("0/")]
-    if noisy:
-        print(
-            f"warning: other processes loaded the CPU during every sample of {len(noisy)} case(s); "
-            "their times (and ratios) are inflated: rerun on an idle machine"
-        )
-    print(
-        f"same weights: {same_weights}; max |ab engine - ab baseline| = {max_ab_diff:.2e} (Lab units)"
-    )
-    print(f"timed in {timing_s:.1f} s; results written to {out}")
-    print(
-        f"acceptance: colorize end to end, with_class=False, vs eager fp32 NCHW bs1: {ratio:.2f}x "
-        f"(required >= {ACCEPTANCE_RATIO}x) -> {'PASS' if passed else 'FAIL'}"
-    )
-    print()
-    print_table(
-        rows, ["case", "planes/s", "ms/plane", "x vs eager bs1", f"x vs eager bs{bs}", "quiet"]
-    )
+    out = write_json_atomic(args.out or results_path("engine-cpu", args.quick), result)
+    print_report(result, out, args.batch_size)
     if args.min_ratio is not None and ratio < args.min_ratio:
         return 1
     return 0
