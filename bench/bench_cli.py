@@ -52,7 +52,14 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from _common import machine_info, print_table, timeit_interleaved, write_json_atomic  # noqa: E402
+from _common import (  # noqa: E402
+    fill_defaults,
+    machine_info,
+    print_table,
+    quiet_rounds,
+    timeit_interleaved,
+    write_json_atomic,
+)
 
 BASELINE_REF = "9dfd677"  # main before the file pipeline (issue 13)
 TARGET_RATIO = 1.5
@@ -105,9 +112,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if args.quick
         else {"images": 200, "side": 256, "repeats": 3, "warmup": 1}
     )
-    for key, value in defaults.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    fill_defaults(args, defaults)
     if min(args.images, args.side, args.repeats, args.threads) < 1 or args.warmup < 0:
         p.error("--images, --side, --repeats and --threads must be >= 1, --warmup >= 0")
     return args
@@ -215,57 +220,67 @@ def compare(reference: Path, other: Path) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
-        tmp_path = Path(tmp)
-        sizes = make_images(tmp_path / "in", args.images, args.side, args.source)
-        (tmp_path / "baseline").mkdir()
-        cases = {
-            f"baseline CLI ({args.baseline_ref})": (
-                extract_baseline(args.baseline_ref, tmp_path / "baseline"),
-                (),
-            ),
-            # what a user gets: precision "auto" is bf16 on CPUs with native bf16 (issue 16)
-            "pipeline (defaults)": (ROOT / "src", ()),
-            # like for like with the baseline, whose "auto" was float32 on every CPU
-            "pipeline --precision fp32": (ROOT / "src", ("--precision", "fp32")),
-            "pipeline --batch-size 1 --precision fp32": (
-                ROOT / "src",
-                ("--batch-size", "1", "--precision", "fp32"),
-            ),
-        }
-        outs = {name: tmp_path / f"out{i}" for i, name in enumerate(cases)}
+def cli_cases(args: argparse.Namespace, tmp_path: Path) -> dict[str, tuple[Path, tuple[str, ...]]]:
+    """The compared CLIs, ``name: (src folder to run, extra options)``, the baseline first."""
+    (tmp_path / "baseline").mkdir()
+    return {
+        f"baseline CLI ({args.baseline_ref})": (
+            extract_baseline(args.baseline_ref, tmp_path / "baseline"),
+            (),
+        ),
+        # what a user gets: precision "auto" is bf16 on CPUs with native bf16 (issue 16)
+        "pipeline (defaults)": (ROOT / "src", ()),
+        # like for like with the baseline, whose "auto" was float32 on every CPU
+        "pipeline --precision fp32": (ROOT / "src", ("--precision", "fp32")),
+        "pipeline --batch-size 1 --precision fp32": (
+            ROOT / "src",
+            ("--batch-size", "1", "--precision", "fp32"),
+        ),
+    }
 
-        cpu: dict[str, list[float]] = {name: [] for name in cases}
 
-        def runner(name: str) -> Any:
-            src, extra = cases[name]
-            return lambda: cpu[name].append(
-                cli_run(src, tmp_path / "in", outs[name], args.weights, args.threads, extra)
-            )
+def time_cases(
+    args: argparse.Namespace, cases: dict[str, tuple[Path, tuple[str, ...]]], tmp_path: Path
+) -> tuple[
+    dict[str, list[float]], dict[str, list[float | None]], dict[str, list[float]], dict[str, Any]
+]:
+    """Every case round-robin on ``tmp_path / "in"``: wall seconds, foreign load and CPU seconds
+    per sample, and the last round's pixels of each case against the baseline's."""
+    outs = {name: tmp_path / f"out{i}" for i, name in enumerate(cases)}
+    cpu: dict[str, list[float]] = {name: [] for name in cases}
 
-        print(
-            f"napari-chromagan CLI benchmark: {args.images} images of ~{args.side}^2 "
-            f"({'from ' + str(args.source) if args.source else 'synthetic'}), OMP_NUM_THREADS={args.threads}, "
-            f"{args.warmup} warm-up + {args.repeats} timed rounds",
-            flush=True,
+    def runner(name: str) -> Any:
+        src, extra = cases[name]
+        return lambda: cpu[name].append(
+            cli_run(src, tmp_path / "in", outs[name], args.weights, args.threads, extra)
         )
-        samples, foreign = timeit_interleaved(
-            {name: runner(name) for name in cases}, repeats=args.repeats, warmup=args.warmup
-        )
-        baseline = next(iter(cases))
-        pixels = {name: compare(outs[baseline], outs[name]) for name in cases if name != baseline}
-    n = len(next(iter(samples.values())))
-    quiet = [
-        i
-        for i in range(n)
-        if all(f[i] is not None and f[i] <= args.max_foreign for f in foreign.values())
-    ]
-    rounds = quiet or list(range(n))
-    median = {name: statistics.median(samples[name][i] for i in rounds) for name in cases}
-    cpu_s = {name: statistics.median(cpu[name][args.warmup + i] for i in rounds) for name in cases}
+
+    print(
+        f"napari-chromagan CLI benchmark: {args.images} images of ~{args.side}^2 "
+        f"({'from ' + str(args.source) if args.source else 'synthetic'}), OMP_NUM_THREADS={args.threads}, "
+        f"{args.warmup} warm-up + {args.repeats} timed rounds",
+        flush=True,
+    )
+    samples, foreign = timeit_interleaved(
+        {name: runner(name) for name in cases}, repeats=args.repeats, warmup=args.warmup
+    )
+    baseline = next(iter(cases))
+    pixels = {name: compare(outs[baseline], outs[name]) for name in cases if name != baseline}
+    return samples, foreign, cpu, pixels
+
+
+def summary_rows(
+    args: argparse.Namespace,
+    samples: dict[str, list[float]],
+    foreign: dict[str, list[float | None]],
+    cpu: dict[str, list[float]],
+) -> tuple[list[dict[str, Any]], str]:
+    """One row per case, medians over the quiet rounds (wall and CPU time, against the baseline,
+    the first case), and "quiet/total" rounds."""
+    rounds, quiet = quiet_rounds(foreign, args.max_foreign)
+    median = {name: statistics.median(samples[name][i] for i in rounds) for name in samples}
+    cpu_s = {name: statistics.median(cpu[name][args.warmup + i] for i in rounds) for name in cpu}
+    baseline = next(iter(samples))
     rows = [
         {
             "case": name,
@@ -275,29 +290,65 @@ def main(argv: list[str] | None = None) -> int:
             "cpu s": cpu_s[name],
             "cpu x vs baseline": cpu_s[baseline] / cpu_s[name],
         }
-        for name in cases
+        for name in samples
     ]
+    return rows, quiet
+
+
+def settings_record(args: argparse.Namespace, sizes: list[tuple[int, int]]) -> dict[str, Any]:
+    return {
+        "images": args.images,
+        "side": args.side,
+        "sizes": sorted({f"{h}x{w}" for h, w in sizes}),
+        "source": str(args.source) if args.source else "synthetic",
+        "weights": str(args.weights),
+        "baseline_ref": args.baseline_ref,
+        "omp_num_threads": args.threads,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "max_foreign": args.max_foreign,
+        "quick": args.quick,
+        "timing": "fresh `python -m napari_chromagan colorize` per sample (imports included), round-robin "
+        "over the cases, median over the rounds in which every case was quiet (all rounds when none was)",
+    }
+
+
+def print_report(result: dict[str, Any], out: Path) -> None:
+    """The table, how the pixels differ from the baseline's, and the target's verdict."""
+    print_table(
+        result["rows"],
+        ["case", "median s", "images/s", "x vs baseline", "cpu s", "cpu x vs baseline"],
+    )
+    for name, check in result["pixels_vs_baseline"].items():
+        print(
+            f"{name} vs baseline: {check['files_differing']} of {check['files']} files differ, "
+            f"{check['values_differing']} of {check['values']} values, max |diff| {check['max_abs_diff']}"
+        )
+    if result["quiet_rounds"].startswith("0/"):
+        print("warning: other processes loaded the CPU in every round; the times are inflated")
+    ratio = result["target"]["ratio"]
+    print(
+        f"target: {ratio:.2f}x (>= {TARGET_RATIO}) -> {'PASS' if ratio >= TARGET_RATIO else 'FAIL'}; "
+        f"results written to {out}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
+        tmp_path = Path(tmp)
+        sizes = make_images(tmp_path / "in", args.images, args.side, args.source)
+        cases = cli_cases(args, tmp_path)
+        samples, foreign, cpu, pixels = time_cases(args, cases, tmp_path)
+    rows, quiet = summary_rows(args, samples, foreign, cpu)
     ratio = rows[1]["x vs baseline"]
     result = {
         "benchmark": "cli-cpu",
         "machine": machine_info(),
-        "settings": {
-            "images": args.images,
-            "side": args.side,
-            "sizes": sorted({f"{h}x{w}" for h, w in sizes}),
-            "source": str(args.source) if args.source else "synthetic",
-            "weights": str(args.weights),
-            "baseline_ref": args.baseline_ref,
-            "omp_num_threads": args.threads,
-            "repeats": args.repeats,
-            "warmup": args.warmup,
-            "max_foreign": args.max_foreign,
-            "quick": args.quick,
-            "timing": "fresh `python -m napari_chromagan colorize` per sample (imports included), round-robin "
-            "over the cases, median over the rounds in which every case was quiet (all rounds when none was)",
-        },
+        "settings": settings_record(args, sizes),
         "rows": rows,
-        "quiet_rounds": f"{len(quiet)}/{n}",
+        "quiet_rounds": quiet,
         "pixels_vs_baseline": pixels,
         "target": {
             "what": "t(baseline CLI) / t(pipeline CLI, defaults)",
@@ -313,20 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     out = write_json_atomic(
         args.out or HERE / "results" / f"cli-cpu-{dt.date.today():%Y%m%d}.json", result
     )
-    print_table(
-        rows, ["case", "median s", "images/s", "x vs baseline", "cpu s", "cpu x vs baseline"]
-    )
-    for name, check in pixels.items():
-        print(
-            f"{name} vs baseline: {check['files_differing']} of {check['files']} files differ, "
-            f"{check['values_differing']} of {check['values']} values, max |diff| {check['max_abs_diff']}"
-        )
-    if not quiet:
-        print("warning: other processes loaded the CPU in every round; the times are inflated")
-    print(
-        f"target: {ratio:.2f}x (>= {TARGET_RATIO}) -> {'PASS' if ratio >= TARGET_RATIO else 'FAIL'}; "
-        f"results written to {out}"
-    )
+    print_report(result, out)
     return 0
 
 

@@ -52,11 +52,12 @@ except ImportError:  # run without PYTHONPATH=src from a source checkout
     sys.path.insert(0, str(HERE.parent / "src"))
 
 from _common import (  # noqa: E402
-    host_tag,
     machine_info,
     peak_rss_kib,
     peak_rss_reset,
     print_table,
+    quiet_samples,
+    results_path,
     rss_kib,
     timeit_interleaved,
     write_json_atomic,
@@ -154,11 +155,10 @@ def preview(result: Any, hints: ColorHints, params: HintParams) -> np.ndarray:
 
 
 def summarise(samples: list[float], foreign: list[float | None], limit: float) -> dict[str, Any]:
-    quiet = [s for s, f in zip(samples, foreign, strict=True) if f is not None and f <= limit]
-    use = quiet or samples
+    use, quiet = quiet_samples(samples, foreign, limit)
     return {
         "median_s": statistics.median(use),
-        "quiet": f"{len(quiet)}/{len(samples)}",
+        "quiet": quiet,
         "samples_s": samples,
         "foreign_share": foreign,
     }
@@ -189,16 +189,31 @@ def memory_case(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    torch.set_num_threads(max(1, args.threads))
-    if args.memory_case:
-        print(json.dumps(memory_case(args)))
-        return 0
+def preview_cases(
+    result: Any, side: int, working_pixels: list[int], default: HintParams
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The preview with 1 and 5 points, and the solve alone, at each working resolution."""
+    cases: dict[str, Any] = {}
+    meta: dict[str, dict[str, Any]] = {}
+    for working in working_pixels:
+        params = HintParams(working_pixels=working)
+        label = "" if working == default.working_pixels else f", {working} working px"
+        for n in (1, 5):
+            hints = hints_for(side, n)
+            name = f"preview {side}^2, {n} point{'s' if n > 1 else ''}{label}"
+            cases[name] = lambda r=result, h=hints, p=params: preview(r, h, p)
+            meta[name] = {"side": side, "kind": "preview", "points": n, "working_pixels": working}
+        solve = f"  of which solve {side}^2, 5 points{label}"
+        five = hints_for(side, 5)
+        cases[solve] = lambda r=result, h=five, p=params: plane_change(r.L, r.ab, h, (), p)
+        meta[solve] = {"side": side, "kind": "solve", "points": 5, "working_pixels": working}
+    return cases, meta
 
-    colorizer = Colorizer.from_checkpoint(args.weights, "cpu")
-    prepare_gamut_table()
-    default = HintParams()
+
+def build_cases(
+    colorizer: Colorizer, args: argparse.Namespace, default: HintParams
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Every timed case (name: fn) in the table's order, and what each one is (name: record)."""
     cases: dict[str, Any] = {}
     meta: dict[str, dict[str, Any]] = {}
     for side in [*args.sizes, args.big]:
@@ -210,43 +225,19 @@ def main(argv: list[str] | None = None) -> int:
         meta[f"baseline: colorize {side}^2"] = {"side": side, "kind": "baseline"}
         if side == args.big:
             hints = hints_for(side, 5)
-            cases[f"apply_color_hints {side}^2, 5 points"] = lambda r=result, h=hints: (
-                apply_color_hints(r, h)
-            )
-            meta[f"apply_color_hints {side}^2, 5 points"] = {
-                "side": side,
-                "kind": "image",
-                "points": 5,
-            }
+            name = f"apply_color_hints {side}^2, 5 points"
+            cases[name] = lambda r=result, h=hints: apply_color_hints(r, h)
+            meta[name] = {"side": side, "kind": "image", "points": 5}
             continue
-        for working in args.working:
-            params = HintParams(working_pixels=working)
-            label = "" if working == default.working_pixels else f", {working} working px"
-            for n in (1, 5):
-                hints = hints_for(side, n)
-                name = f"preview {side}^2, {n} point{'s' if n > 1 else ''}{label}"
-                cases[name] = lambda r=result, h=hints, p=params: preview(r, h, p)
-                meta[name] = {
-                    "side": side,
-                    "kind": "preview",
-                    "points": n,
-                    "working_pixels": working,
-                }
-            solve = f"  of which solve {side}^2, 5 points{label}"
-            five = hints_for(side, 5)
-            cases[solve] = lambda r=result, h=five, p=params: plane_change(r.L, r.ab, h, (), p)
-            meta[solve] = {"side": side, "kind": "solve", "points": 5, "working_pixels": working}
+        more_cases, more_meta = preview_cases(result, side, args.working, default)
+        cases.update(more_cases)
+        meta.update(more_meta)
+    return cases, meta
 
-    samples, foreign = timeit_interleaved(cases, repeats=args.repeats, warmup=args.warmup)
-    rows = [
-        {"case": name, **meta[name], **summarise(samples[name], foreign[name], args.max_foreign)}
-        for name in cases
-    ]
-    medians = {row["case"]: row["median_s"] for row in rows}
-    for row in rows:
-        row["x baseline"] = row["median_s"] / medians[f"baseline: colorize {row['side']}^2"]
 
-    memory = json.loads(
+def spawn_memory_case(args: argparse.Namespace) -> dict[str, Any]:
+    """:func:`memory_case` in a fresh interpreter, so that its peak RSS is its own."""
+    return json.loads(
         subprocess.run(
             [
                 sys.executable,
@@ -266,52 +257,49 @@ def main(argv: list[str] | None = None) -> int:
         .splitlines()[-1]
     )
 
+
+def target_values(
+    rows: list[dict[str, Any]], memory: dict[str, Any], big: int
+) -> dict[str, float | None]:
+    """The figures the targets are about; None for those this run's sizes do not measure."""
     by_name = {row["case"]: row for row in rows}
     preview_1024 = by_name.get("preview 1024^2, 5 points")
-    image_big = by_name[f"apply_color_hints {args.big}^2, 5 points"]
-    targets = {
+    image_big = by_name[f"apply_color_hints {big}^2, 5 points"]
+    return {
         "preview_1024_s": None if preview_1024 is None else preview_1024["median_s"],
-        "image_4096_s": image_big["median_s"] if args.big == 4096 else None,
-        "memory_4096_gib": memory["peak_growth_gib"] if args.big == 4096 else None,
+        "image_4096_s": image_big["median_s"] if big == 4096 else None,
+        "memory_4096_gib": memory["peak_growth_gib"] if big == 4096 else None,
     }
-    passed = {k: (None if v is None else v <= TARGETS[k]) for k, v in targets.items()}
-    h, w = working_shape(args.big, args.big, default.working_pixels)
-    report = {
-        "benchmark": "hints",
-        "date": dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds"),
-        "machine": machine_info(),
-        "settings": {
-            "quick": args.quick,
-            "sizes": args.sizes,
-            "big": args.big,
-            "repeats": args.repeats,
-            "warmup": args.warmup,
-            "threads": args.threads,
-            "weights": str(colorizer.weights),
-            "working_pixels": args.working,
-            "default_params": default.to_dict(),
-            "photo": str(PHOTO) if PHOTO.exists() else "synthetic",
-            "max_foreign": args.max_foreign,
-        },
-        "rows": rows,
-        "memory": memory,
-        "working_shape_big": [h, w],
-        "targets": {"values": targets, "required_at_most": TARGETS, "passed": passed},
-    }
-    out = (
-        args.out
-        or HERE
-        / "results"
-        / f"hints-cpu-{host_tag()}-{dt.date.today():%Y%m%d}{'-quick' if args.quick else ''}.json"
-    )
-    write_json_atomic(out, report)
 
+
+def settings_record(
+    args: argparse.Namespace, colorizer: Colorizer, default: HintParams
+) -> dict[str, Any]:
+    return {
+        "quick": args.quick,
+        "sizes": args.sizes,
+        "big": args.big,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "threads": args.threads,
+        "weights": str(colorizer.weights),
+        "working_pixels": args.working,
+        "default_params": default.to_dict(),
+        "photo": str(PHOTO) if PHOTO.exists() else "synthetic",
+        "max_foreign": args.max_foreign,
+    }
+
+
+def print_report(report: dict[str, Any], out: Path) -> None:
+    """The table against the baselines, the memory, and the targets' verdicts."""
+    rows, memory, big = report["rows"], report["memory"], report["settings"]["big"]
+    targets, passed = report["targets"]["values"], report["targets"]["passed"]
     print_table(
         [{k: row[k] for k in ("case", "median_s", "x baseline", "quiet")} for row in rows],
         ["case", "median_s", "x baseline", "quiet"],
     )
     print(
-        f"\nmemory, apply_color_hints {args.big}^2: peak RSS +{memory['peak_growth_mib']:.0f} MiB "
+        f"\nmemory, apply_color_hints {big}^2: peak RSS +{memory['peak_growth_mib']:.0f} MiB "
         f"(outputs {memory['outputs_mib']:.0f} MiB; the image's result {memory['image_result_mib']:.0f} MiB before)"
     )
     for key, value in targets.items():
@@ -319,6 +307,45 @@ def main(argv: list[str] | None = None) -> int:
             verdict = "PASS" if passed[key] else "FAIL"
             print(f"target {key}: {value:.3g} <= {TARGETS[key]}: {verdict}")
     print(f"wrote {out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(max(1, args.threads))
+    if args.memory_case:
+        print(json.dumps(memory_case(args)))
+        return 0
+
+    colorizer = Colorizer.from_checkpoint(args.weights, "cpu")
+    prepare_gamut_table()
+    default = HintParams()
+    cases, meta = build_cases(colorizer, args, default)
+    samples, foreign = timeit_interleaved(cases, repeats=args.repeats, warmup=args.warmup)
+    rows = [
+        {"case": name, **meta[name], **summarise(samples[name], foreign[name], args.max_foreign)}
+        for name in cases
+    ]
+    medians = {row["case"]: row["median_s"] for row in rows}
+    for row in rows:
+        row["x baseline"] = row["median_s"] / medians[f"baseline: colorize {row['side']}^2"]
+    memory = spawn_memory_case(args)
+
+    targets = target_values(rows, memory, args.big)
+    passed = {k: (None if v is None else v <= TARGETS[k]) for k, v in targets.items()}
+    h, w = working_shape(args.big, args.big, default.working_pixels)
+    report = {
+        "benchmark": "hints",
+        "date": dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "settings": settings_record(args, colorizer, default),
+        "rows": rows,
+        "memory": memory,
+        "working_shape_big": [h, w],
+        "targets": {"values": targets, "required_at_most": TARGETS, "passed": passed},
+    }
+    out = args.out or results_path("hints-cpu", args.quick)
+    write_json_atomic(out, report)
+    print_report(report, out)
     return 0
 
 
