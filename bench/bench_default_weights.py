@@ -17,18 +17,19 @@ import argparse
 import statistics
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import host_tag, machine_info, print_table, timeit_interleaved, write_json_atomic
+from _common import machine_info, print_table, timeit_interleaved, write_result_in
 
 from napari_chromagan import Colorizer
 from napari_chromagan.weights import packaged_weights
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--weights", type=Path, default=packaged_weights(), help="default: the packaged weights"
@@ -52,28 +53,31 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
     )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    return parser.parse_args(argv)
 
+
+def sample_images() -> tuple[np.ndarray, np.ndarray]:
+    """A 224x224 uint8 plane and a stack of 16 shifted copies of it."""
     rng = np.random.default_rng(0)
     # a smooth random photograph-like plane, not noise: the engine's cost does not depend on it,
     # but an all-noise input would be an odd thing to time
     small = rng.integers(0, 256, (28, 28), dtype=np.uint8)
     plane = np.kron(small, np.ones((8, 8), np.uint8))
     stack = np.stack([np.roll(plane, i, axis=1) for i in range(16)])
-    engines = {
-        name: Colorizer.from_checkpoint(path, device="cpu", precision=precision)
-        for name, path, precision in (
-            ("default", args.weights, args.precision),
-            ("baseline", args.baseline, args.baseline_precision),
-        )
-    }
+    return plane, stack
+
+
+def time_engines(
+    engines: dict[str, Colorizer], repeats: int
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Both engines on the plane and on the stack, round-robin: the table's rows (default /
+    baseline per shape) and the per-case results with the ratios."""
+    plane, stack = sample_images()
     cases = {}
     for name, engine in engines.items():
         cases[f"{name} 224 plane"] = lambda e=engine: e.colorize(plane)
         cases[f"{name} 16x224 stack"] = lambda e=engine: e.colorize(stack, batch_size=16)
-    seconds, foreign = timeit_interleaved(cases, repeats=args.repeats, warmup=2)
+    seconds, foreign = timeit_interleaved(cases, repeats=repeats, warmup=2)
 
     rows, results = [], {}
     for case, times in seconds.items():
@@ -97,11 +101,25 @@ def main(argv: list[str] | None = None) -> int:
                 "default / baseline": ratio,
             }
         )
+    return rows, results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    engines = {
+        name: Colorizer.from_checkpoint(path, device="cpu", precision=precision)
+        for name, path, precision in (
+            ("default", args.weights, args.precision),
+            ("baseline", args.baseline, args.baseline_precision),
+        )
+    }
+    rows, results = time_engines(engines, args.repeats)
     print_table(rows, ["case", "default img/s", "baseline img/s", "default / baseline"])
-    info = machine_info()
     payload = {
         "benchmark": "bench_default_weights",
-        "machine": info,
+        "machine": machine_info(),
         "weights": {
             name: {"path": str(p), "config": engines[name].generator.config.to_dict()}
             for name, p in (("default", args.weights), ("baseline", args.baseline))
@@ -114,9 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": args.repeats,
         "results": results,
     }
-    path = args.out / f"default-weights-cpu-{info['date'][:10].replace('-', '')}-{host_tag()}.json"
-    write_json_atomic(path, payload)
-    print(f"wrote {path}")
+    write_result_in(args.out, "default-weights-cpu", payload)
     return 0
 
 

@@ -18,13 +18,15 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import host_tag, machine_info, print_table, timeit_interleaved, write_json_atomic
+from _common import machine_info, print_table, timeit_interleaved, write_result_in
 
 from napari_chromagan import Colorizer
 from napari_chromagan.device import cpu_has_native_bf16
@@ -72,12 +74,52 @@ def _delta_e(engines: dict[str, Colorizer], files: list[Path]) -> dict[str, floa
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--limit", type=int, default=None, help="at most this many photographs")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def measure_network(
+    make: Callable[[str], Colorizer], files: list[Path], stack: np.ndarray, repeats: int
+) -> dict[str, Any]:
+    """One network in fp32 and bf16: the colour difference on ``files`` and the speed on ``stack``."""
+    engines = {p: make(p) for p in ("fp32", "bf16")}
+    colour = _delta_e(engines, files)
+    seconds, _ = timeit_interleaved(
+        {
+            p: (lambda e=e: e.colorize(stack, batch_size=8, with_class=False))
+            for p, e in engines.items()
+        },
+        repeats=repeats,
+        warmup=1,
+    )
+    speed = {p: 8 / statistics.median(t) for p, t in seconds.items()}
+    return {
+        "delta_e00": colour,
+        "images_per_s": speed,
+        "speedup": speed["bf16"] / speed["fp32"],
+        "passes": colour["mean"] < MEAN_LIMIT and colour["p99"] < P99_LIMIT,
+    }
+
+
+def table_row(name: str, result: dict[str, Any]) -> dict[str, Any]:
+    colour, speed = result["delta_e00"], result["images_per_s"]
+    return {
+        "network": name,
+        "dE00 mean": colour["mean"],
+        "dE00 p99": colour["p99"],
+        "fp32 img/s": speed["fp32"],
+        "bf16 img/s": speed["bf16"],
+        "bf16 / fp32": speed["bf16"] / speed["fp32"],
+        "passes": result["passes"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     files = _photos(args.limit)
     if not files:
         print(f"no development photographs in {DEV}", file=sys.stderr)
@@ -90,39 +132,11 @@ def main(argv: list[str] | None = None) -> int:
         "paper-size w1 224": lambda p: Colorizer(_paper_size_generator(), "cpu", precision=p),
     }
     stack = (np.random.default_rng(0).random((8, 224, 224)) * 255).astype(np.uint8)
-    rows, results = [], {}
-    for name, make in networks.items():
-        engines = {p: make(p) for p in ("fp32", "bf16")}
-        colour = _delta_e(engines, files)
-        seconds, _ = timeit_interleaved(
-            {
-                p: (lambda e=e: e.colorize(stack, batch_size=8, with_class=False))
-                for p, e in engines.items()
-            },
-            repeats=args.repeats,
-            warmup=1,
-        )
-        speed = {p: 8 / statistics.median(t) for p, t in seconds.items()}
-        passed = colour["mean"] < MEAN_LIMIT and colour["p99"] < P99_LIMIT
-        results[name] = {
-            "delta_e00": colour,
-            "images_per_s": speed,
-            "speedup": speed["bf16"] / speed["fp32"],
-            "passes": passed,
-        }
-        rows.append(
-            {
-                "network": name,
-                "dE00 mean": colour["mean"],
-                "dE00 p99": colour["p99"],
-                "fp32 img/s": speed["fp32"],
-                "bf16 img/s": speed["bf16"],
-                "bf16 / fp32": speed["bf16"] / speed["fp32"],
-                "passes": passed,
-            }
-        )
+    results = {
+        name: measure_network(make, files, stack, args.repeats) for name, make in networks.items()
+    }
     print_table(
-        rows,
+        [table_row(name, result) for name, result in results.items()],
         ["network", "dE00 mean", "dE00 p99", "fp32 img/s", "bf16 img/s", "bf16 / fp32", "passes"],
     )
     decision = (
@@ -131,18 +145,15 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"native bf16 on this CPU: {cpu_has_native_bf16()}; precision='auto' on the CPU should be {decision}"
     )
-    info = machine_info()
     payload = {
         "benchmark": "bench_precision",
-        "machine": info,
+        "machine": machine_info(),
         "limits": {"mean": MEAN_LIMIT, "p99": P99_LIMIT},
         "native_bf16": cpu_has_native_bf16(),
         "decision": decision,
         "results": results,
     }
-    path = args.out / f"precision-cpu-{info['date'][:10].replace('-', '')}-{host_tag()}.json"
-    write_json_atomic(path, payload)
-    print(f"wrote {path}")
+    write_result_in(args.out, "precision-cpu", payload)
     return 0
 
 
