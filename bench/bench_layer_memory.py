@@ -117,18 +117,26 @@ def engine_shaped(planes: int, side: int) -> tuple[np.ndarray, np.ndarray, np.nd
     return rgb, L, ab
 
 
+def layer_metadata(engine: Any, layout: str) -> dict[str, Any]:
+    """The layer metadata that stores the engine result ``engine`` in ``layout``."""
+    from napari_chromagan.layer_result import METADATA_KEY, LayerResult, result_metadata
+
+    if layout == "float32":  # what version 1 stored: its fields, the engine's float32 arrays
+        result = LayerResult(
+            engine.L, engine.ab, None, True, "gray", engine.normalization.to_dict(), None, "cpu"
+        )
+        return {METADATA_KEY: {**vars(result), "version": 1}}
+    result = LayerResult.from_colorize_result(engine, source="gray", class_head_trained=True)
+    return result_metadata(result)
+
+
 def memory_child(layout: str, planes: int, side: int) -> dict[str, Any]:
     """In this (fresh) process: store one engine-shaped result in a layer, in ``layout``."""
     from _common import timeit
     from napari.layers import Image
 
     from napari_chromagan.colorize import ColorizeResult
-    from napari_chromagan.layer_result import (
-        METADATA_KEY,
-        LayerResult,
-        get_layer_result,
-        result_metadata,
-    )
+    from napari_chromagan.layer_result import METADATA_KEY, get_layer_result
     from napari_chromagan.normalize import Normalization
 
     gc.collect()
@@ -140,19 +148,11 @@ def memory_child(layout: str, planes: int, side: int) -> dict[str, Any]:
     rss_engine = rss_kib()
     reset = peak_rss_reset()
     t0 = time.perf_counter()
-    if layout == "float32":  # what version 1 stored: its fields, the engine's float32 arrays
-        result = LayerResult(
-            engine.L, engine.ab, None, True, "gray", engine.normalization.to_dict(), None, "cpu"
-        )
-        metadata = {METADATA_KEY: {**vars(result), "version": 1}}
-        del result
-    else:
-        result = LayerResult.from_colorize_result(engine, source="gray", class_head_trained=True)
-        metadata = result_metadata(result)
-        del result
-    layer = Image(engine.rgb, rgb=True, name="gray colorized", metadata=metadata)
+    layer = Image(
+        engine.rgb, rgb=True, name="gray colorized", metadata=layer_metadata(engine, layout)
+    )
     store_s = time.perf_counter() - t0
-    del engine, metadata
+    del engine
     gc.collect()
     rss_after = rss_kib()
     peak = peak_rss_kib()

@@ -121,6 +121,53 @@ def _breakdown(trainer: Trainer, L: torch.Tensor, ab: torch.Tensor, steps: int) 
     return timer.per_step(steps)
 
 
+def _write_images(folder: Path) -> None:
+    """16 flat PNGs: the training data folder the Trainer's config points at (never loaded)."""
+    from PIL import Image
+
+    for i in range(16):
+        Image.fromarray(np.full((32, 32, 3), i * 15, np.uint8)).save(folder / f"{i}.png")
+
+
+def _time_layouts(
+    name: str,
+    trainers: dict[str, Trainer],
+    L: torch.Tensor,
+    ab: torch.Tensor,
+    batch: int,
+    repeats: int,
+) -> tuple[list[dict[str, Any]], dict[str, list[float]]]:
+    """The baseline and the loop-default step round-robin: their two rows and the samples."""
+
+    def step(t: Trainer) -> None:
+        t.train_step(
+            L.contiguous(memory_format=t.memory_format),
+            ab.contiguous(memory_format=t.memory_format),
+        )
+        if L.device.type == "cuda":
+            torch.cuda.synchronize(L.device)
+
+    samples, foreign = timeit_interleaved(
+        {k: (lambda t=t: step(t)) for k, t in trainers.items()}, repeats=repeats, warmup=1
+    )
+    base = statistics.median(samples["baseline"])
+    rows = []
+    for layout in ("baseline", "default"):
+        median = statistics.median(samples[layout])
+        shares = [s for s in foreign[layout] if s is not None]
+        rows.append(
+            {
+                "case": f"{name} {'fp32 NCHW baseline' if layout == 'baseline' else 'loop default'}",
+                "batch": batch,
+                "s/step": median,
+                "images/s": batch / median,
+                "x vs baseline": base / median,
+                "foreign load": max(shares) if shares else None,
+            }
+        )
+    return rows, samples
+
+
 def bench_steps(
     device: str, sizes: dict[str, Case], repeats: int, breakdown_steps: int
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
@@ -128,10 +175,7 @@ def bench_steps(
     breakdowns: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        from PIL import Image
-
-        for i in range(16):
-            Image.fromarray(np.full((32, 32, 3), i * 15, np.uint8)).save(folder / f"{i}.png")
+        _write_images(folder)
         for name, case in sizes.items():
             batch = (
                 case.cuda_batch if distributed.setup(device).device.type == "cuda" else case.batch
@@ -144,34 +188,8 @@ def bench_steps(
             g = torch.Generator().manual_seed(0)
             L = torch.rand(batch, 1, case.size, case.size, generator=g).to(dev)
             ab = (torch.rand(batch, 2, case.size, case.size, generator=g) * 60 - 30).to(dev)
-
-            def step(
-                t: Trainer, L: torch.Tensor = L, ab: torch.Tensor = ab, dev: torch.device = dev
-            ) -> None:
-                t.train_step(
-                    L.contiguous(memory_format=t.memory_format),
-                    ab.contiguous(memory_format=t.memory_format),
-                )
-                if dev.type == "cuda":
-                    torch.cuda.synchronize(dev)
-
-            samples, foreign = timeit_interleaved(
-                {k: (lambda t=t: step(t)) for k, t in trainers.items()}, repeats=repeats, warmup=1
-            )
-            base = statistics.median(samples["baseline"])
-            for layout in ("baseline", "default"):
-                median = statistics.median(samples[layout])
-                shares = [s for s in foreign[layout] if s is not None]
-                rows.append(
-                    {
-                        "case": f"{name} {'fp32 NCHW baseline' if layout == 'baseline' else 'loop default'}",
-                        "batch": batch,
-                        "s/step": median,
-                        "images/s": batch / median,
-                        "x vs baseline": base / median,
-                        "foreign load": max(shares) if shares else None,
-                    }
-                )
+            case_rows, samples = _time_layouts(name, trainers, L, ab, batch, repeats)
+            rows += case_rows
             default = trainers["default"]
             phases = _breakdown(
                 default,
