@@ -49,6 +49,7 @@ TORCH_MODULES = {
     "napari_chromagan.model": "the networks",
     "napari_chromagan.pipeline": "the engine over files (batches of tensors)",
     "napari_chromagan.planes": "the engine's batch step",
+    "napari_chromagan.pretrained_trunk": "copies ImageNet tensors into the generator's trunk",
     "napari_chromagan.render": "the renderer, on tensors",
     "napari_chromagan.upsample": "the chroma upsampling, on tensors",
     "napari_chromagan.vgg16": "the VGG16 layers, nn.Modules",

@@ -10,7 +10,7 @@ import pytest
 from conftest import make_generator
 from napari.layers import Image
 
-from napari_chromagan import blend, colorize_layer
+from napari_chromagan import colorize_layer, stack_smoothing
 from napari_chromagan.blend import BlendParams, apply_to_stack, render_plane, render_rgb, smooth_ab
 from napari_chromagan.colorize import Colorizer
 from napari_chromagan.hints import ColorHints, HintParams, iter_color_hints
@@ -260,7 +260,8 @@ def test_whole_stack_readers_take_the_packed_arrays_plane_by_plane(monkeypatch):
     stored = saturated_result(stack=(4,), size=24).packed()
     L32 = np.asarray(stored.L)
     p = BlendParams(strength=1.2, smooth_sigma=1.5)
-    monkeypatch.setattr(blend, "_STRIP_PIXELS", 100)  # float16 smoothing in several row blocks
+    # float16 smoothing in several row blocks
+    monkeypatch.setattr(stack_smoothing, "_STRIP_PIXELS", 100)
     np.testing.assert_array_equal(
         smooth_ab(stored.ab, 1.5, 0), smooth_ab(stored.ab.astype(np.float32), 1.5, 0)
     )

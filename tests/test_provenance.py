@@ -15,7 +15,7 @@ from conftest import AUTO_ON_CPU, make_generator
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from napari_chromagan import __version__, imageio, provenance
+from napari_chromagan import __version__, imageio, provenance, provenance_record
 from napari_chromagan.checkpoint import save_checkpoint
 from napari_chromagan.cli import main
 from napari_chromagan.colorize import Colorizer
@@ -54,8 +54,8 @@ def test_weights_sha256_is_hashlib_s_and_hashed_once_per_file_version(tmp_path, 
     path = tmp_path / "w.pt"
     path.write_bytes(os.urandom(3 << 20))
     calls = []
-    real = provenance._hash_file
-    monkeypatch.setattr(provenance, "_hash_file", lambda p: calls.append(p) or real(p))
+    real = provenance_record._hash_file  # the digest lives with the record
+    monkeypatch.setattr(provenance_record, "_hash_file", lambda p: calls.append(p) or real(p))
     provenance.clear_hash_cache()
 
     first = [provenance.weights_sha256(path) for _ in range(5)]

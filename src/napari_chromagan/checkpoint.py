@@ -144,18 +144,9 @@ def _read(path: Path) -> Any:
         ) from None
 
 
-def load_checkpoint(path: str | os.PathLike[str], *, strict: bool = True) -> Checkpoint:
-    """Load and validate a napari-chromagan checkpoint; never executes code from the file.
-
-    Raises
-    ------
-    CheckpointError
-        Naming what is wrong: missing, a folder, empty, truncated or corrupt, pickled code, not a
-        napari-chromagan checkpoint, a newer format, weights that hold NaN or inf, or weights
-        that do not fit the architecture.
-    """
-    path = Path(path)
-    payload = _read(path)
+def _config_and_state(path: Path, payload: Any) -> tuple[ModelConfig, Mapping[str, Any]]:
+    """The model config and generator state dict of a loaded payload, after checking that it is
+    a napari-chromagan checkpoint of a format this version reads."""
     if not isinstance(payload, Mapping) or payload.get("format") != FORMAT:
         hint = ""
         if isinstance(payload, Mapping) and any(str(k).startswith("features.") for k in payload):
@@ -178,7 +169,11 @@ def load_checkpoint(path: str | os.PathLike[str], *, strict: bool = True) -> Che
     state = payload.get("generator")
     if not isinstance(state, Mapping):
         raise CheckpointError(f"{path} has no generator state dict")
+    return config, state
 
+
+def _check_finite(path: Path, state: Mapping[str, Any]) -> None:
+    """Refuse floating-point weights that hold NaN or inf."""
     broken = [
         k
         for k, v in state.items()
@@ -193,8 +188,12 @@ def load_checkpoint(path: str | os.PathLike[str], *, strict: bool = True) -> Che
             "another checkpoint (an earlier step), or download or export the file again."
         )
 
-    generator = Generator(config)
-    own = generator.state_dict()
+
+def _check_fit(
+    path: Path, config: ModelConfig, own: Mapping[str, Any], state: Mapping[str, Any], strict: bool
+) -> None:
+    """Refuse weights whose shapes differ from the model's ``own`` state dict, or (``strict``)
+    that lack or add keys."""
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     wrong = [
@@ -222,6 +221,25 @@ def load_checkpoint(path: str | os.PathLike[str], *, strict: bool = True) -> Che
             f"{path}: the weights do not fit the architecture its model_config describes "
             f"({config}): {details}. The file was made for another architecture or is damaged."
         )
+
+
+def load_checkpoint(path: str | os.PathLike[str], *, strict: bool = True) -> Checkpoint:
+    """Load and validate a napari-chromagan checkpoint; never executes code from the file.
+
+    Raises
+    ------
+    CheckpointError
+        Naming what is wrong: missing, a folder, empty, truncated or corrupt, pickled code, not a
+        napari-chromagan checkpoint, a newer format, weights that hold NaN or inf, or weights
+        that do not fit the architecture.
+    """
+    path = Path(path)
+    payload = _read(path)
+    config, state = _config_and_state(path, payload)
+    _check_finite(path, state)
+    generator = Generator(config)
+    own = generator.state_dict()
+    _check_fit(path, config, own, state, strict)
     generator.load_state_dict(
         {k: v.to(own[k].dtype) if v.is_floating_point() else v for k, v in state.items()},
         strict=strict,

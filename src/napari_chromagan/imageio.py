@@ -3,7 +3,8 @@
 Pillow reads PNG, JPEG, WebP and BMP; tifffile reads and writes TIFF, including multi-page
 stacks and 16-bit or floating-point data. Outputs are written atomically: into a hidden
 temporary file next to the target, flushed to disk, then renamed over the final name, so an
-interrupted run never leaves a half-written image behind.
+interrupted run never leaves a half-written image behind. The outputs' names come from
+:mod:`napari_chromagan.output_names` (re-exported here).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -22,6 +23,7 @@ from PIL import Image, ImageOps
 from napari_chromagan.errors import UnsupportedImageError
 
 from .atomic import atomic_write
+from .output_names import output_path, output_paths
 from .provenance import save_options
 
 __all__ = [
@@ -40,14 +42,6 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset(
 )
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
-_FORMAT_SUFFIXES = {
-    "png": ".png",
-    "jpg": ".jpg",
-    "jpeg": ".jpg",
-    "tif": ".tif",
-    "tiff": ".tif",
-    "webp": ".webp",
-}
 _PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 _READ_HINT = "expected a complete PNG, JPEG, TIFF, WebP or BMP file"
 # Pillow's own refusal threshold (twice Image.MAX_IMAGE_PIXELS): a file that unpacks into more
@@ -222,111 +216,40 @@ def _read_pillow(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.
     return array
 
 
-def output_path(
-    input_path: Path, out_dir: Path, suffix: str | None = None, tag: str = "_colorized"
-) -> Path:
-    """Name the output file of one input: ``<out_dir>/<stem><tag><ext>``.
-
-    Parameters
-    ----------
-    input_path : Path
-        The input file.
-    out_dir : Path
-        The output folder.
-    suffix : str, optional
-        Output format: ``png``, ``jpg``/``jpeg``, ``tif``/``tiff`` or ``webp``, with or
-        without a dot, any case. By default TIFF inputs give ``.tif``, JPEG inputs ``.jpg``
-        and all others ``.png``.
-    tag : str
-        Text appended to the input's stem.
-
-    Returns
-    -------
-    Path
-
-    Raises
-    ------
-    ValueError
-        If `suffix` is not one of the formats above.
-    """
-    if suffix is not None:
-        ext = _FORMAT_SUFFIXES.get(suffix.lower().lstrip("."))
-        if ext is None:
-            raise ValueError(
-                f"unsupported output format {suffix!r}; choose png, jpeg, tiff or webp"
-            )
-    else:
-        ext = {".tif": ".tif", ".tiff": ".tif", ".jpg": ".jpg", ".jpeg": ".jpg"}.get(
-            Path(input_path).suffix.lower(), ".png"
+def _pillow_writer(
+    path: Path, ext: str, array: np.ndarray, quality: int, provenance: dict[str, Any] | None
+) -> Callable[[BinaryIO], None]:
+    """What writes one RGB image (a stack of one is unwrapped) to a PNG, JPEG or WebP file."""
+    if array.ndim > 3 and all(n == 1 for n in array.shape[:-3]):
+        array = array.reshape(array.shape[-3:])
+    if array.ndim > 3:
+        raise UnsupportedImageError(
+            f"{path}: cannot save a stack of {int(np.prod(array.shape[:-3]))} images as "
+            f"{ext}; choose TIFF with `--format tiff`"
         )
-    return Path(out_dir) / f"{Path(input_path).stem}{tag}{ext}"
+    options: dict[str, object] = {"format": _PIL_FORMATS[ext]}
+    if ext != ".png":
+        options["quality"] = quality
+    if provenance is not None:
+        options.update(save_options(ext, provenance))
+    image = Image.fromarray(np.ascontiguousarray(array))
+
+    def write(fh: BinaryIO) -> None:
+        image.save(fh, **options)
+
+    return write
 
 
-def output_paths(
-    inputs: list[Path],
-    out_dir: Path,
-    suffix: str | None = None,
-    roots: list[Path] | None = None,
-    tag: str = "_colorized",
-) -> list[Path]:
-    """Name the output files of several inputs, never twice the same.
+def _tiff_writer(
+    ext: str, array: np.ndarray, provenance: dict[str, Any] | None
+) -> Callable[[BinaryIO], None]:
+    """What writes an RGB image or stack (multi-page) to a TIFF file."""
+    tiff_options = {} if provenance is None else save_options(ext, provenance)
 
-    Inputs whose plain names (see `output_path`) collide, case-insensitively, are named after
-    their path relative to the deepest of `roots` that holds them (or else to the common
-    folder of the colliding inputs), folders joined with ``__``: ``a/x.png`` and ``b/x.png``
-    give ``a__x_colorized.png`` and ``b__x_colorized.png``. Names still equal after that get
-    ``_2``, ``_3``... in input order.
+    def write(fh: BinaryIO) -> None:
+        tifffile.imwrite(fh, array, photometric="rgb", compression="zlib", **tiff_options)
 
-    Parameters
-    ----------
-    inputs : list of Path
-        The input files, as returned by `collect_inputs`.
-    out_dir : Path
-        The output folder.
-    suffix : str, optional
-        Output format, as for `output_path`.
-    roots : list of Path, optional
-        The folders the inputs were searched in.
-    tag : str
-        Text appended to each input's stem.
-
-    Returns
-    -------
-    list of Path
-        One output path per input, in the same order.
-    """
-    names = [output_path(p, out_dir, suffix, tag).name for p in inputs]
-    folded = [n.casefold() for n in names]
-    clashing = [i for i, n in enumerate(folded) if folded.count(n) > 1]
-    if clashing:
-        try:
-            common = os.path.commonpath([os.path.abspath(inputs[i]) for i in clashing])
-        except ValueError:  # different drives
-            common = None
-        for i in clashing:
-            rel = _relative(inputs[i], roots or [], common)
-            names[i] = "__".join([*rel.parent.parts, rel.stem]) + tag + Path(names[i]).suffix
-    taken: set[str] = set()
-    for i, name in enumerate(names):
-        stem, ext = os.path.splitext(name)
-        number = 2
-        while name.casefold() in taken:
-            name = f"{stem}_{number}{ext}"
-            number += 1
-        taken.add(name.casefold())
-        names[i] = name
-    return [Path(out_dir) / name for name in names]
-
-
-def _relative(path: Path, roots: list[Path], common: str | None) -> Path:
-    absolute = Path(os.path.abspath(path))
-    holders = [Path(os.path.abspath(r)) for r in roots]
-    holders = [r for r in holders if absolute.is_relative_to(r) and absolute != r]
-    if holders:
-        return absolute.relative_to(max(holders, key=lambda r: len(r.parts)))
-    if common is not None and absolute != Path(common):
-        return absolute.relative_to(common)
-    return Path(absolute.name)
+    return write
 
 
 def write_image(
@@ -372,29 +295,9 @@ def write_image(
             f"got {array.dtype} {array.shape}"
         )
     if ext in _PIL_FORMATS:
-        if array.ndim > 3 and all(n == 1 for n in array.shape[:-3]):
-            array = array.reshape(array.shape[-3:])
-        if array.ndim > 3:
-            raise UnsupportedImageError(
-                f"{path}: cannot save a stack of {int(np.prod(array.shape[:-3]))} images as "
-                f"{ext}; choose TIFF with `--format tiff`"
-            )
-        options: dict[str, object] = {"format": _PIL_FORMATS[ext]}
-        if ext != ".png":
-            options["quality"] = quality
-        if provenance is not None:
-            options.update(save_options(ext, provenance))
-        image = Image.fromarray(np.ascontiguousarray(array))
-
-        def write(fh: BinaryIO) -> None:
-            image.save(fh, **options)
-
+        write = _pillow_writer(path, ext, array, quality, provenance)
     elif ext in (".tif", ".tiff"):
-        tiff_options = {} if provenance is None else save_options(ext, provenance)
-
-        def write(fh: BinaryIO) -> None:
-            tifffile.imwrite(fh, array, photometric="rgb", compression="zlib", **tiff_options)
-
+        write = _tiff_writer(ext, array, provenance)
     else:
         what = ext or "files without a suffix"
         raise ValueError(f"{path}: cannot write {what}; use .png, .jpg, .webp or .tif")

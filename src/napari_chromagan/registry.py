@@ -6,23 +6,19 @@ authors' ImageNet generator, published as a Keras file (docs: chromagan-spec.md 
 and converts it into ``chromagan-imagenet.pt`` there, where the plugin and the command line look
 first. ``chromagan-lite0`` is the small default model shipped inside the package.
 
-:func:`download` is plain ``urllib``: it streams into ``<dest>.part``, resumes an interrupted
-transfer with an HTTP ``Range`` request, checks the size and SHA-256 when they are known, and
-renames the finished file into place, so ``dest`` is either absent or complete.
+The transfer itself (resumable, with its size and checksum checks) is
+:func:`~napari_chromagan.download.download`, re-exported here with :class:`DownloadError`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
-from . import __version__
-from .errors import Cancelled, CheckpointError, ChromaGANError, WeightsNotFoundError
+from .download import DownloadError, Progress, download
+from .errors import CheckpointError, WeightsNotFoundError
 from .progress import CancelEvent
 
 if TYPE_CHECKING:
@@ -38,12 +34,7 @@ __all__ = [
     "fetch",
 ]
 
-Progress = Callable[[int, "int | None"], None]
 Status = Literal["available", "missing"]
-
-
-class DownloadError(ChromaGANError):
-    """Weights could not be downloaded (network failure, transfer cut short, wrong checksum)."""
 
 
 @dataclass(frozen=True)
@@ -120,8 +111,6 @@ REGISTRY: dict[str, WeightsEntry] = {
 }
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
-_UNSATISFIABLE_RANGE = re.compile(r"bytes\s+\*/(\d+)")
 
 
 def _entry(name: str) -> WeightsEntry:
@@ -156,200 +145,6 @@ def entry_status(name: str) -> Status:
     return "available" if entry_path(name) is not None else "missing"
 
 
-# --------------------------------------------------------------------------- download
-
-
-def _check_cancel(cancel: CancelEvent | None, part: Path) -> None:
-    if cancel is not None and cancel.is_set():
-        kept = part.stat().st_size if part.exists() else 0
-        raise Cancelled(
-            f"download cancelled; the {kept} bytes received are kept in {part}, and the next "
-            "download of the same file resumes from there"
-        )
-
-
-def _open(url: str, start: int, timeout: float) -> Any:
-    import urllib.request
-
-    headers = {"User-Agent": f"napari-chromagan/{__version__}", "Accept-Encoding": "identity"}
-    if start:
-        headers["Range"] = f"bytes={start}-"
-    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
-
-
-def _reason(exc: BaseException) -> str:
-    import urllib.error
-
-    if isinstance(exc, urllib.error.HTTPError):
-        return f"HTTP {exc.code} {exc.reason}"
-    if isinstance(exc, urllib.error.URLError):
-        return str(exc.reason)
-    return str(exc) or type(exc).__name__
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def download(
-    url: str,
-    dest: str | os.PathLike[str],
-    *,
-    sha256: str | None = None,
-    size: int | None = None,
-    progress: Progress | None = None,
-    cancel: CancelEvent | None = None,
-    timeout: float = 30,
-    chunk: int = 1 << 16,
-    overwrite: bool = False,
-) -> Path:
-    """Download ``url`` to ``dest``, resuming an earlier partial download; return ``dest``.
-
-    Bytes go to ``<dest>.part``. When that file exists, the transfer resumes with an HTTP
-    ``Range: bytes=N-`` request; a server that answers 200 instead sends the whole file, and the
-    partial file is started over. ``dest`` appears (atomically, by rename) only once every byte
-    has arrived and the size and SHA-256 match when given.
-
-    Parameters
-    ----------
-    url : str
-        An ``http(s)://`` (or ``file://``) address.
-    dest : path-like
-        The final file; its folder is created.
-    sha256, size : optional
-        Expected hex digest and length in bytes; a mismatch removes the file.
-    progress : callable, optional
-        ``progress(done, total)`` after each chunk (bytes so far, including resumed ones; the
-        total, or None when the server does not say).
-    cancel : object with ``is_set()``, optional
-        Checked between chunks (a ``threading.Event``).
-    timeout : float
-        Seconds to wait for the connection and for each read.
-    chunk : int
-        Bytes per read.
-    overwrite : bool
-        Replace an existing ``dest``; without it an existing ``dest`` is refused.
-
-    Raises
-    ------
-    FileExistsError
-        ``dest`` exists and ``overwrite`` is False (nothing is downloaded).
-    DownloadError
-        The server could not be reached or refused, the transfer broke off (the bytes received
-        are kept in the ``.part`` file for the next attempt), or the size or checksum did not
-        match (the file is removed).
-    Cancelled
-        ``cancel`` was set; the ``.part`` file is kept for resuming.
-    """
-    # imported here, so that the command line's --help does not pay for http and email
-    import http.client
-    import urllib.error
-
-    dest = Path(dest).expanduser()
-    if dest.exists() and not overwrite:
-        raise FileExistsError(
-            f"{dest} already exists; pass overwrite=True (--overwrite) to replace it"
-        )
-    part = dest.with_suffix(dest.suffix + ".part")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    start = part.stat().st_size if part.is_file() else 0
-    if size is not None and start > size:  # longer than the real file: not ours, start over
-        part.unlink()
-        start = 0
-    _check_cancel(cancel, part)
-
-    try:
-        try:
-            response = _open(url, start, timeout)
-        except urllib.error.HTTPError as exc:
-            if exc.code != 416 or not start:
-                raise
-            # Range not satisfiable: the partial file may already be complete.
-            match = _UNSATISFIABLE_RANGE.search(exc.headers.get("Content-Range", "") or "")
-            exc.close()
-            if match and int(match.group(1)) == start:
-                response = None
-            else:
-                part.unlink()
-                start = 0
-                response = _open(url, 0, timeout)
-        total: int | None
-        if response is None:
-            total = done = start
-            if progress is not None:
-                progress(done, total)
-        else:
-            with response:
-                status = getattr(response, "status", None) or response.getcode()
-                header = (response.headers.get("Content-Length") or "").strip()
-                length = int(header) if header.isdigit() else None
-                content_range = _CONTENT_RANGE.search(
-                    response.headers.get("Content-Range", "") or ""
-                )
-                if status == 206 and content_range is not None:
-                    first, last, whole = content_range.groups()
-                    if int(first) != start:
-                        part.unlink(missing_ok=True)
-                        raise DownloadError(
-                            f"{url} sent bytes from {first} when {start} were asked for; the "
-                            "partial file was removed, download again to start over"
-                        )
-                    total = int(whole) if whole != "*" else int(last) + 1
-                elif status == 206 and start:  # no Content-Range: trust that it honoured the Range
-                    total = start + length if length is not None else None
-                else:  # a fresh download, or a server that ignored the Range request: start over
-                    start = 0
-                    total = length
-                done = start
-                with part.open("ab" if start else "wb") as f:
-                    if progress is not None:
-                        progress(done, total)
-                    while True:
-                        _check_cancel(cancel, part)
-                        block = response.read(chunk)
-                        if not block:
-                            break
-                        f.write(block)
-                        done += len(block)
-                        if progress is not None:
-                            progress(done, total)
-            if total is not None and done < total:
-                raise DownloadError(
-                    f"the transfer from {url} was cut short after {done} of {total} bytes; the "
-                    f"bytes received are kept in {part} and the next download resumes from there"
-                )
-    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-        # URLError and HTTPError are OSErrors too; timeouts and refused connections as well.
-        where = (
-            f"; the {part.stat().st_size} bytes received are kept in {part} for resuming"
-            if part.is_file() and part.stat().st_size
-            else ""
-        )
-        raise DownloadError(f"could not download {url}: {_reason(exc)}{where}") from exc
-
-    got = part.stat().st_size
-    if size is not None and got != size:
-        part.unlink()
-        raise DownloadError(
-            f"the download from {url} has {got} bytes but {size} were expected; the size (and so "
-            "the checksum) did not match, and the file was removed"
-        )
-    if sha256 is not None:
-        digest = _sha256(part)
-        if digest.lower() != sha256.lower():
-            part.unlink()
-            raise DownloadError(
-                f"the SHA-256 checksum did not match for the download from {url} (expected "
-                f"{sha256}, got {digest}); the file was removed"
-            )
-    os.replace(part, dest)
-    return dest
-
-
 # --------------------------------------------------------------------------- fetch
 
 
@@ -375,10 +170,9 @@ def fetch(
     tried in turn (a failure moves on to the next), the file is downloaded into the user cache
     (resuming an interrupted download), checked, and converted with
     :func:`~napari_chromagan.keras_import.import_keras_weights_to_checkpoint`; the downloaded
-    ``.h5`` is then removed, because the checkpoint holds the same weights. If the conversion
-    fails, the ``.h5`` is kept (the error says where), so that the conversion can be retried with
-    ``napari-chromagan import-weights`` or the file reported without downloading it again. For
-    the packaged entry, the file shipped with the package is returned.
+    ``.h5`` is then removed, because the checkpoint holds the same weights (when the conversion
+    fails it is kept, and the error says where). For the packaged entry, the file shipped with
+    the package is returned.
 
     Parameters
     ----------
@@ -414,20 +208,37 @@ def fetch(
     entry = _entry(name)
     say = log if log is not None else (lambda message: None)
     if entry.kind == "packaged":
-        path = _packaged_path()
-        if not path.is_file():
-            raise WeightsNotFoundError(
-                f"this installation lacks the default model {path}. {entry.manual_steps}"
-            )
-        return path
-
+        return _packaged_file(entry)
     from .weights import user_weights_dir
 
-    folder = user_weights_dir()
-    target = folder / entry.checkpoint_name
+    target = user_weights_dir() / entry.checkpoint_name
     if target.is_file() and not overwrite:
         say(f"{entry.name} is already available: {target}")
         return target
+    downloaded = _download_any(entry, urls, target.parent, progress, cancel, say)
+    return downloaded if entry.kind == "checkpoint" else _convert(downloaded, target, config, say)
+
+
+def _packaged_file(entry: WeightsEntry) -> Path:
+    """The file shipped with the package, which no download can replace."""
+    path = _packaged_path()
+    if not path.is_file():
+        raise WeightsNotFoundError(
+            f"this installation lacks the default model {path}. {entry.manual_steps}"
+        )
+    return path
+
+
+def _download_any(
+    entry: WeightsEntry,
+    urls: Sequence[str] | None,
+    folder: Path,
+    progress: Progress | None,
+    cancel: CancelEvent | None,
+    say: Callable[[str], None],
+) -> Path:
+    """Download ``entry`` into ``folder`` (the user cache) from the first of its addresses (or
+    ``urls``) that sends the whole file, checked; a failure moves on to the next address."""
     if entry.kind == "keras-h5":
         from .keras_h5 import require_h5py
 
@@ -438,7 +249,6 @@ def fetch(
         raise DownloadError(f"{entry.name} has no download address. {entry.manual_steps}")
     raw = folder / (entry.filename if entry.kind == "keras-h5" else entry.checkpoint_name)
     failures: list[str] = []
-    downloaded: Path | None = None
     for url in candidates:
         say(f"downloading {entry.name} from {url}")
         try:
@@ -460,18 +270,22 @@ def fetch(
             downloaded.unlink()
             failures.append(f"{url} sent a file that is not HDF5 (an error page?); it was removed")
             say(failures[-1])
-            downloaded = None
             continue
-        break
-    if downloaded is None:
-        listed = "\n".join(f"  {line}" for line in failures)
-        raise DownloadError(
-            f"could not download {entry.name} from any of its {len(candidates)} "
-            f"address{'es' if len(candidates) != 1 else ''}:\n{listed}\n{entry.manual_steps}"
-        )
-    if entry.kind == "checkpoint":
         return downloaded
+    listed = "\n".join(f"  {line}" for line in failures)
+    raise DownloadError(
+        f"could not download {entry.name} from any of its {len(candidates)} "
+        f"address{'es' if len(candidates) != 1 else ''}:\n{listed}\n{entry.manual_steps}"
+    )
 
+
+def _convert(
+    downloaded: Path, target: Path, config: ModelConfig | None, say: Callable[[str], None]
+) -> Path:
+    """Convert the downloaded Keras file into the checkpoint ``target``, then remove it (the
+    checkpoint holds the same weights). If the conversion fails, the ``.h5`` is kept (the error
+    says where), so that the conversion can be retried with ``napari-chromagan import-weights``
+    or the file reported without downloading it again."""
     from .keras_import import import_keras_weights_to_checkpoint
 
     say(f"converting {downloaded} into {target}")

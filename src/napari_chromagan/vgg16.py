@@ -16,7 +16,14 @@ from collections.abc import Callable
 
 from torch import nn
 
-__all__ = ["CONV_CHANNELS", "CONV_INDEX", "CONV_NAMES", "TRUNK_CONV_NAMES", "vgg16_features"]
+__all__ = [
+    "CONV_CHANNELS",
+    "CONV_INDEX",
+    "CONV_NAMES",
+    "TRUNK_CONV_INDICES",
+    "TRUNK_CONV_NAMES",
+    "vgg16_features",
+]
 
 # (output channels, convolutions) of VGG16's five blocks
 _BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
@@ -46,6 +53,9 @@ CONV_INDEX: dict[str, int] = {name: index for name, (_, index) in _LAYOUT.items(
 
 TRUNK_CONV_NAMES: tuple[str, ...] = CONV_NAMES[: CONV_NAMES.index("block4_conv3") + 1]
 """The generator's trunk: VGG16 up to and including ``block4_conv3`` (ten convolutions)."""
+
+TRUNK_CONV_INDICES: tuple[int, ...] = tuple(CONV_INDEX[name] for name in TRUNK_CONV_NAMES)
+"""The index each trunk convolution has in torchvision's ``features`` (and in the trunk)."""
 
 
 def vgg16_features(

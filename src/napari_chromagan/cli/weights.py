@@ -87,16 +87,23 @@ def register_download_weights(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _print_weights_list() -> None:
+    """One line per known weights: name, available or missing, description and file."""
+    from napari_chromagan import registry
+
+    rows = [(e.name, registry.entry_status(e.name), e) for e in registry.REGISTRY.values()]
+    width = max(len(name) for name, _, _ in rows)
+    for name, status, entry in rows:
+        path = registry.entry_path(name)
+        where = f" ({path})" if path is not None else ""
+        print(f"{name:<{width}}  {status:<9}  {entry.description}{where}", flush=True)
+
+
 def run_download_weights(args: argparse.Namespace) -> int:
     from napari_chromagan import registry
 
     if args.list:
-        rows = [(e.name, registry.entry_status(e.name), e) for e in registry.REGISTRY.values()]
-        width = max(len(name) for name, _, _ in rows)
-        for name, status, entry in rows:
-            path = registry.entry_path(name)
-            where = f" ({path})" if path is not None else ""
-            print(f"{name:<{width}}  {status:<9}  {entry.description}{where}", flush=True)
+        _print_weights_list()
         if args.name is None:
             return EXIT_OK
     if args.name is None:
