@@ -54,8 +54,8 @@ def test_weights_sha256_is_hashlib_s_and_hashed_once_per_file_version(tmp_path, 
     path = tmp_path / "w.pt"
     path.write_bytes(os.urandom(3 << 20))
     calls = []
-    real = provenance_record._hash_file  # the digest lives with the record
-    monkeypatch.setattr(provenance_record, "_hash_file", lambda p: calls.append(p) or real(p))
+    real = provenance_record.file_sha256  # the digest the record takes
+    monkeypatch.setattr(provenance_record, "file_sha256", lambda p: calls.append(p) or real(p))
     provenance.clear_hash_cache()
 
     first = [provenance.weights_sha256(path) for _ in range(5)]

@@ -8,7 +8,6 @@ uses it to get the weights that :data:`~napari_chromagan.registry.REGISTRY` name
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .checksum import file_sha256
 from .errors import Cancelled, ChromaGANError
 from .progress import CancelEvent
 
@@ -58,14 +58,6 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, urllib.error.URLError):
         return str(exc.reason)
     return str(exc) or type(exc).__name__
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _partial_file(dest: Path, size: int | None, overwrite: bool) -> tuple[Path, int]:
@@ -220,7 +212,7 @@ def _verify(url: str, part: Path, size: int | None, sha256: str | None) -> None:
             "the checksum) did not match, and the file was removed"
         )
     if sha256 is not None:
-        digest = _sha256(part)
+        digest = file_sha256(part)
         if digest.lower() != sha256.lower():
             part.unlink()
             raise DownloadError(

@@ -24,7 +24,7 @@ from napari_chromagan.errors import UnsupportedImageError
 
 from .atomic import atomic_write
 from .output_names import output_path, output_paths
-from .provenance import save_options
+from .provenance import TIFF_MAGIC, save_options
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -41,7 +41,6 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
 )
 
-_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
 _PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 _READ_HINT = "expected a complete PNG, JPEG, TIFF, WebP or BMP file"
 # Pillow's own refusal threshold (twice Image.MAX_IMAGE_PIXELS): a file that unpacks into more
@@ -152,7 +151,7 @@ def read_image(
     try:
         array = (
             np.asarray(tifffile.imread(path))
-            if head in _TIFF_MAGIC
+            if head in TIFF_MAGIC
             else _read_pillow(path, max_pixels)
         )
     except UnsupportedImageError:

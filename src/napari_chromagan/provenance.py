@@ -169,7 +169,7 @@ def save_options(ext: str, record: Mapping[str, Any]) -> dict[str, Any]:
     )
 
 
-_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
 
 
 def _is_ours(text: str | bytes) -> bool:
@@ -260,7 +260,7 @@ def read_provenance(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     with open(path, "rb") as fh:
         head = fh.read(12)
     where = str(path)
-    if head[:4] in _TIFF_MAGIC:
+    if head[:4] in TIFF_MAGIC:
         return _tiff_record(path, where)
     if not (
         head[:8] == b"\x89PNG\r\n\x1a\n"

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from .checksum import file_sha256
 from .errors import ChromaGANError
 
 __all__ = [
@@ -75,14 +76,6 @@ _hash_lock = threading.Lock()
 _HASH_CACHE_SIZE = 64
 
 
-def _hash_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def weights_sha256(path: str | os.PathLike[str]) -> str:
     """The sha256 of a weights file (hex), computed once per file version.
 
@@ -102,7 +95,7 @@ def weights_sha256(path: str | os.PathLike[str]) -> str:
         if found is not None:
             _hash_cache.move_to_end(key)
             return found
-    value = _hash_file(real)  # outside the lock: another thread may hash another file meanwhile
+    value = file_sha256(real)  # outside the lock: another thread may hash another file meanwhile
     with _hash_lock:
         _hash_cache[key] = value
         while len(_hash_cache) > _HASH_CACHE_SIZE:
