@@ -456,9 +456,9 @@ def test_progress_writer_measures_the_rate_from_its_own_start(tmp_path, monkeypa
 
 
 def test_a_diverged_run_exits_3_and_says_so_in_progress(images, tmp_path, monkeypatch, capsys):
-    import training.train as loop
+    import training.step as train_step
 
-    monkeypatch.setattr(loop, "mse_ab", lambda pred, target: torch.tensor(float("nan")))
+    monkeypatch.setattr(train_step, "mse_ab", lambda pred, target: torch.tensor(float("nan")))
     out = tmp_path / "run"
     assert (
         main(

@@ -213,9 +213,9 @@ def test_unreadable_and_gray_images_are_skipped_and_counted(images, tmp_path):
 
 
 def test_non_finite_losses_stop_the_run(images, tmp_path, monkeypatch):
-    import training.train as loop
+    import training.step as train_step
 
-    monkeypatch.setattr(loop, "mse_ab", lambda pred, target: torch.tensor(float("nan")))
+    monkeypatch.setattr(train_step, "mse_ab", lambda pred, target: torch.tensor(float("nan")))
     config = TrainConfig(
         data=str(images),
         out=str(tmp_path / "run"),
