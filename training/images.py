@@ -8,15 +8,28 @@ white, the first page of a stack), and an RGB file whose channels (nearly) agree
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
+from napari_chromagan.errors import UnsupportedImageError
 from napari_chromagan.imageio import IMAGE_SUFFIXES, image_files_in, read_image
 from napari_chromagan.normalize import resolve_normalization
 
-__all__ = ["GRAY_TOLERANCE", "decode_image", "find_images", "is_gray", "split_validation"]
+from .metrics import SSIM_MIN_SIZE
+
+__all__ = [
+    "GRAY_TOLERANCE",
+    "decode_image",
+    "find_images",
+    "is_gray",
+    "load_colour_image",
+    "split_validation",
+]
+
+log = logging.getLogger("training.evaluate")  # load_colour_image's warnings, as before the split
 
 GRAY_TOLERANCE = 2  # an RGB image whose channels differ by at most this much (8-bit) is gray
 _LIST_CHECK = 100  # a list file is refused when none of its first entries exists
@@ -190,3 +203,36 @@ def is_gray(rgb: np.ndarray) -> bool:
 
 def _channel_spread(rgb: np.ndarray) -> int:
     return int((rgb.max(axis=-1) - rgb.min(axis=-1)).max(initial=0))
+
+
+def load_colour_image(path: Path) -> tuple[np.ndarray | None, str]:
+    """Read ``path`` as uint8 (H, W, 3); returns (rgb, "") or (None, "gray" | "unreadable").
+
+    Gray files (see the module docstring), unreadable ones and those too small for SSIM are
+    refused with the reason (logged for the unreadable ones); training's validation uses it too.
+    """
+    try:
+        image = read_image(path)
+    except (UnsupportedImageError, OSError) as exc:
+        log.warning("skipping %s: %s", path, exc)
+        return None, "unreadable"
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (1, 2)):
+        return None, "gray"
+    if image.ndim != 3 or image.shape[-1] not in (3, 4):
+        log.warning("skipping %s: not a single RGB image (array of shape %s)", path, image.shape)
+        return None, "unreadable"
+    rgb = image[..., :3]
+    if rgb.dtype == np.uint16:
+        rgb = np.round(rgb / 257.0).astype(np.uint8)
+    elif rgb.dtype != np.uint8:
+        log.warning("skipping %s: expected 8- or 16-bit RGB, got %s", path, rgb.dtype)
+        return None, "unreadable"
+    if is_gray(rgb):  # the training data's definition of a gray file
+        return None, "gray"
+    if min(rgb.shape[:2]) < SSIM_MIN_SIZE:
+        log.warning(
+            "skipping %s: %dx%d is too small to score (SSIM needs %d pixels a side)",
+            path, rgb.shape[1], rgb.shape[0], SSIM_MIN_SIZE,
+        )  # fmt: skip
+        return None, "unreadable"
+    return np.ascontiguousarray(rgb), ""

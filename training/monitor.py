@@ -202,7 +202,8 @@ class Validation:
     """
 
     def __init__(self, trainer: Trainer) -> None:
-        from .evaluate import load_colour_image, squash
+        from .images import load_colour_image
+        from .scoring import squash
 
         self.trainer = trainer
         config = trainer.config
@@ -232,7 +233,7 @@ class Validation:
         """Score the generator as it is now; returns the metrics row (``val_*`` keys)."""
         from napari_chromagan.colorize import Colorizer
 
-        from .evaluate import score_network_size
+        from .scoring import score_network_size
 
         generator = self.trainer.bare_generator
         was_training = generator.training
