@@ -23,7 +23,7 @@ import functools
 import logging
 import os
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -33,10 +33,12 @@ import torch
 from PIL import Image
 
 from napari_chromagan.color import rgb_to_lab
-from napari_chromagan.imageio import IMAGE_SUFFIXES, image_files_in, read_image
-from napari_chromagan.normalize import resolve_normalization
+
+from .images import GRAY_TOLERANCE, decode_image, find_images, is_gray
+from .sampler import ResumableSampler
 
 __all__ = [
+    "GRAY_TOLERANCE",
     "STATUSES",
     "Batch",
     "ColorizationDataset",
@@ -52,90 +54,10 @@ log = logging.getLogger("training.data")
 
 STATUSES: tuple[str, ...] = ("ok", "grayscale", "skipped-grayscale", "unreadable")
 _DROPPED = ("unreadable", "skipped-grayscale")
-GRAY_TOLERANCE = 2  # an RGB image whose channels differ by at most this much (8-bit) is gray
-_LIST_CHECK = 100  # a list file is refused when none of its first entries exists
 
 
 # --------------------------------------------------------------------------------------------
-# Finding the images
-
-
-def find_images(source: str | os.PathLike[str]) -> list[Path]:
-    """List the training images of a folder or a list file.
-
-    Parameters
-    ----------
-    source : str or path-like
-        A folder, searched as :func:`napari_chromagan.imageio.image_files_in` does (recursively,
-        the plugin's image suffixes, hidden files and folders skipped, sorted); or a text file
-        listing image paths, one per line (relative paths are taken relative to the list file's
-        folder; blank lines and lines starting with ``#`` are ignored; entries are kept as
-        listed, in order, without checking their suffix); or a single image file.
-
-    Returns
-    -------
-    list of Path
-
-    Raises
-    ------
-    FileNotFoundError
-        If `source` does not exist, or none of the first 100 entries of a list file exists.
-    ValueError
-        If no image was found, or the list file is not text.
-    """
-    path = Path(source)
-    if path.is_dir():
-        found = image_files_in(path)
-        if not found:
-            accepted = " ".join(sorted(IMAGE_SUFFIXES))
-            raise ValueError(
-                f"no images found in {path} (searched recursively, hidden files and folders "
-                f"skipped; accepted suffixes: {accepted}); point to the folder that holds the "
-                "images, or pass a text file listing them one per line"
-            )
-        return found
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path}: no such folder or file; pass a folder of images or a text file listing "
-            "image paths one per line"
-        )
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        return [path]
-    return _read_list(path)
-
-
-def _read_list(list_file: Path) -> list[Path]:
-    try:
-        text = list_file.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(
-            f"{list_file} is neither a folder, an image ({' '.join(sorted(IMAGE_SUFFIXES))}) nor a UTF-8 "
-            "text file listing image paths one per line"
-        ) from exc
-    base = list_file.parent
-    paths = []
-    for line in text.splitlines():
-        entry = line.strip()
-        if entry and not entry.startswith("#"):
-            paths.append(base / entry)  # an absolute entry stays absolute
-    if not paths:
-        raise ValueError(
-            f"{list_file} lists no images; write one image path per line (relative paths are "
-            f"taken relative to {base}; blank lines and '#' comments are ignored)"
-        )
-    # Checking every entry would stat a million files on a network disk; a list whose first
-    # entries are all missing is almost surely relative to the wrong folder.
-    if not any(p.exists() for p in paths[:_LIST_CHECK]):
-        raise FileNotFoundError(
-            f"{list_file}: none of its first {min(len(paths), _LIST_CHECK)} entries exists "
-            f"(first: {paths[0]}); relative paths are taken relative to the list file's folder "
-            f"{base}"
-        )
-    return paths
-
-
-# --------------------------------------------------------------------------------------------
-# Decoding one image
+# Paths in numpy buffers, and resizing
 
 
 class _PathTable:
@@ -157,68 +79,6 @@ class _PathTable:
     def __getitem__(self, index: int) -> Path:
         start, stop = self._offsets[index], self._offsets[index + 1]
         return Path(os.fsdecode(self._blob[start:stop].tobytes()))
-
-
-def _to_uint8(array: np.ndarray, rgb: bool) -> np.ndarray:
-    """Any dtype -> uint8, as the plugin maps intensities (``normalize`` ``"auto"``)."""
-    if array.dtype == np.uint8:
-        return array
-    norm = resolve_normalization(array, "auto", rgb=rgb, leading_ndim=0)
-    unit = np.nan_to_num(norm.apply(array), nan=0.0)
-    return (unit * 255.0 + 0.5).astype(np.uint8)
-
-
-def _unit_alpha(alpha: np.ndarray) -> np.ndarray:
-    if alpha.dtype.kind in "ui":
-        return alpha.astype(np.float32) / float(np.iinfo(alpha.dtype).max)
-    return np.clip(np.nan_to_num(alpha.astype(np.float32), nan=1.0), 0.0, 1.0)
-
-
-def _decode(path: Path) -> tuple[np.ndarray, bool]:
-    """Read ``path`` -> (uint8 (H, W) if gray else (H, W, 3), is_gray).
-
-    EXIF orientation is applied, palettes expanded (``read_image``); the first page of a stack
-    is used; alpha is composited on white; 16-bit and float data are mapped to 8 bits.
-    """
-    array = read_image(path)
-    if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[-1] > 4:
-        array = np.moveaxis(array, 0, -1)  # planar (channels-first) TIFF
-    while array.ndim > 3 or (array.ndim == 3 and array.shape[-1] > 4):
-        array = array[0]  # first page / plane of a stack
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    if array.ndim != 2 and array.ndim != 3:
-        raise ValueError(f"unexpected pixel array shape {array.shape}")
-    alpha = None
-    if array.ndim == 3 and array.shape[-1] in (2, 4):
-        array, alpha = array[..., :-1], array[..., -1]
-        if array.shape[-1] == 1:
-            array = array[..., 0]
-    image = _to_uint8(array, rgb=array.ndim == 3)
-    if alpha is not None:
-        a = _unit_alpha(alpha)
-        if a.ndim < image.ndim:
-            a = a[..., None]
-        image = (image * a + 255.0 * (1.0 - a) + 0.5).astype(np.uint8)
-    if image.ndim == 2:
-        return image, True
-    if is_gray(image):
-        gray = (image.sum(axis=-1, dtype=np.uint16) + 1) // 3
-        return gray.astype(np.uint8), True
-    return np.ascontiguousarray(image), False
-
-
-def is_gray(rgb: np.ndarray) -> bool:
-    """Whether an 8-bit RGB image (H, W, 3) is gray: its channels differ by at most
-    `GRAY_TOLERANCE` at every pixel. Training and evaluation both skip (or keep) such files."""
-    # Most colour photos are told apart on a sparse sample; only candidates get the full check.
-    return (
-        _channel_spread(rgb[::8, ::8]) <= GRAY_TOLERANCE and _channel_spread(rgb) <= GRAY_TOLERANCE
-    )
-
-
-def _channel_spread(rgb: np.ndarray) -> int:
-    return int((rgb.max(axis=-1) - rgb.min(axis=-1)).max(initial=0))
 
 
 def _resize(
@@ -307,7 +167,7 @@ class ColorizationDataset(torch.utils.data.Dataset):
             raise IndexError(f"index {index} out of range for {len(self)} images")
         path = self._paths[index]
         try:
-            image, gray = _decode(path)
+            image, gray = decode_image(path)
             if gray and self.grayscale == "skip":
                 return self._empty(index, "skipped-grayscale")
             pixels = self._square(image, index)
@@ -402,106 +262,6 @@ def collate(samples: list[dict[str, Any]]) -> Batch:
     indices = torch.tensor([s["index"] for s in kept], dtype=torch.int64)
     gray = sum(s["status"] == "grayscale" for s in kept)
     return Batch(rgb, indices, skipped, gray)
-
-
-# --------------------------------------------------------------------------------------------
-# Sampling
-
-
-class ResumableSampler(torch.utils.data.Sampler[int]):
-    """Seeded, sharded and resumable order of the dataset indices.
-
-    Like ``DistributedSampler``: each epoch, a permutation drawn with
-    ``torch.Generator().manual_seed(seed + epoch)`` (or ``range(length)`` without shuffling),
-    padded by repetition to a multiple of ``world_size`` (or truncated, with ``drop_last``);
-    rank r takes ``indices[r::world_size]``. In addition, ``set_start(n)`` skips the first n
-    samples of this rank's shard in the current epoch only, so a run resumed mid-epoch sees
-    exactly the samples the uninterrupted run would have.
-
-    Parameters
-    ----------
-    length : int
-        Dataset length.
-    seed : int
-        Shuffling seed; must be the same on every rank.
-    shuffle : bool
-        Permute the indices each epoch.
-    rank, world_size : int
-        This process's shard and the number of shards.
-    drop_last : bool
-        Drop the tail that does not split evenly, rather than padding.
-    """
-
-    def __init__(
-        self,
-        length: int,
-        *,
-        seed: int = 0,
-        shuffle: bool = True,
-        rank: int = 0,
-        world_size: int = 1,
-        drop_last: bool = False,
-    ) -> None:
-        if length < 1:
-            raise ValueError(f"length must be >= 1, got {length}")
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(
-                f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}"
-            )
-        if drop_last and length < world_size:
-            raise ValueError(f"drop_last with {length} samples for {world_size} ranks leaves none")
-        self.length = int(length)
-        self.seed = int(seed)
-        self.shuffle = shuffle
-        self.rank = int(rank)
-        self.world_size = int(world_size)
-        self.drop_last = drop_last
-        if drop_last:
-            self.num_samples = self.length // self.world_size
-        else:
-            self.num_samples = -(-self.length // self.world_size)
-        self.total_size = self.num_samples * self.world_size
-        self.epoch = 0
-        self._start = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the order of ``epoch``; a start set for another epoch is dropped."""
-        if epoch != self.epoch:
-            self._start = 0
-        self.epoch = int(epoch)
-
-    def set_start(self, start: int) -> None:
-        """Skip the first ``start`` samples of this rank's shard, in the current epoch only.
-
-        Call it after `set_epoch` for the epoch being resumed.
-        """
-        if not 0 <= start <= self.num_samples:
-            raise ValueError(f"start must be in [0, {self.num_samples}], got {start}")
-        self._start = int(start)
-
-    @property
-    def start(self) -> int:
-        return self._start
-
-    def _order(self) -> list[int]:
-        if self.shuffle:
-            g = torch.Generator()
-            g.manual_seed(self.seed + self.epoch)
-            indices = torch.randperm(self.length, generator=g).tolist()
-        else:
-            indices = list(range(self.length))
-        if self.total_size > self.length:
-            padding = self.total_size - self.length
-            indices += (indices * (padding // self.length + 1))[:padding]
-        else:
-            indices = indices[: self.total_size]
-        return indices[self.rank : self.total_size : self.world_size]
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._order()[self._start :])
-
-    def __len__(self) -> int:
-        return self.num_samples - self._start
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,6 +8,9 @@ with SIGINT (the trainer checkpoints and exits 130), tells how it ended from the
 (:class:`training.progress.ExitCode`), and exports the final checkpoint into the user weights
 folder, where the plugin lists it.
 
+What a run is made of (its ``train`` flags) is :class:`training.finetune_settings.FinetuneSettings`;
+what :meth:`FinetuneRun.poll` finds and how a run ended are in :mod:`training.finetune_status`.
+
 Also here: :func:`write_training_images`, which turns image arrays (napari layers' data) into
 the PNG files of a training folder without touching the arrays.
 """
@@ -21,7 +24,6 @@ import os
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,8 @@ import numpy as np
 from napari_chromagan.atomic import atomic_write
 from napari_chromagan.errors import ChromaGANError
 
+from .finetune_settings import FINETUNE_PRESETS, FinetuneSettings
+from .finetune_status import LOG_FILE, RunStatus, describe_exit
 from .progress import ExitCode, read_progress
 
 __all__ = [
@@ -47,8 +51,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FINETUNE_PRESETS = ("chromagan-noclass", "chromanet", "chromagan")
-LOG_FILE = "train.log"
 IMAGES_FOLDER = "training-images"
 
 
@@ -151,120 +153,6 @@ def _starts(length: int, tile: int) -> list[int]:
 
 
 # ------------------------------------------------------------------------------ the run
-
-
-@dataclass(frozen=True)
-class FinetuneSettings:
-    """What a widget run is made of; :meth:`argv` turns it into ``python -m training train`` flags.
-
-    ``init_from`` None trains from scratch, at ``width`` and ``image_size``; with weights, the
-    model's shape comes from the file (``image_size`` and ``width`` are not passed).
-    """
-
-    data: str
-    out: str
-    init_from: str | None = None
-    preset: str = "chromagan-noclass"
-    steps: int = 500
-    lr: float = 5e-5
-    batch_size: int = 8
-    image_size: int = 128
-    width: float = 0.25
-    device: str = "auto"
-    val_fraction: float | None = 0.1
-    num_workers: int = 1
-    extra: tuple[str, ...] = field(default_factory=tuple)  # more flags, as given
-
-    def intervals(self) -> dict[str, int]:
-        """Log about 100 times, validate and sample about 20 times, checkpoint about 10 times."""
-        steps = self.steps
-        return {
-            "log_every": max(1, steps // 100),
-            "sample_every": max(1, steps // 20),
-            "val_every": max(1, steps // 20),
-            "checkpoint_every": max(1, steps // 10),
-        }
-
-    def argv(self) -> list[str]:
-        flags = [
-            "--data",
-            self.data,
-            "--out",
-            self.out,
-            "--preset",
-            self.preset,
-            "--max-steps",
-            str(self.steps),
-            "--lr",
-            repr(self.lr),
-            "--batch-size",
-            str(self.batch_size),
-            "--device",
-            self.device,
-            "--num-workers",
-            str(self.num_workers),
-            "--resize",
-            "crop",
-        ]
-        if self.init_from:
-            flags += ["--init-from", self.init_from]
-        else:
-            flags += ["--width", repr(self.width), "--image-size", str(self.image_size)]
-        if self.val_fraction:
-            flags += ["--val-fraction", repr(self.val_fraction)]
-        for name, value in self.intervals().items():
-            flags += ["--" + name.replace("_", "-"), str(value)]
-        return [*flags, *self.extra]
-
-
-@dataclass
-class RunStatus:
-    """What :meth:`FinetuneRun.poll` found."""
-
-    running: bool
-    returncode: int | None
-    progress: dict[str, Any] | None
-    new_rows: list[dict[str, Any]]
-    sample: Path | None  # the newest sample image
-
-
-def describe_exit(returncode: int, progress: dict[str, Any] | None, log_tail: str = "") -> str:
-    """One sentence on how a run ended, from its exit status and its last progress."""
-    step = progress.get("step") if progress else None
-    at = f" at step {step}" if step is not None else ""
-    checkpoint = progress.get("checkpoint") if progress else None
-    newest = f"; its newest checkpoint is {Path(checkpoint).name}" if checkpoint else ""
-    error = next(
-        (
-            line[len("error: ") :]
-            for line in reversed(log_tail.splitlines())
-            if line.startswith("error: ")
-        ),
-        "",
-    )
-    if returncode == ExitCode.FINISHED:
-        return f"finished{at}"
-    if returncode == ExitCode.STOPPED:
-        return f"stopped{at}{newest}: Resume continues it"
-    if returncode == ExitCode.BAD_CONFIG:
-        return f"refused before training: {error or 'see ' + LOG_FILE}"
-    if returncode == ExitCode.FAILED:
-        return f"failed{at}: {error or 'see ' + LOG_FILE}"
-    if returncode == ExitCode.OUT_OF_MEMORY:
-        return f"ran out of memory{at}: lower the batch size or the image size{newest}"
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        after = (
-            f"; its newest checkpoint, {Path(checkpoint).name}, is complete (checkpoints are written whole): "
-            "Resume continues from it"
-            if checkpoint
-            else "; it had written no checkpoint yet: Start again"
-        )
-        return f"the training process was killed ({name}){at}; nothing was exported{after}"
-    return f"crashed (exit status {returncode}){at}: the traceback is in {LOG_FILE}{newest}"
 
 
 class FinetuneRun:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -141,24 +141,11 @@ def _read_keras(path: Path) -> dict[str, Tensor]:
                 raise CheckpointError(
                     f"{path}: no Keras layers (no layer_names attribute): not a Keras VGG16 file"
                 )
-
-            def arrays(layer: str) -> tuple[np.ndarray, np.ndarray]:
-                if layer not in root:
-                    raise CheckpointError(
-                        f"{path}: layer {layer!r} is missing: not a Keras VGG16 file"
-                    )
-                found = {
-                    keras_h5.short_name(name): ds for name, ds in keras_h5.layer_arrays(root, layer)
-                }
-                if sorted(found) != ["bias", "kernel"]:
-                    raise CheckpointError(
-                        f"{path}: layer {layer!r} should hold one kernel and one bias"
-                    )
-                return np.asarray(found["kernel"]), np.asarray(found["bias"])
-
             for name in vgg16.CONV_NAMES:
                 index = vgg16.CONV_INDEX[name]
-                kernel, bias = arrays(name)  # (kh, kw, in, out) -> (out, in, kh, kw)
+                kernel, bias = _keras_arrays(
+                    root, name, path
+                )  # (kh, kw, in, out) -> (out, in, kh, kw)
                 state[f"features.{index}.weight"] = torch.from_numpy(
                     np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))
                 )
@@ -172,23 +159,34 @@ def _read_keras(path: Path) -> dict[str, Tensor]:
                     f"{path}: VGG16 classifier layer(s) {', '.join(missing)} are missing while "
                     f"{', '.join(present)} are present: the file is incomplete"
                 )
-            channels = state[f"features.{vgg16.CONV_INDEX[vgg16.CONV_NAMES[-1]]}.weight"].shape[0]
-            for name, index in zip(_KERAS_DENSE, _TORCH_DENSE_INDICES, strict=True):
-                kernel, bias = arrays(name)  # (in, out)
-                if index == 0:
-                    # Keras flattens (h, w, c); torchvision flattens (c, h, w)
-                    kernel = (
-                        kernel.reshape(7, 7, channels, -1)
-                        .transpose(2, 0, 1, 3)
-                        .reshape(channels * 49, -1)
-                    )
-                state[f"classifier.{index}.weight"] = torch.from_numpy(
-                    np.ascontiguousarray(kernel.T)
-                )
-                state[f"classifier.{index}.bias"] = torch.from_numpy(bias.copy())
+            _read_keras_classifier(root, path, state)
     except OSError as exc:
         raise CheckpointError(f"{path} is not a readable HDF5 file: {exc}") from None
     return state
+
+
+def _keras_arrays(root: Any, layer: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The (kernel, bias) of the Keras layer ``layer`` under the weights group ``root``."""
+    if layer not in root:
+        raise CheckpointError(f"{path}: layer {layer!r} is missing: not a Keras VGG16 file")
+    found = {keras_h5.short_name(name): ds for name, ds in keras_h5.layer_arrays(root, layer)}
+    if sorted(found) != ["bias", "kernel"]:
+        raise CheckpointError(f"{path}: layer {layer!r} should hold one kernel and one bias")
+    return np.asarray(found["kernel"]), np.asarray(found["bias"])
+
+
+def _read_keras_classifier(root: Any, path: Path, state: dict[str, Tensor]) -> None:
+    """Add the three dense layers' ``classifier.*`` tensors to ``state`` (which has the convolutions)."""
+    channels = state[f"features.{vgg16.CONV_INDEX[vgg16.CONV_NAMES[-1]]}.weight"].shape[0]
+    for name, index in zip(_KERAS_DENSE, _TORCH_DENSE_INDICES, strict=True):
+        kernel, bias = _keras_arrays(root, name, path)  # (in, out)
+        if index == 0:
+            # Keras flattens (h, w, c); torchvision flattens (c, h, w)
+            kernel = (
+                kernel.reshape(7, 7, channels, -1).transpose(2, 0, 1, 3).reshape(channels * 49, -1)
+            )
+        state[f"classifier.{index}.weight"] = torch.from_numpy(np.ascontiguousarray(kernel.T))
+        state[f"classifier.{index}.bias"] = torch.from_numpy(bias.copy())
 
 
 def load_vgg16_state(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], Convention]:

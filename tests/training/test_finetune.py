@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_runs import TINY_NOCLASS, colour_images, read_metrics
 
 from napari_chromagan.checkpoint import load_checkpoint
 from training import distributed
@@ -21,47 +22,24 @@ from training.export import export
 from training.progress import PROGRESS_FILE, ExitCode, ProgressWriter, read_progress
 from training.train import Trainer, checkpoint_files, split_validation
 
-TINY = [
-    "--width",
-    "0.125",
-    "--image-size",
-    "64",
-    "--num-workers",
-    "0",
-    "--log-every",
-    "1",
-    "--sample-every",
-    "0",
-    "--preset",
-    "chromagan-noclass",
-    "--batch-size",
-    "4",
-]
-
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> Path:
     """16 smooth colour images (a colour per quadrant, blurred), 80x96."""
-    folder = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(1)
-    for i in range(16):
-        small = rng.integers(0, 256, (2, 2, 3), dtype=np.uint8)
-        Image.fromarray(small).resize((96, 80), Image.BILINEAR).save(folder / f"img{i:02d}.png")
-    return folder
+    return colour_images(tmp_path_factory.mktemp("images"), count=16, seed=1)
 
 
 @pytest.fixture(scope="module")
 def trained(images, tmp_path_factory) -> tuple[Path, Path]:
     """A 2-step tiny run: (its training checkpoint, with a critic; that checkpoint exported)."""
     out = tmp_path_factory.mktemp("start") / "run"
-    assert main(["train", "--data", str(images), "--out", str(out), "--max-steps", "2", *TINY]) == 0
+    assert (
+        main(["train", "--data", str(images), "--out", str(out), "--max-steps", "2", *TINY_NOCLASS])
+        == 0
+    )
     (ckpt,) = checkpoint_files(out)
     exported = export(ckpt, out.parent / "start.pt")
     return ckpt, exported
-
-
-def _rows(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
 def _trainer(config: TrainConfig) -> Trainer:
@@ -191,7 +169,7 @@ def test_a_fine_tune_first_scores_its_starting_weights(images, trained, tmp_path
         )
         == 0
     )
-    before, after = [r for r in _rows(out) if "val_psnr" in r]
+    before, after = [r for r in read_metrics(out) if "val_psnr" in r]
     start = evaluate(exported, out / "validation.txt", device="cpu", progress=False)["metrics"]
     assert before["step"] == 0 and before["val_psnr"] == pytest.approx(
         start["psnr_64"]["model"], abs=1e-9
@@ -201,7 +179,16 @@ def test_a_fine_tune_first_scores_its_starting_weights(images, trained, tmp_path
 
 
 def test_init_from_names_what_is_missing(images, tmp_path, capsys):
-    base = ["train", "--data", str(images), "--out", str(tmp_path / "x"), *TINY, "--max-steps", "1"]
+    base = [
+        "train",
+        "--data",
+        str(images),
+        "--out",
+        str(tmp_path / "x"),
+        *TINY_NOCLASS,
+        "--max-steps",
+        "1",
+    ]
     # the test environment has no default weights (conftest hides the packaged file and the cache)
     assert main([*base, "--init-from", "default"]) == ExitCode.BAD_CONFIG
     assert "no ChromaGAN weights found" in capsys.readouterr().err
@@ -274,7 +261,7 @@ def test_validation_psnr_and_colourfulness_are_those_evaluate_measures(images, t
                 str(images),
                 "--out",
                 str(out),
-                *TINY,
+                *TINY_NOCLASS,
                 "--max-steps",
                 "4",
                 "--val-fraction",
@@ -285,7 +272,7 @@ def test_validation_psnr_and_colourfulness_are_those_evaluate_measures(images, t
         )
         == ExitCode.FINISHED
     )
-    val = [r for r in _rows(out) if "val_psnr" in r]
+    val = [r for r in read_metrics(out) if "val_psnr" in r]
     assert [r["step"] for r in val] == [0, 2, 4]  # where the run starts, then every 2 steps
     assert all(r["val_images"] == 4 for r in val)
     # the held-out images are not trained on
@@ -327,7 +314,7 @@ def test_validation_from_a_folder_and_the_samples_show_held_out_images(images, t
                 str(images),
                 "--out",
                 str(out),
-                *TINY,
+                *TINY_NOCLASS,
                 "--max-steps",
                 "2",
                 "--val-data",
@@ -341,7 +328,7 @@ def test_validation_from_a_folder_and_the_samples_show_held_out_images(images, t
         == 0
     )
     rows = [
-        r for r in _rows(out) if "val_psnr" in r
+        r for r in read_metrics(out) if "val_psnr" in r
     ]  # --val-every 0: at the start and the end only
     assert [r["step"] for r in rows] == [0, 2] and rows[-1]["val_images"] == 1
     # the sample batch is the held-out files (gray.png, two.png), not the training images
@@ -360,7 +347,7 @@ def test_validation_needs_enough_images(images, tmp_path, capsys):
                 str(images),
                 "--out",
                 str(tmp_path / "r"),
-                *TINY,
+                *TINY_NOCLASS,
                 "--max-steps",
                 "1",
                 "--val-fraction",
@@ -378,7 +365,7 @@ def test_validation_needs_enough_images(images, tmp_path, capsys):
                 str(images),
                 "--out",
                 str(tmp_path / "r"),
-                *TINY,
+                *TINY_NOCLASS,
                 "--max-steps",
                 "1",
                 "--val-fraction",
@@ -405,7 +392,7 @@ def test_progress_file_follows_the_run_to_its_end(images, tmp_path):
                 str(images),
                 "--out",
                 str(out),
-                *TINY,
+                *TINY_NOCLASS,
                 "--max-steps",
                 "4",
                 "--log-every",
@@ -419,7 +406,7 @@ def test_progress_file_follows_the_run_to_its_end(images, tmp_path):
         == 0
     )
     progress = read_progress(out)
-    rows = _rows(out)
+    rows = read_metrics(out)
     last_losses = [r for r in rows if "loss_g" in r][-1]
     last_val = [r for r in rows if "val_psnr" in r][-1]
     assert progress["state"] == "finished" and progress["step"] == progress["total"] == 4
@@ -456,9 +443,9 @@ def test_progress_writer_measures_the_rate_from_its_own_start(tmp_path, monkeypa
 
 
 def test_a_diverged_run_exits_3_and_says_so_in_progress(images, tmp_path, monkeypatch, capsys):
-    import training.train as loop
+    import training.step as train_step
 
-    monkeypatch.setattr(loop, "mse_ab", lambda pred, target: torch.tensor(float("nan")))
+    monkeypatch.setattr(train_step, "mse_ab", lambda pred, target: torch.tensor(float("nan")))
     out = tmp_path / "run"
     assert (
         main(
@@ -468,7 +455,7 @@ def test_a_diverged_run_exits_3_and_says_so_in_progress(images, tmp_path, monkey
                 str(images),
                 "--out",
                 str(out),
-                *TINY,
+                *TINY_NOCLASS,
                 "--max-steps",
                 "5",
                 "--max-nonfinite",
@@ -491,7 +478,10 @@ def test_out_of_memory_exits_4_with_what_to_do(images, tmp_path, monkeypatch, ca
 
     monkeypatch.setattr(loop.Trainer, "train_step", no_memory)
     out = tmp_path / "run"
-    assert main(["train", "--data", str(images), "--out", str(out), *TINY, "--max-steps", "2"]) == 4
+    assert (
+        main(["train", "--data", str(images), "--out", str(out), *TINY_NOCLASS, "--max-steps", "2"])
+        == 4
+    )
     err = capsys.readouterr().err
     assert "out of memory (CUDA out of memory" in err and "lower --batch-size" in err
     assert read_progress(out)["state"] == "failed"
@@ -521,7 +511,7 @@ def test_a_second_interrupt_exits_130_and_progress_says_stopped(
                 str(images),
                 "--out",
                 str(out),
-                *TINY,
+                *TINY_NOCLASS,
                 "--max-steps",
                 "9",
                 "--checkpoint-every",

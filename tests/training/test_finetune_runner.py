@@ -3,13 +3,13 @@ command line of a run, following its files, describing how it ended, and exporti
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 
 import numpy as np
 import pytest
 from PIL import Image
+from tiny_runs import read_metrics
 
 from napari_chromagan.checkpoint import load_checkpoint
 from napari_chromagan.weights import user_weights_dir
@@ -179,7 +179,7 @@ def test_a_finished_run_exports_once_under_its_name(tmp_path):
     path = run.export("garden")
     assert path == user_weights_dir() / "garden.pt"
     metadata = load_checkpoint(path).metadata
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rows = read_metrics(out)
     assert metadata["evaluation"] == {
         **validation_summary(rows),
         "date": metadata["evaluation"]["date"],

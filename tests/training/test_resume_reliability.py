@@ -7,45 +7,23 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
+from tiny_runs import TINY_NOCLASS, colour_images, read_metrics
 
 from training.__main__ import main
 from training.train import checkpoint_files
 
-TINY = [
-    "--width",
-    "0.125",
-    "--image-size",
-    "64",
-    "--num-workers",
-    "0",
-    "--log-every",
-    "1",
-    "--sample-every",
-    "0",
-    "--preset",
-    "chromagan-noclass",
-    "--batch-size",
-    "4",
-    "--device",
-    "cpu",
-]
+TINY = [*TINY_NOCLASS, "--device", "cpu"]  # on the CPU, where a resume is exact loss for loss
 
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    for i in range(8):
-        small = rng.integers(0, 256, (2, 2, 3), dtype=np.uint8)
-        Image.fromarray(small).resize((80, 72), Image.BILINEAR).save(folder / f"img{i}.png")
-    return folder
+    return colour_images(folder, count=8, seed=0, size=(80, 72), name="img{}.png")
 
 
 def _steps(out: Path) -> list[int]:
-    return [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [row["step"] for row in read_metrics(out)]
 
 
 def test_config_json_holds_absolute_paths_and_resumes_from_another_directory(

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_runs import TINY, colour_images, read_metrics
 
 from napari_chromagan.checkpoint import load_checkpoint
 from napari_chromagan.colorize import Colorizer
@@ -22,33 +23,12 @@ from training.config import TrainConfig
 from training.train import TrainingError, checkpoint_files, train
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = [
-    "--width",
-    "0.125",
-    "--image-size",
-    "64",
-    "--num-workers",
-    "0",
-    "--log-every",
-    "1",
-    "--sample-every",
-    "0",
-]
 
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> Path:
     """16 smooth colour images (a colour per quadrant, blurred), 80x96."""
-    folder = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    for i in range(16):
-        small = rng.integers(0, 256, (2, 2, 3), dtype=np.uint8)
-        Image.fromarray(small).resize((96, 80), Image.BILINEAR).save(folder / f"img{i:02d}.png")
-    return folder
-
-
-def _metrics(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return colour_images(tmp_path_factory.mktemp("images"), count=16, seed=0)
 
 
 def test_three_steps_write_checkpoint_metrics_config_and_samples(images, tmp_path, capsys):
@@ -70,7 +50,7 @@ def test_three_steps_write_checkpoint_metrics_config_and_samples(images, tmp_pat
         "2",
     ]
     assert main(argv) == 0
-    records = _metrics(out)
+    records = read_metrics(out)
     assert [r["step"] for r in records] == [1, 2, 3]
     for r in records:
         assert {"mse", "adversarial", "loss_g", "loss_d", "disc_gp", "images_per_s"} <= set(r)
@@ -111,7 +91,7 @@ def test_resume_reproduces_an_uninterrupted_run(images, tmp_path):
     assert main(["train", *common, "--out", str(split), "--max-steps", "3"]) == 0
     # resuming needs only --out: the rest comes from OUT/config.json
     assert main(["train", "--out", str(split), "--resume", "latest", "--max-steps", "7"]) == 0
-    a, b = _metrics(whole), _metrics(split)
+    a, b = read_metrics(whole), read_metrics(split)
     assert [r["step"] for r in b] == list(range(1, 8))
     assert {r["epoch"] for r in a} == {0, 1}  # 16 images / 3 = 5 steps per epoch: crosses an epoch
     for x, y in zip(a, b, strict=True):
@@ -147,7 +127,7 @@ def test_a_signal_mid_epoch_then_resume_reproduces_an_uninterrupted_run(
     assert load_checkpoint(checkpoint_files(split)[-1]).training["step"] == 3
     monkeypatch.setattr(loop.Trainer, "train_step", step)
     assert main(["train", "--out", str(split), "--resume", "latest"]) == 0
-    a, b = _metrics(whole), _metrics(split)
+    a, b = read_metrics(whole), read_metrics(split)
     assert [r["step"] for r in b] == list(range(1, 7))
     for x, y in zip(a, b, strict=True):
         assert x["loss_g"] == y["loss_g"] and x["loss_d"] == y["loss_d"], x["step"]
@@ -205,7 +185,7 @@ def test_unreadable_and_gray_images_are_skipped_and_counted(images, tmp_path):
         )
         == 0
     )
-    last = _metrics(out)[-1]
+    last = read_metrics(out)[-1]
     assert last["unreadable"] == 3
     assert last["skipped_grayscale"] == 1
     ckpt = load_checkpoint(checkpoint_files(out)[-1])
@@ -213,9 +193,9 @@ def test_unreadable_and_gray_images_are_skipped_and_counted(images, tmp_path):
 
 
 def test_non_finite_losses_stop_the_run(images, tmp_path, monkeypatch):
-    import training.train as loop
+    import training.step as train_step
 
-    monkeypatch.setattr(loop, "mse_ab", lambda pred, target: torch.tensor(float("nan")))
+    monkeypatch.setattr(train_step, "mse_ab", lambda pred, target: torch.tensor(float("nan")))
     config = TrainConfig(
         data=str(images),
         out=str(tmp_path / "run"),
@@ -242,7 +222,7 @@ def test_class_loss_needs_a_teacher_and_uses_it(images, tmp_path, capsys):
     torch.save(VGG16Classifier(base=4, hidden=16).state_dict(), tmp_path / "vgg.pth")
     out = tmp_path / "b"
     assert main([*base, "--out", str(out), "--teacher", str(tmp_path / "vgg.pth")]) == 0
-    for r in _metrics(out):
+    for r in read_metrics(out):
         assert r["kl"] > 0
         assert r["loss_g"] == pytest.approx(
             r["mse"] + 0.003 * r["kl"] + 0.1 * r["adversarial"], rel=1e-5
@@ -264,7 +244,7 @@ def test_class_loss_needs_a_teacher_and_uses_it(images, tmp_path, capsys):
         )
         == 0
     )
-    assert "loss_d" not in _metrics(out)[0]
+    assert "loss_d" not in read_metrics(out)[0]
     assert load_checkpoint(checkpoint_files(out)[-1]).training["critic"] is None
 
 
@@ -369,7 +349,7 @@ def test_sigint_writes_a_checkpoint_and_exits_cleanly(images, tmp_path):
     (ckpt,) = checkpoint_files(out)
     step = load_checkpoint(ckpt).training["step"]
     assert step >= 2 and ckpt.name == f"step-{step:08d}.pt"
-    assert _metrics(out)[-1]["step"] == step
+    assert read_metrics(out)[-1]["step"] == step
 
 
 def test_torchrun_gloo_two_processes(images, tmp_path):
@@ -409,7 +389,7 @@ def test_torchrun_gloo_two_processes(images, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     config = json.loads((out / "config.json").read_text())
     assert config["world_size"] == 2
-    records = _metrics(out)
+    records = read_metrics(out)
     assert [r["step"] for r in records] == [1, 2, 3]  # one writer: rank 0
     assert [p.name for p in checkpoint_files(out)] == ["step-00000002.pt", "step-00000003.pt"]
     ckpt = load_checkpoint(checkpoint_files(out)[-1])
@@ -456,7 +436,7 @@ def test_efficientnet_family_trains_with_its_teacher_and_improves_psnr(images, t
     last = evaluate(checkpoint_files(out)[-1], images, device="cpu", progress=False)
     config = json.loads((out / "config.json").read_text())
     assert config["trunk"] == "efficientnet-lite0" and config["teacher_input"] == "auto"
-    records = _metrics(out)
+    records = read_metrics(out)
     assert all(r["kl"] > 0 for r in records)
     assert records[-1]["kl"] < records[0]["kl"]
     checkpoint = load_checkpoint(checkpoint_files(out)[-1])
