@@ -23,6 +23,7 @@ from ..blend import BlendParams, iter_apply_to_stack, smooth_plane_ab
 from ..layer_result import METADATA_KEY, LayerResult
 from ..progress import Progress
 from ..render import PlaneRenderer
+from ._common import advance_progress
 
 __all__ = ["BlendRuns", "BlendState"]
 
@@ -146,8 +147,7 @@ class BlendRuns:
         return worker
 
     def _on_yielded(self, event: Progress) -> None:
-        if self._pbar is not None and event.done > self._pbar.n:
-            self._pbar.update(event.done - self._pbar.n)
+        advance_progress(self._pbar, event.done)
 
     def _on_returned(self, state: BlendState, params: BlendParams, out: np.ndarray) -> None:
         if state is not self._state:  # another layer was chosen, or this one re-colourised

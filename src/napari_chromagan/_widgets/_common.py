@@ -1,5 +1,5 @@
-"""What the Class distribution, Chroma blend and Colour hints widgets share: finding colourised
-layers and the plane under the dims slider (following the layers is :mod:`._layer_watch`)."""
+"""What the dock widgets share: finding colourised layers, the plane under the dims slider, and
+moving a napari progress bar on (following the layers is :mod:`._layer_watch`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from ..layer_result import is_colorized
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
-__all__ = ["colorized_layers", "plane_index"]
+__all__ = ["advance_progress", "colorized_layers", "plane_index"]
 
 
 def colorized_layers(viewer: napari.viewer.Viewer) -> list[Any]:
@@ -41,3 +41,9 @@ def plane_index(
     return tuple(
         int(np.clip(round(p), 0, n - 1)) for p, n in zip(position, stack_shape, strict=True)
     )
+
+
+def advance_progress(pbar: Any, done: int) -> None:
+    """Move a napari progress bar on to ``done`` (planes, bytes...; never back; None: no bar)."""
+    if pbar is not None and done > pbar.n:
+        pbar.update(done - pbar.n)

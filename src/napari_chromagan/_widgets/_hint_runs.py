@@ -22,6 +22,7 @@ from ..errors import ChromaGANError
 from ..hints import ColorHints, HintParams, hint_plane, iter_color_hints
 from ..layer_result import LayerResult
 from ..progress import Progress
+from ._common import advance_progress
 from ._hint_layers import base_pixels, hinted_metadata, preview_plane
 
 __all__ = ["HintRuns", "HintState"]
@@ -207,8 +208,7 @@ class HintRuns:
         self._status.value = "reset: the output shows the model's colours"
 
     def _on_yielded(self, event: Progress) -> None:
-        if self._pbar is not None and event.done > self._pbar.n:
-            self._pbar.update(event.done - self._pbar.n)
+        advance_progress(self._pbar, event.done)
 
     def _on_applied(
         self,

@@ -36,6 +36,7 @@ from ..errors import Cancelled, ChromaGANError
 from ..layers import ColorizeOutput, ColorizeRequest, Progress, add_or_update_layer, prepare_request
 from ..settings import load_settings, save_settings
 from ..weights import default_weights_note
+from ._common import advance_progress
 from ._layer_watch import LayerWatcher, refresh_choices
 from ._weights_choice import DEFAULT_WEIGHTS, WeightsChoice
 from ._workers import Failed, ProgressRelay, colorize_work
@@ -346,8 +347,7 @@ class ColorizeWidget(LayerWatcher, WeightsChoice, Container):
             return
         if event.done < pbar.n:  # an out-of-memory retry starts again
             pbar.reset(total=event.total)
-        if event.done > pbar.n:
-            pbar.update(event.done - pbar.n)
+        advance_progress(pbar, event.done)
 
     def _on_returned(self, request: ColorizeRequest, value: ColorizeOutput | Failed) -> None:
         if isinstance(value, Failed):
