@@ -43,6 +43,8 @@ TORCH_MODULES = {
     "napari_chromagan.efficientnet": "the EfficientNet-Lite trunk, an nn.Module",
     "napari_chromagan.fastlab": "the fused Lab -> sRGB kernels run on tensors",
     "napari_chromagan.gamut": "the gamut fits run on tensors",
+    "napari_chromagan.hint_csv": "builds ColorHints, whose colours go to Lab through the tensor maths",
+    "napari_chromagan.hint_data": "hint colours go to Lab through the tensor maths (rgb_to_lab)",
     "napari_chromagan.hint_solver": "the colour-hint solver works on the engine's tensors",
     "napari_chromagan.hints": "colour hints re-render through the engine",
     "napari_chromagan.keras_import": "copies Keras arrays into a Generator",

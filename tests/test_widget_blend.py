@@ -20,6 +20,7 @@ from napari_chromagan.layer_result import (
 pytestmark = pytest.mark.qt
 
 wb = pytest.importorskip("napari_chromagan._widgets.blend")
+from napari_chromagan._widgets import _blend_runs as blend_runs  # noqa: E402
 
 TIMEOUT_MS = 60_000
 SHIPPED = weights_module.PACKAGED_WEIGHTS  # the real path (conftest redirects it only inside tests)
@@ -48,11 +49,16 @@ def viewer(make_napari_viewer):
 
 @pytest.fixture
 def notes(monkeypatch):
+    """The notifications the widget shows, as (kind, message)."""
     shown: list[tuple[str, str]] = []
-    for kind in ("error", "info"):
-        monkeypatch.setattr(
-            wb, f"show_{kind}", lambda message, kind=kind: shown.append((kind, str(message)))
-        )
+    for module in (wb, blend_runs):  # the widget, and its preview/Apply work
+        for kind in ("error", "info"):
+            if hasattr(module, f"show_{kind}"):
+                monkeypatch.setattr(
+                    module,
+                    f"show_{kind}",
+                    lambda message, kind=kind: shown.append((kind, str(message))),
+                )
     return shown
 
 

@@ -19,6 +19,7 @@ from napari_chromagan.weights import user_weights_dir
 pytestmark = [pytest.mark.qt, pytest.mark.slow]
 
 ft = pytest.importorskip("napari_chromagan._widgets.finetune")
+from napari_chromagan._widgets import _finetune_follow as follow  # noqa: E402
 from napari_chromagan._widgets import colorize as cw  # noqa: E402
 from training.__main__ import main as training_main  # noqa: E402
 from training.export import export  # noqa: E402
@@ -75,10 +76,14 @@ def tiny_weights(tmp_path_factory) -> Path:
 @pytest.fixture
 def notes(monkeypatch):
     shown: list[tuple[str, str]] = []
-    for kind in ("error", "warning", "info"):
-        monkeypatch.setattr(
-            ft, f"show_{kind}", lambda message, kind=kind: shown.append((kind, str(message)))
-        )
+    for module in (ft, follow):  # the widget, and its following of the run (the end, export)
+        for kind in ("error", "warning", "info"):
+            if hasattr(module, f"show_{kind}"):
+                monkeypatch.setattr(
+                    module,
+                    f"show_{kind}",
+                    lambda message, kind=kind: shown.append((kind, str(message))),
+                )
     return shown
 
 

@@ -19,6 +19,7 @@ from napari_chromagan.layer_result import (
 pytestmark = pytest.mark.qt
 
 wh = pytest.importorskip("napari_chromagan._widgets.hints")
+from napari_chromagan._widgets import _hint_runs as hint_runs  # noqa: E402
 
 TIMEOUT_MS = 60_000
 RED = "#dc1e1e"
@@ -47,11 +48,16 @@ def viewer(make_napari_viewer):
 
 @pytest.fixture
 def notes(monkeypatch):
+    """The notifications the widget shows, as (kind, message)."""
     shown: list[tuple[str, str]] = []
-    for kind in ("error", "info"):
-        monkeypatch.setattr(
-            wh, f"show_{kind}", lambda message, kind=kind: shown.append((kind, str(message)))
-        )
+    for module in (wh, hint_runs):  # the widget, and its preview/Apply work
+        for kind in ("error", "info"):
+            if hasattr(module, f"show_{kind}"):
+                monkeypatch.setattr(
+                    module,
+                    f"show_{kind}",
+                    lambda message, kind=kind: shown.append((kind, str(message))),
+                )
     return shown
 
 

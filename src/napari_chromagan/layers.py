@@ -331,8 +331,8 @@ def colorize_layer(
     viewer : napari.Viewer, optional
         Add the output to this viewer, or update the output of an earlier run on the same layer.
     weights : path, Colorizer or None
-        The weights file (None: ``$NAPARI_CHROMAGAN_WEIGHTS``, then the user cache), or a
-        ready :class:`Colorizer`. Loaded colourizers are cached between calls.
+        The weights file (None: ``$NAPARI_CHROMAGAN_WEIGHTS``, then the user cache), or a ready
+        :class:`Colorizer`; loaded colourizers are cached between calls.
     device : str
         "auto", "cpu", "cuda", "cuda:N" or "mps" (ignored when ``weights`` is a Colorizer).
     batch_size : int
@@ -343,38 +343,26 @@ def colorize_layer(
         Colourise only this plane of a stack (an index per leading axis).
     with_class : bool
         Also compute each plane's class distribution (shown by the Class distribution widget).
-    progress : callable, optional
-        ``progress(done, total)`` in planes.
-    cancel : threading.Event, optional
-        Set it to stop at the next batch (raises :class:`~napari_chromagan.errors.Cancelled`).
+    progress, cancel : callable, threading.Event, optional
+        ``progress(done, total)`` in planes; set ``cancel`` to stop at the next batch (raises
+        :class:`~napari_chromagan.errors.Cancelled`).
 
     Returns
     -------
     napari.layers.Image
         uint8 RGB, with the source's scale, translate, rotate, shear, affine, axis labels and
-        units (those of the spatial axes for a plane), and a
-        :class:`~napari_chromagan.layer_result.LayerResult` in its metadata.
+        units (a plane's: those of its spatial axes), and a :class:`LayerResult` in its metadata.
 
     Raises
     ------
     TypeError
         ``layer`` is not an Image layer.
-    UnsupportedImageError, WeightsNotFoundError, CheckpointError, DeviceError, Cancelled
-        From :mod:`napari_chromagan.errors`, each saying what to do.
-    MemoryError
-        When one plane does not fit in memory even on the CPU.
+    UnsupportedImageError, WeightsNotFoundError, CheckpointError, DeviceError, Cancelled, MemoryError
+        From :mod:`napari_chromagan.errors`, each saying what to do (MemoryError: one plane does
+        not fit in memory even on the CPU).
     """
     request = prepare_request(layer, plane)
-    output = run_request(
-        request,
-        weights,
-        device,
-        batch_size=batch_size,
-        normalization=normalization,
-        percentiles=percentiles,
-        value_range=value_range,
-        with_class=with_class,
-        progress=progress,
-        cancel=cancel,
-    )
+    options = {"batch_size": batch_size, "normalization": normalization, "cancel": cancel}
+    options.update(percentiles=percentiles, value_range=value_range, with_class=with_class)
+    output = run_request(request, weights, device, progress=progress, **options)
     return add_or_update_layer(viewer, request, output)

@@ -1,5 +1,5 @@
-"""What the Class distribution and Chroma blend widgets share: finding colourised layers, following
-them as they are added, removed, renamed or re-colourised, and the plane under the dims slider."""
+"""What the dock widgets share: finding colourised layers, the plane under the dims slider, and
+moving a napari progress bar on (following the layers is :mod:`._layer_watch`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from ..layer_result import is_colorized
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
-__all__ = ["LayerWatcher", "colorized_layers", "plane_index"]
+__all__ = ["advance_progress", "colorized_layers", "plane_index"]
 
 
 def colorized_layers(viewer: napari.viewer.Viewer) -> list[Any]:
@@ -43,38 +43,7 @@ def plane_index(
     )
 
 
-class LayerWatcher:
-    """Mixin: connect a widget to every layer's name, metadata and data events.
-
-    Every layer is watched, not only colourised ones: one can become colourised later (Colorize
-    updating its output in place). The widget provides ``_watched`` (a set), ``_refresh_layers``
-    and ``_on_layer_changed``.
-    """
-
-    _watched: set[int]
-    _refresh_layers: Any  # the widget's: rebuild its layer list
-    _on_layer_changed: Any  # the widget's: a watched layer's data or metadata changed
-
-    def _watch(self, layer: Any) -> None:
-        if id(layer) in self._watched:
-            return
-        self._watched.add(id(layer))
-        layer.events.name.connect(self._refresh_layers)
-        layer.events.metadata.connect(self._on_layer_changed)
-        layer.events.data.connect(self._on_layer_changed)
-
-    def _unwatch(self, layer: Any) -> None:
-        if id(layer) not in self._watched:
-            return
-        self._watched.discard(id(layer))
-        layer.events.name.disconnect(self._refresh_layers)
-        layer.events.metadata.disconnect(self._on_layer_changed)
-        layer.events.data.disconnect(self._on_layer_changed)
-
-    def _on_inserted(self, event: Any) -> None:
-        self._watch(event.value)
-        self._refresh_layers()
-
-    def _on_removed(self, event: Any) -> None:
-        self._unwatch(event.value)
-        self._refresh_layers()
+def advance_progress(pbar: Any, done: int) -> None:
+    """Move a napari progress bar on to ``done`` (planes, bytes...; never back; None: no bar)."""
+    if pbar is not None and done > pbar.n:
+        pbar.update(done - pbar.n)

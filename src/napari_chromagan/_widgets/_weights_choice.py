@@ -21,6 +21,7 @@ from napari.utils.notifications import show_error, show_info
 from psygnal import Signal
 
 from ..errors import Cancelled, ChromaGANError
+from ._common import advance_progress
 from ._workers import Failed, ProgressRelay, download_work, import_work, throttled
 
 __all__ = [
@@ -230,8 +231,7 @@ class WeightsChoice:
             return
         if total and pbar.total != total:
             pbar.total = total
-        if done > pbar.n:
-            pbar.update(done - pbar.n)
+        advance_progress(pbar, done)
 
     def _on_downloaded(self, name: str, value: Any) -> None:
         if isinstance(value, Failed):

@@ -19,51 +19,35 @@ for a result rendered on the CPU from float32 chroma (not from a GPU, nor for hi
 
 The smoothing preview sums the neighbouring planes' a*, b* (within 4 sigma): a large sigma
 makes moving the sigma slider itself slower than the other sliders, whose moves reuse it.
+
+This module holds the sliders and the layer choice; rendering planes into the layer and the
+whole-stack worker are :mod:`._blend_runs`.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSlider, Label, PushButton
-from napari.qt.threading import thread_worker
 from napari.utils import progress as napari_progress
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error
 
 from .._threads import start_thread
-from ..blend import HUE_RANGE, BlendParams, iter_apply_to_stack, smooth_plane_ab
-from ..layer_result import METADATA_KEY, LayerResult, get_layer_result, is_colorized
-from ..progress import Progress
-from ..render import PlaneRenderer, prepare_gamut_table
-from ._common import LayerWatcher, plane_index
+from ..blend import HUE_RANGE, BlendParams
+from ..layer_result import LayerResult, get_layer_result, is_colorized
+from ..render import prepare_gamut_table
+from ._blend_runs import BlendRuns, BlendState
+from ._common import plane_index
+from ._layer_watch import LayerWatcher, refresh_choices
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
 __all__ = ["ChromaBlendWidget"]
 
-log = logging.getLogger(__name__)
-
 OFFSET_LIMIT = 30.0  # a*/b* offset slider range (the core accepts up to 128)
 SIGMA_LIMIT = 10.0  # smoothing slider range, in planes
-
-
-@dataclass
-class _LayerState:
-    """What the widget knows about the chosen layer."""
-
-    layer: Any
-    result: LayerResult
-    applied: BlendParams  # what the whole layer shows (its metadata "blend")
-    # the model's own rendering, while the layer still holds it (why: see the module docstring)
-    original: np.ndarray | None
-    owned: np.ndarray | None = None  # our copy of the pixels, now the layer's data
-    previewed: set[tuple[int, ...]] = field(default_factory=set)  # planes showing other settings
-    renderer: tuple[tuple[int, ...], PlaneRenderer] | None = None
-    smoothed: tuple[tuple[Any, ...], np.ndarray] | None = None
 
 
 def _axis_name(layer: Any, axis: int) -> str:
@@ -73,7 +57,7 @@ def _axis_name(layer: Any, axis: int) -> str:
     return f"axis {axis}"
 
 
-class ChromaBlendWidget(LayerWatcher, Container):
+class ChromaBlendWidget(BlendRuns, LayerWatcher, Container):
     """Adjust the colours of a colourised layer without re-running the network.
 
     Parameters
@@ -92,11 +76,17 @@ class ChromaBlendWidget(LayerWatcher, Container):
         self._viewer = viewer
         self.worker: Any = None
         self._running = False
-        self._state: _LayerState | None = None
+        self._state: BlendState | None = None
         self._writing = False  # our own layer.data / layer.metadata changes
         self._pbar: napari_progress | None = None
-        self._watched: set[int] = set()
+        self._build_controls()
+        self._connect(viewer)
+        self._refresh_layers()
+        self._on_layer_chosen()
+        # the first slider move should not wait for the gamut table
+        start_thread(prepare_gamut_table, name="chromagan-gamut-table")
 
+    def _build_controls(self) -> None:
         self._layer = ComboBox(label="Layer", choices=self._layer_choices)
         self._strength = FloatSlider(
             label="Chroma strength %", value=100.0, min=0.0, max=200.0, step=1.0
@@ -141,22 +131,15 @@ class ChromaBlendWidget(LayerWatcher, Container):
             ]
         )
 
+    def _connect(self, viewer: napari.viewer.Viewer) -> None:
         for control in (*self._sliders, self._axis):
             control.changed.connect(self._on_control_changed)
         self._layer.changed.connect(self._on_layer_chosen)
         self._apply_button.changed.connect(self.apply_to_stack)
         self._reset_button.changed.connect(self.reset)
         self._cancel_button.changed.connect(self.cancel)
-        viewer.layers.events.inserted.connect(self._on_inserted)
-        viewer.layers.events.removed.connect(self._on_removed)
-        viewer.layers.events.moved.connect(self._refresh_layers)
         viewer.dims.events.current_step.connect(self._on_dims)
-        for layer in viewer.layers:
-            self._watch(layer)
-        self._refresh_layers()
-        self._on_layer_chosen()
-        # the first slider move should not wait for the gamut table
-        start_thread(prepare_gamut_table, name="chromagan-gamut-table")
+        self._watch_viewer(viewer)
 
     # ------------------------------------------------------------------ public
 
@@ -283,12 +266,7 @@ class ChromaBlendWidget(LayerWatcher, Container):
         return [(layer.name, layer) for layer in self._viewer.layers if is_colorized(layer)]
 
     def _refresh_layers(self, _event: Any = None) -> None:
-        current = self._layer.value
-        with self._layer.changed.blocked():
-            self._layer.reset_choices()
-            choices = [layer for _, layer in self._layer_choices()]
-            if any(current is layer for layer in choices):
-                self._layer.value = current
+        refresh_choices(self._layer)
         if self._layer.value is not (self._state.layer if self._state else None):
             self._on_layer_chosen()
 
@@ -329,7 +307,7 @@ class ChromaBlendWidget(LayerWatcher, Container):
             self._status.value = str(exc)
             return
         original = data if applied.is_identity else None
-        self._state = _LayerState(layer=layer, result=result, applied=applied, original=original)
+        self._state = BlendState(layer=layer, result=result, applied=applied, original=original)
         self._update_axis_controls(result)
         self.set_params(applied, preview=False)
         self._enable(True)
@@ -365,121 +343,6 @@ class ChromaBlendWidget(LayerWatcher, Container):
             return
         if self.params() != state.applied or self.current_index() in state.previewed:
             self.preview()
-
-    def _render(
-        self, state: _LayerState, params: BlendParams, index: tuple[int, ...]
-    ) -> np.ndarray:
-        if params.is_identity and state.original is not None:
-            return state.original[index]
-        result = state.result
-        if state.renderer is None or state.renderer[0] != index:
-            state.renderer = (index, PlaneRenderer(result.L[index]))
-        if params.smooth_sigma > 0:
-            key = (index, params.smooth_sigma, params.smooth_axis)
-            if state.smoothed is None or state.smoothed[0] != key:
-                ab = smooth_plane_ab(result.ab, index, params.smooth_sigma, params.smooth_axis)
-                state.smoothed = (key, ab)
-            ab = state.smoothed[1]
-        else:
-            ab = result.ab[index]
-        return state.renderer[1].render(ab, params)
-
-    def _write_plane(self, state: _LayerState, index: tuple[int, ...], plane: np.ndarray) -> None:
-        layer = state.layer
-        if state.owned is None or layer.data is not state.owned:
-            # never write into an array we did not make (the model output, or the user's)
-            self._set_data(state, np.array(layer.data, copy=True))
-        state.owned[index] = plane
-        layer.refresh(thumbnail=False)
-
-    def _set_data(self, state: _LayerState, data: np.ndarray) -> None:
-        self._writing = True
-        try:
-            state.layer.data = data
-        finally:
-            self._writing = False
-        state.owned = data
-
-    def _record(self, state: _LayerState, params: BlendParams) -> None:
-        """Store ``params`` as the layer's metadata "blend" (what all its planes show)."""
-        state.applied = params
-        stored = state.layer.metadata.get(METADATA_KEY)
-        blend = {} if params.is_identity else params.to_dict()
-        if not isinstance(stored, dict) or stored.get("blend") == blend:
-            return
-        metadata = dict(state.layer.metadata)
-        metadata[METADATA_KEY] = {
-            **stored,
-            "blend": blend,
-        }  # shallow: L, ab stay shared, not copied
-        self._writing = True
-        try:
-            state.layer.metadata = metadata
-        finally:
-            self._writing = False
-
-    # ------------------------------------------------------------------ whole stack
-
-    def _start(self, params: BlendParams) -> Any:
-        state = self._state
-        if state is None:
-            show_info("Chroma blend: choose a colourised layer first.")
-            return None
-        if self.running:
-            show_info("Chroma blend is already rendering: wait for it, or press Cancel.")
-            return None
-        result = state.result
-        planes = int(np.prod(result.stack_shape, dtype=np.int64))
-        out = np.empty((*result.L.shape, 3), np.uint8)
-        self._pbar = napari_progress(total=planes, desc=f"Chroma blend {state.layer.name}")
-        worker = thread_worker(iter_apply_to_stack, start_thread=False)(
-            result.L, result.ab, params, out=out
-        )
-        worker.yielded.connect(self._on_yielded)
-        worker.returned.connect(lambda _out: self._on_returned(state, params, out))
-        worker.errored.connect(self._on_errored)
-        worker.finished.connect(self._on_finished)
-        self.worker = worker
-        self._set_running(True)
-        self._status.value = f"rendering {planes} plane(s)…"
-        worker.start()
-        return worker
-
-    def _on_yielded(self, event: Progress) -> None:
-        if self._pbar is not None and event.done > self._pbar.n:
-            self._pbar.update(event.done - self._pbar.n)
-
-    def _on_returned(self, state: _LayerState, params: BlendParams, out: np.ndarray) -> None:
-        if state is not self._state:  # another layer was chosen, or this one re-colourised
-            return
-        self._set_data(state, out)
-        self._record(state, params)
-        state.previewed.clear()
-        self._show_status()
-
-    def _on_errored(self, exc: BaseException) -> None:
-        log.error("napari-chromagan: chroma blend failed", exc_info=exc)
-        show_error(f"Chroma blend failed ({type(exc).__name__}: {exc}).")
-
-    def _on_finished(self) -> None:
-        if self._pbar is not None:
-            self._pbar.close()
-            self._pbar = None
-        self._set_running(False)
-        if self._state is not None and self.worker is not None and self.worker.abort_requested:
-            self._status.value = "cancelled: the layer keeps its pixels"
-
-    def _set_running(self, running: bool) -> None:
-        self._running = running
-        for control in (
-            *self._sliders,
-            self._axis,
-            self._layer,
-            self._apply_button,
-            self._reset_button,
-        ):
-            control.enabled = not running and (control is self._layer or self._state is not None)
-        self._cancel_button.enabled = running
 
     def _enable(self, enabled: bool) -> None:
         for control in (*self._sliders, self._axis, self._apply_button, self._reset_button):

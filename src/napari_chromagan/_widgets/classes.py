@@ -28,7 +28,8 @@ from qtpy.QtWidgets import (
 from ..classes import ClassRow, to_csv, top_k
 from ..layer_result import LayerResult, get_layer_result, is_colorized
 from ..settings import load_settings, save_settings
-from ._common import LayerWatcher, colorized_layers, plane_index
+from ._common import colorized_layers, plane_index
+from ._layer_watch import LayerWatcher
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -100,7 +101,6 @@ class ClassDistributionWidget(LayerWatcher, QWidget):
         self._viewer = viewer
         self._layers: list[Any] = []
         self._rows: list[ClassRow] = []
-        self._watched: set[int] = set()
 
         self._layer_box = QComboBox()
         self._k = QSpinBox()
@@ -127,12 +127,8 @@ class ClassDistributionWidget(LayerWatcher, QWidget):
         self._layer_box.currentIndexChanged.connect(self._update)
         self._k.valueChanged.connect(self._on_k_changed)
         self._copy.clicked.connect(self.copy_csv)
-        viewer.layers.events.inserted.connect(self._on_inserted)
-        viewer.layers.events.removed.connect(self._on_removed)
-        viewer.layers.events.moved.connect(self._refresh_layers)
         viewer.dims.events.current_step.connect(self._update)
-        for layer in viewer.layers:
-            self._watch(layer)
+        self._watch_viewer(viewer)
         self._refresh_layers()
 
     # ------------------------------------------------------------------ public

@@ -36,6 +36,8 @@ from ..errors import Cancelled, ChromaGANError
 from ..layers import ColorizeOutput, ColorizeRequest, Progress, add_or_update_layer, prepare_request
 from ..settings import load_settings, save_settings
 from ..weights import default_weights_note
+from ._common import advance_progress
+from ._layer_watch import LayerWatcher, refresh_choices
 from ._weights_choice import DEFAULT_WEIGHTS, WeightsChoice
 from ._workers import Failed, ProgressRelay, colorize_work
 
@@ -63,7 +65,7 @@ def _available_devices() -> list[str]:
     return available_devices()
 
 
-class ColorizeWidget(WeightsChoice, Container):
+class ColorizeWidget(LayerWatcher, WeightsChoice, Container):
     """Colourise an image layer with ChromaGAN.
 
     Parameters
@@ -88,7 +90,16 @@ class ColorizeWidget(WeightsChoice, Container):
         self._extra_weights: list[str] = []
         self._weights_value = DEFAULT_WEIGHTS
         self._restoring = True
+        self._build_controls()
+        self._restore_settings()
+        self._update_normalization_controls()
+        self._update_download_button()
+        self._restoring = False
+        self._connect(viewer)
+        self._refresh_layers()
+        self._follow_new_weights()  # weights that Fine-tune exports join the list at once
 
+    def _build_controls(self) -> None:
         self._layer = ComboBox(label="Image", choices=self._image_layer_choices)
         self._weights = ComboBox(label="Weights", choices=self._weights_choices)
         self._device = ComboBox(label="Device", choices=_available_devices(), value="auto")
@@ -133,11 +144,7 @@ class ColorizeWidget(WeightsChoice, Container):
             ]
         )
 
-        self._restore_settings()
-        self._update_normalization_controls()
-        self._update_download_button()
-        self._restoring = False
-
+    def _connect(self, viewer: napari.viewer.Viewer) -> None:
         self._run_button.changed.connect(self.run)
         self._cancel_button.changed.connect(self.cancel)
         self._download_button.changed.connect(self.download)
@@ -154,39 +161,20 @@ class ColorizeWidget(WeightsChoice, Container):
         ):
             control.changed.connect(self._save_settings)
 
-        viewer.layers.events.inserted.connect(self._on_layer_inserted)
-        viewer.layers.events.removed.connect(self._on_layer_removed)
-        viewer.layers.events.moved.connect(self._refresh_layers)
-        for layer in viewer.layers:
-            self._watch_name(layer)
-        self._refresh_layers()
-        self._follow_new_weights()  # weights that Fine-tune exports join the list at once
+        self._watch_viewer(viewer)
 
     # ------------------------------------------------------------------ layer picker
 
     def _image_layer_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
 
-    def _watch_name(self, layer: Any) -> None:
-        if isinstance(layer, Image):
-            layer.events.name.connect(self._refresh_layers)
+    _layer_events: tuple[str, ...] = ()  # only names matter here: they label the choices
 
-    def _on_layer_inserted(self, event: Any) -> None:
-        self._watch_name(event.value)
-        self._refresh_layers()
-
-    def _on_layer_removed(self, event: Any) -> None:
-        if isinstance(event.value, Image):
-            event.value.events.name.disconnect(self._refresh_layers)
-        self._refresh_layers()
+    def _watches(self, layer: Any) -> bool:
+        return isinstance(layer, Image)
 
     def _refresh_layers(self, _event: Any = None) -> None:
-        current = self._layer.value
-        self._layer.reset_choices()
-        if current is not None and any(
-            current is layer for _, layer in self._image_layer_choices()
-        ):
-            self._layer.value = current
+        refresh_choices(self._layer, blocked=False)
 
     # ------------------------------------------------------------------ normalisation
 
@@ -359,8 +347,7 @@ class ColorizeWidget(WeightsChoice, Container):
             return
         if event.done < pbar.n:  # an out-of-memory retry starts again
             pbar.reset(total=event.total)
-        if event.done > pbar.n:
-            pbar.update(event.done - pbar.n)
+        advance_progress(pbar, event.done)
 
     def _on_returned(self, request: ColorizeRequest, value: ColorizeOutput | Failed) -> None:
         if isinstance(value, Failed):

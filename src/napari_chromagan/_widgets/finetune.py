@@ -7,17 +7,18 @@ QTimer follows the files it writes: ``progress.json`` for the progress bar and t
 sample layer. Stop sends SIGINT (the trainer checkpoints and exits); Resume continues with
 ``--resume latest``; when a run finishes its weights are exported into the user weights folder and
 appear in the Colorize widget's list. No modal dialogs; expected problems are notifications.
+
+This module holds the controls, Start, Stop and Resume; following the run (and export) is
+:mod:`._finetune_follow`, the Start-from choices and the training images from layers are
+:mod:`._finetune_sources`.
 """
 
 from __future__ import annotations
 
 import datetime
-import logging
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from magicgui.widgets import (
     ComboBox,
     Container,
@@ -32,15 +33,22 @@ from magicgui.widgets import (
     SpinBox,
 )
 from napari.layers import Image
-from napari.qt.threading import thread_worker
-from napari.utils.notifications import show_error, show_info, show_warning
+from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 
 from ..device import available_devices
 from ..errors import ChromaGANError
+from ._finetune_follow import CloseGuard, RunFollower
+from ._finetune_sources import (
+    START_CHOOSE,
+    START_COLORIZE,
+    START_SCRATCH,
+    start_choices,
+    start_weights,
+    write_layer_images,
+)
+from ._layer_watch import LayerWatcher
 from ._plot import LivePlot
-from ._weights_choice import announce_weights
-from ._workers import Failed
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -49,60 +57,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["FinetuneWidget"]
 
-log = logging.getLogger(__name__)
-
 FROM_FOLDER = "a folder"
 FROM_LAYERS = "colour layers"
-START_COLORIZE = "colorize"
-START_DEFAULT = "default"
-START_CHOOSE = "choose"
-START_SCRATCH = "scratch"
 KEEP_GOING = "keep the run going"
 STOP_IT = "stop the run"
-SAMPLE_LAYER = "Fine-tune samples"
 POLL_MS = 500
 
 
-def _export_work(run: FinetuneRun, name: str) -> Any:
-    try:
-        return run.export(name)
-    except (ChromaGANError, FileExistsError, OSError) as exc:
-        return Failed(exc)
-    except Exception as exc:
-        log.error("napari-chromagan: exporting %s failed", run.out, exc_info=exc)
-        return Failed(exc)
-
-
-class _CloseGuard:
-    """What happens to a running run when the widget (or napari) closes; holds no widget."""
-
-    def __init__(self) -> None:
-        self.run: FinetuneRun | None = None
-        self.stop_on_close = True
-
-    def __call__(self, *_args: Any) -> None:
-        run = self.run
-        if run is None or not run.running:
-            return
-        if self.stop_on_close:
-            run.stop()
-            log.warning(
-                "napari-chromagan: napari closed; the fine-tuning run in %s checkpoints and stops "
-                "(continue it with: python -m training train --out %s --resume latest)",
-                run.out,
-                run.out,
-            )
-        else:
-            log.warning(
-                "napari-chromagan: napari closed; the fine-tuning run in %s keeps going (process %d; "
-                "follow %s)",
-                run.out,
-                run.process.pid,
-                run.out / "progress.json",
-            )
-
-
-class FinetuneWidget(Container):
+class FinetuneWidget(RunFollower, LayerWatcher, Container):
     """Fine-tune ChromaGAN on colour images from a folder or from the viewer's colour layers.
 
     Attributes
@@ -124,8 +86,19 @@ class FinetuneWidget(Container):
         self._sample_path: Path | None = None
         self._sample_layer: Image | None = None
         self._extra_weights: list[str] = []
-        self._guard = _CloseGuard()
+        self._guard = CloseGuard()
+        self._build_training_controls()
+        self._build_run_controls()
+        self._timer = QTimer(self.native)
+        self._timer.setInterval(POLL_MS)
+        self._timer.timeout.connect(self.poll)
+        self.native.destroyed.connect(self._guard)
+        self._connect(viewer)
+        self._update_controls()
+        self._on_close_changed(self._on_close.value)
 
+    def _build_training_controls(self) -> None:
+        """What to train on, from what, and how: the controls above the Run folder."""
         self._source = RadioButtons(
             label="Images from",
             choices=[FROM_FOLDER, FROM_LAYERS],
@@ -172,6 +145,9 @@ class FinetuneWidget(Container):
         )
         self._width.native.setDecimals(4)
         self._device = ComboBox(label="Device", choices=available_devices(), value="auto")
+
+    def _build_run_controls(self) -> None:
+        """Where the run goes, its buttons and what follows it; then the layout of them all."""
         self._out = FileEdit(
             label="Run folder",
             mode="d",
@@ -205,11 +181,7 @@ class FinetuneWidget(Container):
         self.native.layout().addWidget(self.plot)
         self.append(self._status)
 
-        self._timer = QTimer(self.native)
-        self._timer.setInterval(POLL_MS)
-        self._timer.timeout.connect(self.poll)
-        self.native.destroyed.connect(self._guard)
-
+    def _connect(self, viewer: napari.viewer.Viewer) -> None:
         self._source.changed.connect(self._update_controls)
         self._start_from.changed.connect(self._on_start_from_changed)
         self._on_close.changed.connect(self._on_close_changed)
@@ -218,10 +190,7 @@ class FinetuneWidget(Container):
         self._stop_button.changed.connect(self.stop)
         self._resume_button.changed.connect(self.resume)
         self._export_button.changed.connect(self.export)
-        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
-            event.connect(self._refresh_layers)
-        self._update_controls()
-        self._on_close_changed(self._on_close.value)
+        self._watch_viewer(viewer, moved=False)
 
     # ------------------------------------------------------------------ choices
 
@@ -232,6 +201,9 @@ class FinetuneWidget(Container):
             if isinstance(layer, Image) and layer.rgb and layer is not self._sample_layer
         ]
 
+    def _watches(self, layer: Any) -> bool:
+        return False  # only the layer list matters: which colour layers there are
+
     def _refresh_layers(self, _event: Any = None) -> None:
         chosen = list(self._layers.value)
         self._layers.reset_choices()
@@ -239,30 +211,7 @@ class FinetuneWidget(Container):
         self._layers.value = [layer for layer in chosen if any(layer is a for a in available)]
 
     def _start_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
-        from .. import registry
-        from ..errors import WeightsNotFoundError
-        from ..weights import cached_weights, resolve_weights
-
-        try:
-            default: Path | None = resolve_weights(None)
-        except WeightsNotFoundError:
-            default = None
-        choices = [
-            ("the Colorize widget's weights", START_COLORIZE),
-            (f"default: {default.name}" if default else "default: none found", START_DEFAULT),
-        ]
-        seen = {str(default)} if default else set()
-        found = [registry.entry_path(name) for name in registry.REGISTRY]
-        for path in [
-            *(str(p) for p in found if p is not None),
-            *(str(p) for p in cached_weights()),
-            *self._extra_weights,
-        ]:
-            if path not in seen:
-                seen.add(path)
-                choices.append((Path(path).name, path))
-        choices += [("Choose file…", START_CHOOSE), ("scratch (random weights)", START_SCRATCH)]
-        return choices
+        return start_choices(self._extra_weights)
 
     def set_start_weights(self, path: str | Path) -> None:
         """Start the next run from this weights file (what "Choose file…" does)."""
@@ -298,23 +247,6 @@ class FinetuneWidget(Container):
 
     def _on_close_changed(self, value: str) -> None:
         self._guard.stop_on_close = value == STOP_IT
-
-    def _start_weights(self) -> str | None:
-        """The weights file the run starts from (None: scratch). Raises WeightsNotFoundError."""
-        from ..settings import load_settings
-        from ..weights import resolve_weights
-
-        value = self._start_from.value
-        if value == START_SCRATCH:
-            return None
-        if value == START_COLORIZE:
-            chosen = load_settings("colorize").get("weights")  # what Colorize saved as its choice
-            if isinstance(chosen, str) and Path(chosen).is_file():
-                return chosen
-            return str(resolve_weights(None))
-        if value == START_DEFAULT:
-            return str(resolve_weights(None))
-        return str(resolve_weights(value))
 
     # ------------------------------------------------------------------ running
 
@@ -358,14 +290,14 @@ class FinetuneWidget(Container):
             )
             return None
         try:
-            init_from = self._start_weights()
+            init_from = start_weights(self._start_from.value)
             size = weights_image_size(init_from) if init_from else int(self._size.value)
             if self._source.value == FROM_LAYERS:
                 layers = list(self._layers.value)
                 if not layers:
                     raise FinetuneError("choose one or more colour layers to train on")
                 data = out / IMAGES_FOLDER
-                written = self._write_layers(layers, data, tile=2 * size)
+                written = write_layer_images(layers, data, tile=2 * size)
                 self._status.value = (
                     f"{len(written)} training images written from {len(layers)} layer(s)"
                 )
@@ -383,18 +315,6 @@ class FinetuneWidget(Container):
             run, f"training in {out}"
         )  # (the Run folder field stays as it was: Start again makes a new run)
         return run
-
-    def _write_layers(self, layers: list[Image], folder: Path, tile: int) -> list[Path]:
-        from training.finetune import write_training_images
-
-        images = []
-        for layer in layers:
-            data = layer.data[0] if layer.multiscale else layer.data
-            limits = (
-                None if np.asarray(data[:1]).dtype == np.uint8 else tuple(layer.contrast_limits)
-            )
-            images.append((layer.name, data, limits))
-        return write_training_images(images, folder, tile)
 
     def resume(self, _value: Any = None) -> FinetuneRun | None:
         """Continue the run in the Run folder (``--resume latest``), up to Steps."""
@@ -462,108 +382,3 @@ class FinetuneWidget(Container):
 
     def _on_out_changed(self, _value: Any = None) -> None:
         self._resume_button.enabled = not self.running and self._resumable()
-
-    # ------------------------------------------------------------------ following
-
-    def poll(self) -> None:
-        """One look at the run's files (the timer calls this every POLL_MS ms)."""
-        run = self.run
-        if run is None:
-            return
-        status = run.poll()
-        for row in status.new_rows:
-            self.plot.add_row(row)
-        progress = status.progress
-        if progress:
-            total, step = int(progress.get("total") or 1), int(progress.get("step") or 0)
-            self._progress.max = max(1, total)
-            self._progress.value = min(step, total)
-            eta = progress.get("eta_s")
-            rate = progress.get("images_per_s")
-            self._time_left.value = (
-                _duration(eta)
-                if isinstance(eta, (int, float)) and math.isfinite(eta)
-                else "measuring…"
-            ) + (f" ({rate:.1f} images/s)" if isinstance(rate, (int, float)) else "")
-        if status.sample is not None and status.sample != self._sample_path:
-            self._show_sample(status.sample)
-        if not status.running:
-            self._timer.stop()
-            self._on_ended(status.returncode, progress)
-
-    def _show_sample(self, path: Path) -> None:
-        from PIL import Image as PILImage
-
-        try:
-            with PILImage.open(path) as image:
-                rgb = np.asarray(image.convert("RGB"))
-        except (
-            OSError
-        ):  # not there any more (checkpoint rotation does not touch samples, but a user may)
-            return
-        self._sample_path = path
-        layer = self._sample_layer
-        if layer is not None and any(layer is other for other in self._viewer.layers):
-            layer.data = rgb
-        else:
-            self._sample_layer = self._viewer.add_image(rgb, name=SAMPLE_LAYER, rgb=True)
-        self._sample_layer.metadata["finetune_sample"] = str(path)
-        self._sample_layer.visible = True
-
-    def _on_ended(self, returncode: int | None, progress: dict | None) -> None:
-        from training.finetune import describe_exit
-
-        run = self.run
-        text = describe_exit(returncode if returncode is not None else 1, progress, run.log_tail())
-        self._set_buttons(running=False)
-        if returncode == 0 and run.finished_checkpoint() is not None:
-            self._status.value = f"Run {text}; exporting the weights…"
-            self.export()
-            return
-        self._status.value = f"Run {text}."
-        if returncode == 130:
-            show_info(f"Fine-tune: the run {text}.")
-        else:
-            show_warning(
-                f"Fine-tune: the run {text}. napari is fine; the log is {run.out / 'train.log'}."
-            )
-
-    # ------------------------------------------------------------------ export
-
-    def export(self, _value: Any = None) -> Any:
-        """Export the finished run as Save-as.pt into the weights folder (in a worker)."""
-        run = self.run
-        if run is None or run.finished_checkpoint() is None:
-            show_info("Fine-tune: only a finished run can be exported.")
-            return None
-        name = str(self._name.value)
-        self._export_button.enabled = False
-        worker = thread_worker(_export_work, start_thread=False)(run, name)
-        worker.returned.connect(self._on_exported)
-        self.worker = worker
-        worker.start()
-        return worker
-
-    def _on_exported(self, value: Any) -> None:
-        if isinstance(value, Failed):
-            show_error(f"Fine-tune: exporting failed: {value.error}")
-            self._status.value = f"not exported: {value.error}"
-            self._export_button.enabled = True
-            return
-        self.exported = Path(value)
-        announce_weights(value)
-        self._start_from.reset_choices()
-        self._status.value = (
-            f"Weights saved as {self.exported.name} in the weights folder; the Colorize widget "
-            "lists them now."
-        )
-        show_info(f"Fine-tune: weights saved as {self.exported}")
-
-
-def _duration(seconds: float) -> str:
-    seconds = round(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-    if seconds >= 60:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds} s"
