@@ -34,9 +34,9 @@ from _common import (
     timeit_interleaved,
 )
 
-from napari_chromagan.colorize import Colorizer
-from napari_chromagan.model import Generator, ModelConfig
-from napari_chromagan.progress import run_events
+from napari_chromagan.engine.colorize import Colorizer
+from napari_chromagan.engine.progress import run_events
+from napari_chromagan.model.generator import Generator, ModelConfig
 
 STAGES = ("normalise", "resize", "network", "full_resolution")
 BATCH_SIZE = 8  # colorize's default

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info, print_table, timeit_interleaved, write_result_in
 
 from napari_chromagan import Colorizer
-from napari_chromagan.weights import packaged_weights
+from napari_chromagan.weights.lookup import packaged_weights
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

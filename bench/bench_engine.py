@@ -62,8 +62,8 @@ from _common import (  # noqa: E402
     write_json_atomic,
 )
 
-from napari_chromagan.colorize import Colorizer  # noqa: E402
-from napari_chromagan.model import Generator, ModelConfig  # noqa: E402
+from napari_chromagan.engine.colorize import Colorizer  # noqa: E402
+from napari_chromagan.model.generator import Generator, ModelConfig  # noqa: E402
 
 ACCEPTANCE_RATIO = 1.3
 

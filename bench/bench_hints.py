@@ -63,10 +63,10 @@ from _common import (  # noqa: E402
     write_json_atomic,
 )
 
-from napari_chromagan.colorize import Colorizer  # noqa: E402
-from napari_chromagan.hint_solver import plane_change, working_shape  # noqa: E402
-from napari_chromagan.hints import ColorHints, HintParams, apply_color_hints, hint_plane  # noqa: E402
-from napari_chromagan.render import PlaneRenderer, prepare_gamut_table  # noqa: E402
+from napari_chromagan.color.render import PlaneRenderer, prepare_gamut_table  # noqa: E402
+from napari_chromagan.edit.hint_solver import plane_change, working_shape  # noqa: E402
+from napari_chromagan.edit.hints import ColorHints, HintParams, apply_color_hints, hint_plane  # noqa: E402
+from napari_chromagan.engine.colorize import Colorizer  # noqa: E402
 
 PHOTO = HERE.parent.parent / "shared" / "data" / "dev" / "kodak24" / "kodim01.png"
 # (row, col) in a 500 x 500 kodim01 and an sRGB colour: the door, two shutters, the wall

@@ -64,8 +64,8 @@ from _common import (  # noqa: E402
 )
 from _inference_cases import STAGES, bench_throughput, run_case  # noqa: E402
 
-from napari_chromagan.colorize import select_device  # noqa: E402
-from napari_chromagan.model import ModelConfig  # noqa: E402
+from napari_chromagan.engine.colorize import select_device  # noqa: E402
+from napari_chromagan.model.generator import ModelConfig  # noqa: E402
 
 TARGET_RATIO = 1.5
 GPU_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)

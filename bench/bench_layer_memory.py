@@ -119,7 +119,7 @@ def engine_shaped(planes: int, side: int) -> tuple[np.ndarray, np.ndarray, np.nd
 
 def layer_metadata(engine: Any, layout: str) -> dict[str, Any]:
     """The layer metadata that stores the engine result ``engine`` in ``layout``."""
-    from napari_chromagan.layer_result import METADATA_KEY, LayerResult, result_metadata
+    from napari_chromagan.napari.layer_result import METADATA_KEY, LayerResult, result_metadata
 
     if layout == "float32":  # what version 1 stored: its fields, the engine's float32 arrays
         result = LayerResult(
@@ -135,9 +135,9 @@ def memory_child(layout: str, planes: int, side: int) -> dict[str, Any]:
     from _common import timeit
     from napari.layers import Image
 
-    from napari_chromagan.colorize import ColorizeResult
-    from napari_chromagan.layer_result import METADATA_KEY, get_layer_result
-    from napari_chromagan.normalize import Normalization
+    from napari_chromagan.engine.colorize import ColorizeResult
+    from napari_chromagan.engine.normalize import Normalization
+    from napari_chromagan.napari.layer_result import METADATA_KEY, get_layer_result
 
     gc.collect()
     rss_start = rss_kib()
@@ -224,13 +224,13 @@ def _stored(result: Any) -> Any:
     """The engine result as a layer stores it (L* decoded back to float32, a*b* float16)."""
     from dataclasses import replace
 
-    from napari_chromagan.layer_result import PackedLightness, pack_ab
+    from napari_chromagan.napari.layer_result import PackedLightness, pack_ab
 
     return replace(result, L=np.asarray(PackedLightness.pack(result.L)), ab=pack_ab(result.ab))
 
 
 def _hints_for(shape: tuple[int, ...]) -> Any:
-    from napari_chromagan.hints import ColorHints
+    from napari_chromagan.edit.hints import ColorHints
 
     H, W = shape[-2:]
     coords = [[H / 2, W / 2], [H / 4, W / 4], [3 * H / 4, 2 * W / 3]]
@@ -241,8 +241,8 @@ def _hints_for(shape: tuple[int, ...]) -> Any:
 def accuracy_photo(colorizer: Any, path: Path) -> dict[str, Any]:
     from PIL import Image
 
-    from napari_chromagan.blend import BlendParams, render_rgb
-    from napari_chromagan.hints import apply_color_hints
+    from napari_chromagan.edit.blend import BlendParams, render_rgb
+    from napari_chromagan.edit.hints import apply_color_hints
 
     gray = np.asarray(Image.open(path).convert("L"))
     result = colorizer.colorize(gray, with_class=False)
@@ -273,7 +273,7 @@ def accuracy_stack(colorizer: Any, photos: list[Path], side: int = 320) -> dict[
     """Smoothing across a stack of different photographs (strong flicker), both layouts."""
     from PIL import Image
 
-    from napari_chromagan.blend import BlendParams, apply_to_stack
+    from napari_chromagan.edit.blend import BlendParams, apply_to_stack
 
     planes = [np.asarray(Image.open(p).convert("L"))[:side, :side] for p in photos]
     result = colorizer.colorize(np.stack(planes), with_class=False)
@@ -312,8 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import torch
 
-    from napari_chromagan.blend import prepare_gamut_table
-    from napari_chromagan.colorize import Colorizer
+    from napari_chromagan.edit.blend import prepare_gamut_table
+    from napari_chromagan.engine.colorize import Colorizer
 
     torch.set_num_threads(max(1, args.threads))
     memory = [memory_case(layout, args) for layout in LAYOUTS]

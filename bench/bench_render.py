@@ -46,13 +46,13 @@ from _common import (  # noqa: E402
     write_json_atomic,
 )
 
-from napari_chromagan.blend import BlendParams  # noqa: E402
-from napari_chromagan.render import (  # noqa: E402
+from napari_chromagan.color.render import (  # noqa: E402
     PlaneRenderer,
     prepare_gamut_table,
     render_lab,
     render_srgb,
 )
+from napari_chromagan.edit.blend import BlendParams  # noqa: E402
 
 PHOTO = HERE.parent.parent / "shared" / "data" / "dev" / "kodak24" / "kodim01.png"
 
@@ -83,7 +83,7 @@ def photo_plane(side: int) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     from PIL import Image
 
-    from napari_chromagan.colorize import Colorizer
+    from napari_chromagan.engine.colorize import Colorizer
 
     image = np.asarray(Image.open(PHOTO).convert("L"))
     reps = (-(-side // image.shape[0]), -(-side // image.shape[1]))

@@ -18,7 +18,7 @@ from skimage.color import rgb2gray
 from skimage.io import imread
 
 from napari_chromagan import colorize_layer
-from napari_chromagan._widgets.hints import ColorHintsWidget
+from napari_chromagan.napari._widgets.hints import ColorHintsWidget
 
 out = sys.argv[1]
 PHOTO = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev" / "kodak24" / "kodim01.png"

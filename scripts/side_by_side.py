@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from napari_chromagan import Colorizer
-from napari_chromagan.atomic import atomic_write
+from napari_chromagan.files.atomic import atomic_write
 
 
 def main(paths: list[str], out: str = "docs/side-by-side.jpg", height: int = 200) -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_chromagan.device import auto_uses_bf16
-from napari_chromagan.model import Generator, ModelConfig
+from napari_chromagan.engine.device import auto_uses_bf16
+from napari_chromagan.model.generator import Generator, ModelConfig
 
 TINY = ModelConfig(width=0.125, image_size=64)
 # what precision="auto" runs on this machine's CPU: bf16 where it is native (issue 16)
@@ -41,7 +41,8 @@ def _isolated_weights(monkeypatch, tmp_path_factory):
     monkeypatch.delenv("NAPARI_CHROMAGAN_WEIGHTS", raising=False)
     # the shipped demo model is the last fallback; tests that want it ask for it
     monkeypatch.setattr(
-        "napari_chromagan.weights.PACKAGED_WEIGHTS", tmp_path_factory.mktemp("none") / "absent.pt"
+        "napari_chromagan.weights.lookup.PACKAGED_WEIGHTS",
+        tmp_path_factory.mktemp("none") / "absent.pt",
     )
     monkeypatch.setenv(
         "NAPARI_CHROMAGAN_SETTINGS", str(tmp_path_factory.mktemp("config") / "settings.json")
@@ -60,13 +61,13 @@ def check_no_leaked_threads(grace_s: float = LEAK_GRACE_S) -> None:
     """Fail unless every background thread of the package and of Qt's global pool has finished
     within ``grace_s`` seconds (the idea of napari's ``dangling_qthread_pool`` fixture).
 
-    ``napari_chromagan._threads`` threads still alive are then cancelled and joined, and Qt's
+    ``napari_chromagan.napari._threads`` threads still alive are then cancelled and joined, and Qt's
     pool is waited for, so that one leak does not spill into the next test.
     """
     import sys
     import time
 
-    from napari_chromagan import _threads
+    from napari_chromagan.napari import _threads
 
     problems = []
     deadline = time.monotonic() + grace_s
@@ -74,7 +75,9 @@ def check_no_leaked_threads(grace_s: float = LEAK_GRACE_S) -> None:
         thread.join(max(0.0, deadline - time.monotonic()))
     alive = [t.name for t in _threads.live_threads() if t.is_alive()]
     if alive:
-        problems.append(f"napari_chromagan._threads threads still running: {', '.join(alive)}")
+        problems.append(
+            f"napari_chromagan.napari._threads threads still running: {', '.join(alive)}"
+        )
         _threads.join_all(timeout=grace_s)
     if "qtpy" in sys.modules:
         from qtpy.QtCore import QThreadPool

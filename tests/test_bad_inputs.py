@@ -32,10 +32,8 @@ import torch
 from conftest import make_generator
 from PIL import Image
 
-from napari_chromagan import imageio
-from napari_chromagan.checkpoint import load_checkpoint, save_checkpoint
 from napari_chromagan.cli import main as cli_main
-from napari_chromagan.colorize import Colorizer
+from napari_chromagan.engine.colorize import Colorizer
 from napari_chromagan.errors import (
     CheckpointError,
     MissingPixelsWarning,
@@ -43,7 +41,9 @@ from napari_chromagan.errors import (
     UnsupportedImageError,
     WeightsNotFoundError,
 )
-from napari_chromagan.weights import resolve_weights
+from napari_chromagan.files import imageio
+from napari_chromagan.weights.checkpoint import load_checkpoint, save_checkpoint
+from napari_chromagan.weights.lookup import resolve_weights
 
 H, W = 24, 32
 
@@ -625,7 +625,7 @@ def cli_weights_not_a_checkpoint(ctx: Ctx) -> None:
 @case
 def cli_import_weights_into_a_read_only_folder_fails_before_reading(ctx: Ctx) -> None:
     locked = ctx.readonly()
-    import napari_chromagan.keras_import as keras_import
+    import napari_chromagan.weights.keras_import as keras_import
 
     ctx.forbid(
         keras_import,
@@ -778,7 +778,7 @@ def api_colorize_layer_batch_size_checked_before_loading(ctx: Ctx) -> None:
     from napari_chromagan import colorize_layer
 
     ctx.monkeypatch.setattr(
-        "napari_chromagan.colorizer_cache.load_colorizer",
+        "napari_chromagan.napari.colorizer_cache.load_colorizer",
         lambda *a, **k: pytest.fail("weights were loaded before the arguments were checked"),
     )
     layer = ImageLayer(np.zeros((H, W), np.uint8), name="gray")
@@ -832,7 +832,7 @@ def api_read_image_refuses_a_bomb_with_its_override(ctx: Ctx) -> None:
 
 @case
 def api_import_into_a_read_only_folder_before_reading(ctx: Ctx) -> None:
-    from napari_chromagan.keras_import import import_keras_weights_to_checkpoint
+    from napari_chromagan.weights.keras_import import import_keras_weights_to_checkpoint
 
     locked = ctx.readonly()
     before = ctx.snapshot()

@@ -1,4 +1,4 @@
-"""napari_chromagan.blend: chroma adjustments, rendering and stack smoothing (no Qt)."""
+"""napari_chromagan.edit.blend: chroma adjustments, rendering and stack smoothing (no Qt)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from scipy.ndimage import gaussian_filter1d
 from skimage import color as skcolor
 from skimage import data as skdata
 
-from napari_chromagan.blend import (
+from napari_chromagan.color.gamut import fit_chroma_to_gamut
+from napari_chromagan.color.lab import lab_to_rgb, lab_to_rgb_uint8
+from napari_chromagan.edit.blend import (
     BlendParams,
     PlaneRenderer,
     adjust_ab,
@@ -24,10 +26,8 @@ from napari_chromagan.blend import (
     smooth_ab,
     smooth_plane_ab,
 )
-from napari_chromagan.color import lab_to_rgb, lab_to_rgb_uint8
 from napari_chromagan.errors import Cancelled
-from napari_chromagan.gamut import fit_chroma_to_gamut
-from napari_chromagan.layer_result import LayerResult
+from napari_chromagan.napari.layer_result import LayerResult
 
 
 def _lab_of(rgb: np.ndarray) -> np.ndarray:
@@ -456,7 +456,7 @@ def test_core_modules_import_neither_qt_nor_napari():
     import sys
 
     code = (
-        "import sys, napari_chromagan.blend, napari_chromagan.classes, napari_chromagan.render; "
+        "import sys, napari_chromagan.edit.blend, napari_chromagan.engine.classes, napari_chromagan.color.render; "
         "print(sorted(m for m in ('qtpy', 'PyQt6', 'PyQt5', 'PySide6', 'napari', 'magicgui') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

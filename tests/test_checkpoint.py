@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from napari_chromagan.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from napari_chromagan.errors import CheckpointError, WeightsNotFoundError
-from napari_chromagan.model import Generator, ModelConfig
-from napari_chromagan.weights import cached_weights, resolve_weights, user_weights_dir
+from napari_chromagan.model.generator import Generator, ModelConfig
+from napari_chromagan.weights.checkpoint import FORMAT, load_checkpoint, save_checkpoint
+from napari_chromagan.weights.lookup import cached_weights, resolve_weights, user_weights_dir
 
 
 def test_round_trip_gives_bit_identical_outputs(tmp_path, tiny_generator):
@@ -166,7 +166,7 @@ def test_resolve_weights_order(tmp_path, monkeypatch, tiny_generator):
         resolve_weights()
     # the shipped demo model is the last resort
     demo = save_checkpoint(tmp_path / "_weights" / "chromagan-lite0.pt", tiny_generator)
-    monkeypatch.setattr("napari_chromagan.weights.PACKAGED_WEIGHTS", demo)
+    monkeypatch.setattr("napari_chromagan.weights.lookup.PACKAGED_WEIGHTS", demo)
     assert resolve_weights() == demo
     cache = user_weights_dir()
     cache.mkdir(parents=True)

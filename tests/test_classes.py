@@ -1,4 +1,4 @@
-"""napari_chromagan.classes: ImageNet class names, top-k and CSV (no Qt)."""
+"""napari_chromagan.engine.classes: ImageNet class names, top-k and CSV (no Qt)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import itertools
 import numpy as np
 import pytest
 
-from napari_chromagan.classes import class_names, to_csv, top_k
+from napari_chromagan.engine.classes import class_names, to_csv, top_k
 
 
 def test_class_names():

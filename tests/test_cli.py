@@ -15,12 +15,12 @@ import torch
 from conftest import make_generator
 from PIL import Image
 
-from napari_chromagan import imageio
-from napari_chromagan.checkpoint import load_checkpoint, save_checkpoint
 from napari_chromagan.cli import main
-from napari_chromagan.color import rgb_to_lab
-from napari_chromagan.colorize import Colorizer
+from napari_chromagan.color.lab import rgb_to_lab
+from napari_chromagan.engine.colorize import Colorizer
 from napari_chromagan.errors import CheckpointError
+from napari_chromagan.files import imageio
+from napari_chromagan.weights.checkpoint import load_checkpoint, save_checkpoint
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 H, W = 40, 56

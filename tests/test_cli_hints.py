@@ -9,12 +9,12 @@ import pytest
 from conftest import make_generator
 from PIL import Image
 
-from napari_chromagan import imageio
-from napari_chromagan.checkpoint import load_checkpoint, save_checkpoint
 from napari_chromagan.cli import main
-from napari_chromagan.colorize import Colorizer
-from napari_chromagan.hints import apply_color_hints, colors_to_ab, read_hints_csv
-from napari_chromagan.provenance import read_provenance
+from napari_chromagan.edit.hints import apply_color_hints, colors_to_ab, read_hints_csv
+from napari_chromagan.engine.colorize import Colorizer
+from napari_chromagan.files import imageio
+from napari_chromagan.files.provenance import read_provenance
+from napari_chromagan.weights.checkpoint import load_checkpoint, save_checkpoint
 
 
 @pytest.fixture(scope="module")

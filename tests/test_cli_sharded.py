@@ -12,9 +12,9 @@ import pytest
 from conftest import make_generator
 from PIL import Image
 
-from napari_chromagan import imageio
-from napari_chromagan.checkpoint import save_checkpoint
 from napari_chromagan.cli import main, shard
+from napari_chromagan.files import imageio
+from napari_chromagan.weights.checkpoint import save_checkpoint
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 H, W = 40, 56

@@ -1,4 +1,4 @@
-"""Tests for napari_chromagan.color against scikit-image's reference conversions."""
+"""Tests for napari_chromagan.color.lab against scikit-image's reference conversions."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from skimage import color as skcolor
 from skimage import data as skdata
 from skimage.color import colorconv
 
-from napari_chromagan.color import (
+from napari_chromagan.color.gamut import fit_chroma_to_gamut
+from napari_chromagan.color.lab import (
     lab_to_linear_rgb,
     lab_to_rgb,
     lab_to_rgb_uint8,
@@ -19,7 +20,6 @@ from napari_chromagan.color import (
     rgb_to_luminance_L,
     srgb_constants,
 )
-from napari_chromagan.gamut import fit_chroma_to_gamut
 
 DTYPES = [torch.float32, torch.float64]
 

@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from skimage.color import rgb2lab
 
 from napari_chromagan import Colorizer, select_device
-from napari_chromagan.checkpoint import save_checkpoint
-from napari_chromagan.color import rgb_to_lab
+from napari_chromagan.color.lab import rgb_to_lab
+from napari_chromagan.engine.planes import resize_to_network
 from napari_chromagan.errors import Cancelled, DeviceError, UnsupportedImageError
-from napari_chromagan.planes import resize_to_network
+from napari_chromagan.weights.checkpoint import save_checkpoint
 
 
 @pytest.fixture

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import napari_chromagan.weights as weights_module
-from napari_chromagan.checkpoint import load_checkpoint
-from napari_chromagan.classes import top_k
-from napari_chromagan.colorize import Colorizer
-from napari_chromagan.weights import resolve_weights
+import napari_chromagan.weights.lookup as weights_module
+from napari_chromagan.engine.classes import top_k
+from napari_chromagan.engine.colorize import Colorizer
+from napari_chromagan.weights.checkpoint import load_checkpoint
+from napari_chromagan.weights.lookup import resolve_weights
 
 SHIPPED = weights_module.PACKAGED_WEIGHTS  # the real path (conftest redirects it only inside tests)
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev" / "kodak24"
@@ -100,7 +100,7 @@ def test_the_class_head_names_what_is_in_the_picture(colorizer, name, k, plausib
 
 def test_the_cli_says_which_weights_and_points_to_the_papers_model(tmp_path, capsys, monkeypatch):
     from napari_chromagan.cli import main
-    from napari_chromagan.weights import default_weights_note
+    from napari_chromagan.weights.lookup import default_weights_note
 
     monkeypatch.setattr(weights_module, "PACKAGED_WEIGHTS", SHIPPED)
     image = tmp_path / "gray.png"

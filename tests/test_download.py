@@ -20,10 +20,11 @@ import numpy as np
 import pytest
 import torch
 
-from napari_chromagan import registry
 from napari_chromagan.cli import main
 from napari_chromagan.errors import Cancelled, CheckpointError, WeightsNotFoundError
-from napari_chromagan.registry import (
+from napari_chromagan.weights import registry
+from napari_chromagan.weights.lookup import user_weights_dir
+from napari_chromagan.weights.registry import (
     REGISTRY,
     DownloadError,
     download,
@@ -31,7 +32,6 @@ from napari_chromagan.registry import (
     entry_status,
     fetch,
 )
-from napari_chromagan.weights import user_weights_dir
 
 DATA = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
 DATA_SHA = hashlib.sha256(DATA).hexdigest()
@@ -287,7 +287,7 @@ def test_packaged_entry(tmp_path, monkeypatch):
         fetch("chromagan-lite0")
     shipped = tmp_path / "chromagan-lite0.pt"
     shipped.write_bytes(b"x")
-    monkeypatch.setattr("napari_chromagan.weights.PACKAGED_WEIGHTS", shipped)
+    monkeypatch.setattr("napari_chromagan.weights.lookup.PACKAGED_WEIGHTS", shipped)
     assert entry_status("chromagan-lite0") == "available"
     assert entry_path("chromagan-lite0") == shipped
     assert fetch("chromagan-lite0") == shipped
@@ -324,8 +324,8 @@ def small_keras_bytes(tmp_path_factory) -> bytes:
 def test_fetch_downloads_and_converts(server, small_keras_bytes, tmp_path):
     from test_keras_import import SMALL
 
-    from napari_chromagan.checkpoint import load_checkpoint
-    from napari_chromagan.keras_import import import_keras_weights
+    from napari_chromagan.weights.checkpoint import load_checkpoint
+    from napari_chromagan.weights.keras_import import import_keras_weights
 
     base, state = server
     state.files["/my_model_colorization.h5"] = small_keras_bytes
@@ -391,7 +391,7 @@ def test_a_failed_conversion_keeps_the_download_and_says_where(
 
 def test_manual_steps_name_the_installed_command():
     """The advice names the command a user has (`napari-chromagan ...`), not `python -m ...`."""
-    from napari_chromagan.weights import HOW_TO_GET_WEIGHTS
+    from napari_chromagan.weights.lookup import HOW_TO_GET_WEIGHTS
 
     for text in (REGISTRY["chromagan-imagenet"].manual_steps, HOW_TO_GET_WEIGHTS):
         assert "`napari-chromagan import-weights my_model_colorization.h5`" in text

@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from napari_chromagan.checkpoint import load_checkpoint, save_checkpoint
-from napari_chromagan.colorize import Colorizer
-from napari_chromagan.efficientnet import (
+from napari_chromagan.engine.colorize import Colorizer
+from napari_chromagan.errors import CheckpointError
+from napari_chromagan.model.efficientnet import (
     VARIANTS,
     EfficientNetLite,
     imagenet_input,
@@ -19,8 +19,8 @@ from napari_chromagan.efficientnet import (
     load_efficientnet_state,
     pretrained_file,
 )
-from napari_chromagan.errors import CheckpointError
-from napari_chromagan.model import Generator, ModelConfig, load_efficientnet_trunk
+from napari_chromagan.model.generator import Generator, ModelConfig, load_efficientnet_trunk
+from napari_chromagan.weights.checkpoint import load_checkpoint, save_checkpoint
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "train" / "imagenet-sample"
 SYNSETS = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet_synset_words.txt"
@@ -89,7 +89,7 @@ def test_generator_family_shapes_and_class_head_is_the_classifier(lite0_state):
     L = torch.rand(2, 1, 96, 96)
     with torch.no_grad():
         ab, probs = generator(L)
-        from napari_chromagan.color import lightness_to_gray
+        from napari_chromagan.color.lab import lightness_to_gray
 
         reference = load_classifier()(imagenet_input(lightness_to_gray(L).expand(-1, 3, -1, -1)))
     assert ab.shape == (2, 2, 96, 96) and 0 < float(ab.min()) and float(ab.max()) < 1

@@ -13,10 +13,10 @@ import torch
 from conftest import TINY, make_generator
 from skimage import data
 
-import napari_chromagan.weights as weights_module
+import napari_chromagan.weights.lookup as weights_module
 from napari_chromagan import Colorizer
-from napari_chromagan.checkpoint import save_checkpoint
-from napari_chromagan.colorize import Colorizer as EngineColorizer
+from napari_chromagan.engine.colorize import Colorizer as EngineColorizer
+from napari_chromagan.weights.checkpoint import save_checkpoint
 
 SHIPPED = weights_module.PACKAGED_WEIGHTS  # the real path (conftest redirects it only inside tests)
 
@@ -46,7 +46,7 @@ def _assert_bf16_close(fp32, bf16, label: str) -> None:
 
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_precision_on_the_cpu_follows_native_bf16(tiny_generator, monkeypatch, native):
-    from napari_chromagan import device
+    from napari_chromagan.engine import device
 
     monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: native)
     auto = Colorizer(tiny_generator, "cpu")
@@ -70,7 +70,7 @@ def test_precision_resolves_per_device(tiny_generator):
 
 
 def test_bf16_autocast_runs_the_network_in_bf16_on_the_cpu(tiny_generator):
-    from napari_chromagan.device import cpu_has_native_bf16
+    from napari_chromagan.engine.device import cpu_has_native_bf16
 
     seen = []
     conv = tiny_generator.trunk[0]
@@ -119,7 +119,7 @@ def test_from_checkpoint_passes_precision_and_compile_through(
 def test_cuda_graphs_off_cuda_compile_without_them(tiny_generator, monkeypatch, caplog):
     compiled = []
     monkeypatch.setattr(torch, "compile", lambda module, **kw: compiled.append(kw) or module)
-    with caplog.at_level(logging.INFO, logger="napari_chromagan.colorize"):
+    with caplog.at_level(logging.INFO, logger="napari_chromagan.engine.colorize"):
         c = Colorizer(tiny_generator, "cpu", cuda_graphs=True)
     assert c.compiled and not c.cuda_graphs
     assert compiled == [{"dynamic": False}]
@@ -170,7 +170,7 @@ def test_compile_failure_falls_back_to_eager_with_a_warning(tiny_generator, monk
     c = Colorizer(tiny_generator, "cpu", compile=True)
     eager = Colorizer(make_generator(), "cpu")
     image = np.random.default_rng(2).integers(0, 255, (50, 60), dtype=np.uint8)
-    with caplog.at_level(logging.WARNING, logger="napari_chromagan.colorize"):
+    with caplog.at_level(logging.WARNING, logger="napari_chromagan.engine.colorize"):
         r = c.colorize(image)
     assert "torch.compile failed (RuntimeError: no C++ compiler)" in caplog.text
     assert c.compiled is False

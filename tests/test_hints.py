@@ -1,4 +1,4 @@
-"""Colour hints (napari_chromagan.hints): the issue's "Done when" list, measured; no Qt."""
+"""Colour hints (napari_chromagan.edit.hints): the issue's "Done when" list, measured; no Qt."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from scipy import ndimage
 from skimage.color import rgb2lab
 
 from napari_chromagan import apply_color_hints
-from napari_chromagan.blend import render_rgb
-from napari_chromagan.colorize import ColorizeResult
+from napari_chromagan.edit.blend import render_rgb
+from napari_chromagan.edit.hints import ColorHints, HintParams, colors_to_ab, hint_plane
+from napari_chromagan.engine.colorize import ColorizeResult
+from napari_chromagan.engine.normalize import Normalization
 from napari_chromagan.errors import Cancelled, HintError
-from napari_chromagan.hints import ColorHints, HintParams, colors_to_ab, hint_plane
-from napari_chromagan.normalize import Normalization
 
 DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dev"
 RED = (220, 20, 20)
@@ -375,7 +375,7 @@ def test_on_a_real_photograph_a_red_hint_fills_the_door_and_not_the_wall(tiny_ge
     from skimage.color import rgb2gray
     from skimage.io import imread
 
-    from napari_chromagan.colorize import Colorizer
+    from napari_chromagan.engine.colorize import Colorizer
 
     rgb = imread(DEV / "kodak24" / "kodim01.png")[..., :3]
     gray = (rgb2gray(rgb) * 255).astype(np.uint8)
@@ -459,7 +459,7 @@ def test_hints_that_do_not_fit_the_result_are_refused():
 
 
 def test_hints_csv_with_and_without_a_header(tmp_path):
-    from napari_chromagan.hints import read_hints_csv
+    from napari_chromagan.edit.hints import read_hints_csv
 
     plain = tmp_path / "plain.csv"
     plain.write_text("# x, y, colour\n10, 20, #dc1414\n\n30.5, 40, 0 128 255\n")
@@ -489,7 +489,7 @@ def test_hints_csv_with_and_without_a_header(tmp_path):
     ],
 )
 def test_bad_hints_csv_names_the_line(tmp_path, text, message):
-    from napari_chromagan.hints import read_hints_csv
+    from napari_chromagan.edit.hints import read_hints_csv
 
     path = tmp_path / "bad.csv"
     path.write_text(text)

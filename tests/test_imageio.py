@@ -1,4 +1,4 @@
-"""Tests of napari_chromagan.imageio: finding, reading, naming and writing image files."""
+"""Tests of napari_chromagan.files.imageio: finding, reading, naming and writing image files."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_chromagan import imageio
 from napari_chromagan.errors import UnsupportedImageError
-from napari_chromagan.imageio import (
+from napari_chromagan.files import imageio
+from napari_chromagan.files.imageio import (
     IMAGE_SUFFIXES,
     collect_inputs,
     output_path,

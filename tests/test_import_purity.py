@@ -25,36 +25,36 @@ PACKAGE = ROOT / "src" / "napari_chromagan"
 TRAINING = ROOT / "training"
 
 GUI = ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "napari", "magicgui")
-WATCHED = (*GUI, "torch", "training", "napari_chromagan.cli", "napari_chromagan._widgets")
+WATCHED = (*GUI, "torch", "training", "napari_chromagan.cli", "napari_chromagan.napari._widgets")
 
 # Allowed Qt, napari and magicgui at import: the dock widgets are Qt widgets by definition (and
 # magicgui/napari types in their signatures). Everything else that napari calls (layers,
 # _writer, _sample_data, the `napari` subcommand) imports napari inside the functions that need it.
-GUI_PACKAGES = ("napari_chromagan._widgets",)
+GUI_PACKAGES = ("napari_chromagan.napari._widgets",)
 
 # Allowed torch at import, and why. Every other module of the plugin must import without it, so
 # that `import napari_chromagan`, the command line's --help, the weights registry and napari's
 # plugin discovery stay fast.
 TORCH_MODULES = {
-    "napari_chromagan.blend": "chroma adjustments on tensors",
-    "napari_chromagan.checkpoint": "checkpoints are torch files holding a Generator",
-    "napari_chromagan.color": "Lab <-> sRGB on tensors",
-    "napari_chromagan.colorize": "the engine",
-    "napari_chromagan.efficientnet": "the EfficientNet-Lite trunk, an nn.Module",
-    "napari_chromagan.fastlab": "the fused Lab -> sRGB kernels run on tensors",
-    "napari_chromagan.gamut": "the gamut fits run on tensors",
-    "napari_chromagan.hint_csv": "builds ColorHints, whose colours go to Lab through the tensor maths",
-    "napari_chromagan.hint_data": "hint colours go to Lab through the tensor maths (rgb_to_lab)",
-    "napari_chromagan.hint_solver": "the colour-hint solver works on the engine's tensors",
-    "napari_chromagan.hints": "colour hints re-render through the engine",
-    "napari_chromagan.keras_import": "copies Keras arrays into a Generator",
-    "napari_chromagan.model": "the networks",
-    "napari_chromagan.pipeline": "the engine over files (batches of tensors)",
-    "napari_chromagan.planes": "the engine's batch step",
-    "napari_chromagan.pretrained_trunk": "copies ImageNet tensors into the generator's trunk",
-    "napari_chromagan.render": "the renderer, on tensors",
-    "napari_chromagan.upsample": "the chroma upsampling, on tensors",
-    "napari_chromagan.vgg16": "the VGG16 layers, nn.Modules",
+    "napari_chromagan.edit.blend": "chroma adjustments on tensors",
+    "napari_chromagan.weights.checkpoint": "checkpoints are torch files holding a Generator",
+    "napari_chromagan.color.lab": "Lab <-> sRGB on tensors",
+    "napari_chromagan.engine.colorize": "the engine",
+    "napari_chromagan.model.efficientnet": "the EfficientNet-Lite trunk, an nn.Module",
+    "napari_chromagan.color.fastlab": "the fused Lab -> sRGB kernels run on tensors",
+    "napari_chromagan.color.gamut": "the gamut fits run on tensors",
+    "napari_chromagan.edit.hint_csv": "builds ColorHints, whose colours go to Lab through the tensor maths",
+    "napari_chromagan.edit.hint_data": "hint colours go to Lab through the tensor maths (rgb_to_lab)",
+    "napari_chromagan.edit.hint_solver": "the colour-hint solver works on the engine's tensors",
+    "napari_chromagan.edit.hints": "colour hints re-render through the engine",
+    "napari_chromagan.weights.keras_import": "copies Keras arrays into a Generator",
+    "napari_chromagan.model.generator": "the networks",
+    "napari_chromagan.engine.pipeline": "the engine over files (batches of tensors)",
+    "napari_chromagan.engine.planes": "the engine's batch step",
+    "napari_chromagan.model.pretrained_trunk": "copies ImageNet tensors into the generator's trunk",
+    "napari_chromagan.color.render": "the renderer, on tensors",
+    "napari_chromagan.engine.upsample": "the chroma upsampling, on tensors",
+    "napari_chromagan.model.vgg16": "the VGG16 layers, nn.Modules",
 }
 
 # Known violations, reported by an issue: strict, so that the entry must go once it is fixed.
@@ -103,12 +103,12 @@ def test_the_module_lists_come_from_the_folders():
     # a sanity check of the discovery itself, so that an empty list cannot pass everything
     assert {
         "napari_chromagan",
-        "napari_chromagan.colorize",
+        "napari_chromagan.engine.colorize",
         "napari_chromagan.cli.colorize",
     } <= set(CORE)
     assert (
-        "napari_chromagan._widgets.colorize" in PLUGIN
-        and "napari_chromagan._widgets.colorize" not in CORE
+        "napari_chromagan.napari._widgets.colorize" in PLUGIN
+        and "napari_chromagan.napari._widgets.colorize" not in CORE
     )
     assert {"training", "training.train", "training.data"} <= set(TRAINING_MODULES)
     # every allowance names a module that exists (a stale entry would hide nothing, but mislead)
@@ -120,7 +120,7 @@ def test_core_module_imports_no_gui_and_no_training(module, loaded):
     found = loaded[module]
     assert not found & set(GUI), f"{module} imports {sorted(found & set(GUI))}"
     assert "training" not in found, f"{module} imports the training package"
-    assert "napari_chromagan._widgets" not in found, f"{module} imports the widgets"
+    assert "napari_chromagan.napari._widgets" not in found, f"{module} imports the widgets"
 
 
 @pytest.mark.parametrize(
@@ -145,7 +145,7 @@ def test_training_module_imports_no_gui_and_no_plugin_front_end(module, loaded):
     assert not found & set(GUI), f"{module} imports {sorted(found & set(GUI))}"
     # training builds on the core; the command line and the widgets build on both
     assert "napari_chromagan.cli" not in found, f"{module} imports the plugin's command line"
-    assert "napari_chromagan._widgets" not in found, f"{module} imports the plugin's widgets"
+    assert "napari_chromagan.napari._widgets" not in found, f"{module} imports the plugin's widgets"
 
 
 def test_the_package_itself_imports_neither_torch_nor_qt(loaded):

@@ -16,17 +16,17 @@ import torch
 
 h5py = pytest.importorskip("h5py")
 
-from napari_chromagan.checkpoint import load_checkpoint  # noqa: E402
 from napari_chromagan.cli import main  # noqa: E402
 from napari_chromagan.errors import CheckpointError  # noqa: E402
-from napari_chromagan.keras_import import (  # noqa: E402
+from napari_chromagan.model.generator import ModelConfig  # noqa: E402
+from napari_chromagan.weights.checkpoint import load_checkpoint  # noqa: E402
+from napari_chromagan.weights.keras_import import (  # noqa: E402
     CHECKPOINT_NAME,
     import_keras_weights,
     import_keras_weights_to_checkpoint,
     keras_weight_shapes,
 )
-from napari_chromagan.model import ModelConfig  # noqa: E402
-from napari_chromagan.weights import resolve_weights, user_weights_dir  # noqa: E402
+from napari_chromagan.weights.lookup import resolve_weights, user_weights_dir  # noqa: E402
 
 SMALL = ModelConfig(width=0.125, image_size=64)
 
@@ -422,7 +422,7 @@ def test_checkpoint_in_cache_round_trips(keras_file, imported):
 
 
 def test_cli_import_weights(keras_file, tmp_path, monkeypatch, capsys):
-    import napari_chromagan.keras_import as ki
+    import napari_chromagan.weights.keras_import as ki
 
     # the CLI imports the paper's architecture; run it on the small file via the default config
     real = ki.import_keras_weights

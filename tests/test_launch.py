@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import make_generator
 
-from napari_chromagan.checkpoint import save_checkpoint
+from napari_chromagan.weights.checkpoint import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,7 +80,7 @@ def test_napari_command_exits_cleanly_every_time(tmp_path):
 
     It used to die with SIGABRT (rc 134, "terminate called without an active exception") in
     about half its runs, after the screenshot was written: the Chroma blend widget's gamut-table
-    thread was still inside torch when Python finalised (see napari_chromagan._threads).
+    thread was still inside torch when Python finalised (see napari_chromagan.napari._threads).
     """
     if not os.environ.get("DISPLAY"):
         pytest.skip("needs an X display (pytest-xvfb provides one)")

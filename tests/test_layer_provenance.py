@@ -10,12 +10,12 @@ import pytest
 from conftest import AUTO_ON_CPU, make_generator
 
 from napari_chromagan import __version__
-from napari_chromagan._writer import write_colorized_image
-from napari_chromagan.blend import BlendParams
-from napari_chromagan.checkpoint import save_checkpoint
+from napari_chromagan.edit.blend import BlendParams
 from napari_chromagan.errors import UnsupportedImageError
-from napari_chromagan.layer_result import METADATA_KEY, get_layer_result
-from napari_chromagan.provenance import read_provenance
+from napari_chromagan.files.provenance import read_provenance
+from napari_chromagan.napari._writer import write_colorized_image
+from napari_chromagan.napari.layer_result import METADATA_KEY, get_layer_result
+from napari_chromagan.weights.checkpoint import save_checkpoint
 
 napari = pytest.importorskip("napari")
 
@@ -63,7 +63,7 @@ def test_the_plugin_writer_keeps_the_record_and_the_pixels(tmp_path, colourised,
     assert kind == "image"
     (written,) = write_colorized_image(str(tmp_path / f"out{ext}"), data, meta)
     assert read_provenance(written) == colourised.metadata[METADATA_KEY]["provenance"]
-    from napari_chromagan.imageio import read_image
+    from napari_chromagan.files.imageio import read_image
 
     back = read_image(written)
     if ext in (".png", ".tif"):
@@ -121,7 +121,7 @@ def test_viewer_layers_save_keeps_the_record_with_the_plugin_writer(
     # command: npe2 matches plugin names as prefixes, so plugin="napari" also picks this plugin.)
     (builtin,) = viewer.layers.save(str(tmp_path / "builtin.png"), plugin="napari.write_image")
     assert read_provenance(builtin) is None
-    from napari_chromagan.imageio import read_image
+    from napari_chromagan.files.imageio import read_image
 
     assert np.array_equal(read_image(builtin)[..., :3], colourised.data)
 

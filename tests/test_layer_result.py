@@ -10,11 +10,18 @@ import pytest
 from conftest import make_generator
 from napari.layers import Image
 
-from napari_chromagan import colorize_layer, stack_smoothing
-from napari_chromagan.blend import BlendParams, apply_to_stack, render_plane, render_rgb, smooth_ab
-from napari_chromagan.colorize import Colorizer
-from napari_chromagan.hints import ColorHints, HintParams, iter_color_hints
-from napari_chromagan.layer_result import (
+from napari_chromagan import colorize_layer
+from napari_chromagan.edit import stack_smoothing
+from napari_chromagan.edit.blend import (
+    BlendParams,
+    apply_to_stack,
+    render_plane,
+    render_rgb,
+    smooth_ab,
+)
+from napari_chromagan.edit.hints import ColorHints, HintParams, iter_color_hints
+from napari_chromagan.engine.colorize import Colorizer
+from napari_chromagan.napari.layer_result import (
     METADATA_KEY,
     LayerResult,
     PackedLightness,
@@ -159,7 +166,7 @@ def test_packed_lightness_decodes_what_it_is_asked_for():
 
 
 def test_packing_works_in_strips(monkeypatch):
-    import napari_chromagan.layer_result as lr
+    import napari_chromagan.napari.layer_result as lr
 
     result = saturated_result(stack=(2,), size=30)
     whole = result.packed()
@@ -227,7 +234,7 @@ def test_damaged_or_unknown_results_say_so():
 
 def test_the_metadata_schema_imports_no_torch():
     code = (
-        "import sys; import napari_chromagan.layer_result as m; "
+        "import sys; import napari_chromagan.napari.layer_result as m; "
         "bad = [n for n in ('torch', 'napari', 'qtpy', 'magicgui') if n in sys.modules]; "
         "assert not bad, bad"
     )

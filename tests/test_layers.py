@@ -13,11 +13,10 @@ from napari.layers import Image, Labels, Points
 from skimage.color import rgb2lab
 
 from napari_chromagan import colorize_layer
-from napari_chromagan.checkpoint import save_checkpoint
-from napari_chromagan.colorize import Colorizer
+from napari_chromagan.engine.colorize import Colorizer
 from napari_chromagan.errors import Cancelled, WeightsNotFoundError
-from napari_chromagan.layer_result import get_layer_result
-from napari_chromagan.layers import (
+from napari_chromagan.napari.layer_result import get_layer_result
+from napari_chromagan.napari.layers import (
     MemoryFallbackWarning,
     Progress,
     clear_colorizer_cache,
@@ -27,6 +26,7 @@ from napari_chromagan.layers import (
     prepare_request,
     run_with_fallback,
 )
+from napari_chromagan.weights.checkpoint import save_checkpoint
 
 
 @pytest.fixture(autouse=True)
@@ -214,7 +214,7 @@ def test_dask_and_multiscale_sources(weights):
 
 
 def test_weights_are_loaded_once_while_the_file_is_unchanged(weights, tmp_path, monkeypatch):
-    import napari_chromagan.checkpoint as checkpoint
+    import napari_chromagan.weights.checkpoint as checkpoint
 
     loads = []
     real = checkpoint.load_checkpoint

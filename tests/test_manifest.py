@@ -228,7 +228,7 @@ def test_every_sample_gives_layer_data_napari_can_add():
 
 
 def test_sample_data_layers():
-    from napari_chromagan._sample_data import camera_gray, coffee_gray_and_color
+    from napari_chromagan.napari._sample_data import camera_gray, coffee_gray_and_color
 
     ((camera, meta, kind),) = camera_gray()
     assert meta["name"] == "camera"

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from napari_chromagan.model import (
+from napari_chromagan.model.generator import (
     Critic,
     Generator,
     ModelConfig,

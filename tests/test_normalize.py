@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_chromagan.normalize import Normalization, iter_blocks, resolve_normalization
+from napari_chromagan.engine.normalize import Normalization, iter_blocks, resolve_normalization
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16])

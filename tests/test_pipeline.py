@@ -12,14 +12,14 @@ import torch
 from conftest import make_generator
 from PIL import Image
 
-from napari_chromagan import imageio
-from napari_chromagan.checkpoint import save_checkpoint
 from napari_chromagan.cli import main
-from napari_chromagan.colorize import Colorizer
+from napari_chromagan.engine.colorize import Colorizer
+from napari_chromagan.engine.memory import MemoryFallback
+from napari_chromagan.engine.pipeline import Decoded, Failed, Written, iter_colorize_files
+from napari_chromagan.engine.progress import Progress
 from napari_chromagan.errors import Cancelled
-from napari_chromagan.memory import MemoryFallback
-from napari_chromagan.pipeline import Decoded, Failed, Written, iter_colorize_files
-from napari_chromagan.progress import Progress
+from napari_chromagan.files import imageio
+from napari_chromagan.weights.checkpoint import save_checkpoint
 
 SIZES = [(40, 56), (33, 47), (40, 56), (61, 20), (25, 25), (40, 56), (48, 31)]
 
@@ -219,7 +219,12 @@ def test_colorize_callback_cancel_stops_mid_stream(monkeypatch):
 
 
 def test_chroma_blend_cancel_stops_mid_stream_in_both_adapters():
-    from napari_chromagan.blend import BlendParams, apply_to_stack, iter_apply_to_stack, render_rgb
+    from napari_chromagan.edit.blend import (
+        BlendParams,
+        apply_to_stack,
+        iter_apply_to_stack,
+        render_rgb,
+    )
 
     rng = np.random.default_rng(3)
     L = rng.uniform(20, 80, (4, 12, 12)).astype(np.float32)

@@ -15,10 +15,11 @@ from conftest import AUTO_ON_CPU, make_generator
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from napari_chromagan import __version__, imageio, provenance, provenance_record
-from napari_chromagan.checkpoint import save_checkpoint
+from napari_chromagan import __version__
 from napari_chromagan.cli import main
-from napari_chromagan.colorize import Colorizer
+from napari_chromagan.engine.colorize import Colorizer
+from napari_chromagan.files import imageio, provenance, provenance_record
+from napari_chromagan.weights.checkpoint import save_checkpoint
 
 H, W = 40, 56
 DTYPE_NORM = {"mode": "dtype", "low": 0.0, "high": 255.0, "percentiles": None}
@@ -88,7 +89,7 @@ def test_record_fields_and_json_round_trip(weights):
 
 
 def test_record_for_takes_the_precision_the_network_ran_in(tiny_generator):
-    from napari_chromagan.normalize import Normalization
+    from napari_chromagan.engine.normalize import Normalization
 
     class Result:
         normalization = Normalization("percentile", 3.0, 250.0, (0.5, 99.5))

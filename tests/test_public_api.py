@@ -56,7 +56,7 @@ def test_every_documented_name_exists(doc, module, name):
 
 def test_import_keras_weights_is_public():
     from napari_chromagan import import_keras_weights, import_keras_weights_to_checkpoint
-    from napari_chromagan.keras_import import import_keras_weights as defined
+    from napari_chromagan.weights.keras_import import import_keras_weights as defined
 
     assert import_keras_weights is defined and callable(import_keras_weights_to_checkpoint)
     assert "import_keras_weights" in napari_chromagan.__all__ and "import_keras_weights" in dir(
@@ -76,3 +76,45 @@ def test_importing_the_package_costs_neither_torch_nor_qt():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_old_flat_module_paths_import_the_moved_module_with_a_deprecation_warning():
+    # the modules moved into subpackages (issue 13); scripts that import the old paths keep
+    # working, get the very same module object, and are told where it lives now
+    import subprocess
+    import sys
+
+    code = """
+import importlib, warnings
+warnings.simplefilter("error")
+import napari_chromagan.edit.blend as new_blend            # the new paths: no warning
+from napari_chromagan.model.generator import Generator
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as caught:
+    import napari_chromagan.blend as old_blend
+    from napari_chromagan.model import Generator as OldGenerator
+    from napari_chromagan.weights import resolve_weights
+assert old_blend is new_blend, (old_blend, new_blend)
+assert old_blend.__spec__.name == "napari_chromagan.edit.blend"
+assert OldGenerator is Generator
+messages = [str(w.message) for w in caught if w.category is DeprecationWarning]
+assert any("napari_chromagan.blend moved to napari_chromagan.edit.blend" in m for m in messages), messages
+assert any("napari_chromagan.model.Generator moved to napari_chromagan.model.generator.Generator" in m for m in messages), messages
+assert any("weights.lookup.resolve_weights" in m for m in messages), messages
+try:
+    import napari_chromagan.no_such_module
+except ModuleNotFoundError:
+    pass
+else:
+    raise AssertionError("an unknown name imported")
+try:
+    from napari_chromagan.model import no_such_name
+except ImportError as exc:
+    assert "no_such_name" in str(exc)
+else:
+    raise AssertionError("an unknown attribute resolved")
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"

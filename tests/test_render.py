@@ -13,10 +13,10 @@ import torch
 from skimage import color as skcolor
 from skimage import data as skdata
 
-import napari_chromagan.weights as weights_module
-from napari_chromagan.colorize import Colorizer
-from napari_chromagan.gamut import GAMUT_TOL, fit_chroma_to_gamut, gamut_table
-from napari_chromagan.render import PlaneRenderer, render_lab, render_srgb
+import napari_chromagan.weights.lookup as weights_module
+from napari_chromagan.color.gamut import GAMUT_TOL, fit_chroma_to_gamut, gamut_table
+from napari_chromagan.color.render import PlaneRenderer, render_lab, render_srgb
+from napari_chromagan.engine.colorize import Colorizer
 
 SHIPPED = weights_module.PACKAGED_WEIGHTS  # the real path (conftest redirects it only inside tests)
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,7 +95,7 @@ def _hue(ab: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_fit_chroma_to_gamut(dtype: torch.dtype) -> None:
-    from napari_chromagan.color import lab_to_rgb, rgb_to_lab
+    from napari_chromagan.color.lab import lab_to_rgb, rgb_to_lab
 
     outside = [
         (95, 80, -80),
@@ -131,7 +131,7 @@ def test_fit_chroma_to_gamut(dtype: torch.dtype) -> None:
 
 
 def test_fit_chroma_to_gamut_nchw_and_validation() -> None:
-    from napari_chromagan.color import lab_to_rgb
+    from napari_chromagan.color.lab import lab_to_rgb
 
     L, ab = _wide_lab(seed=7, size=64)
     L, ab = torch.from_numpy(L)[None], torch.from_numpy(ab).permute(2, 0, 1)[None]
@@ -379,11 +379,11 @@ def test_no_private_names_cross_modules(tmp_path) -> None:
     # the check itself sees both forms
     probe = tmp_path / "probe.py"
     probe.write_text(
-        "from napari_chromagan.color import _prepare\nimport napari_chromagan.gamut as g\n"
+        "from napari_chromagan.color.lab import _prepare\nimport napari_chromagan.color.gamut as g\n"
         "g._build_table\nfrom .x import _y\nimport os\nos._exit\nfrom os import _wrap_close\n"
     )
     assert _private_imports(probe) == [
         ".x import _y",
         "g._build_table",
-        "napari_chromagan.color import _prepare",
+        "napari_chromagan.color.lab import _prepare",
     ]

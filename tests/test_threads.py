@@ -1,4 +1,4 @@
-"""napari_chromagan._threads: background threads are cancelled and joined before Python finalises,
+"""napari_chromagan.napari._threads: background threads are cancelled and joined before Python finalises,
 and the suite's leak check fails a test that leaves a worker running.
 
 Why it matters: a daemon thread still inside a torch operation when the interpreter finalises is
@@ -20,14 +20,14 @@ import time
 import pytest
 from conftest import check_no_leaked_threads
 
-from napari_chromagan import _threads
+from napari_chromagan.napari import _threads
 
 # torch work in a loop until the cancel event is set; the main thread returns as soon as the
 # loop has started, so the interpreter finalises while the thread is inside torch
 _SCRIPT = textwrap.dedent(
     """
     import threading, torch
-    from napari_chromagan._threads import start_thread
+    from napari_chromagan.napari._threads import start_thread
 
     torch.set_num_threads(1)
     cancel, started = threading.Event(), threading.Event()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from torch import nn
 
-from napari_chromagan import vgg16
-from napari_chromagan.model import Generator, ModelConfig
+from napari_chromagan.model import vgg16
+from napari_chromagan.model.generator import Generator, ModelConfig
 
 # torchvision.models.vgg: cfgs["D"], the 16-layer network ("M" is a 2x2 max-pool)
 TORCHVISION_D = [

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from skimage.color import rgb2lab
 
-import napari_chromagan.weights as weights_module
-from napari_chromagan.blend import BlendParams, apply_to_stack, render_rgb, smooth_ab
-from napari_chromagan.layer_result import (
+import napari_chromagan.weights.lookup as weights_module
+from napari_chromagan.edit.blend import BlendParams, apply_to_stack, render_rgb, smooth_ab
+from napari_chromagan.napari.layer_result import (
     METADATA_KEY,
     LayerResult,
     get_layer_result,
@@ -19,8 +19,8 @@ from napari_chromagan.layer_result import (
 
 pytestmark = pytest.mark.qt
 
-wb = pytest.importorskip("napari_chromagan._widgets.blend")
-from napari_chromagan._widgets import _blend_runs as blend_runs  # noqa: E402
+wb = pytest.importorskip("napari_chromagan.napari._widgets.blend")
+from napari_chromagan.napari._widgets import _blend_runs as blend_runs  # noqa: E402
 
 TIMEOUT_MS = 60_000
 SHIPPED = weights_module.PACKAGED_WEIGHTS  # the real path (conftest redirects it only inside tests)
@@ -171,8 +171,8 @@ def test_reset_after_apply_gives_back_the_engines_own_pixels(viewer, qtbot):
     """Reset restores what the engine wrote, bit for bit, though the preview renders otherwise."""
     from skimage import data as skdata
 
-    from napari_chromagan.colorize import Colorizer
-    from napari_chromagan.render import render_srgb
+    from napari_chromagan.color.render import render_srgb
+    from napari_chromagan.engine.colorize import Colorizer
 
     colorizer = Colorizer.from_checkpoint(SHIPPED, "cpu")
     gray = skdata.camera()[::4, ::4]
@@ -390,7 +390,7 @@ def colourised_by_the_engine(viewer):
     from conftest import make_generator
 
     from napari_chromagan import colorize_layer
-    from napari_chromagan.colorize import Colorizer
+    from napari_chromagan.engine.colorize import Colorizer
 
     yy, xx = np.mgrid[0:40, 0:56]
     gray = np.stack([(120 + 100 * np.sin(xx / (6 + p)) * np.cos(yy / 9)) for p in range(3)])

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_chromagan.blend import render_rgb
-from napari_chromagan.classes import class_names, to_csv, top_k
-from napari_chromagan.layer_result import LayerResult, result_metadata
+from napari_chromagan.edit.blend import render_rgb
+from napari_chromagan.engine.classes import class_names, to_csv, top_k
+from napari_chromagan.napari.layer_result import LayerResult, result_metadata
 
 pytestmark = pytest.mark.qt
 
-wc = pytest.importorskip("napari_chromagan._widgets.classes")
+wc = pytest.importorskip("napari_chromagan.napari._widgets.classes")
 
 
 def make_result(stack=(6,), size=16, seed=0, probs=True, trained=True, source="gray"):
@@ -177,7 +177,7 @@ def test_on_a_colourised_layer_the_bars_are_the_engines_class_distribution(viewe
     from conftest import make_generator
 
     from napari_chromagan import colorize_layer
-    from napari_chromagan.colorize import Colorizer
+    from napari_chromagan.engine.colorize import Colorizer
 
     yy, xx = np.mgrid[0:32, 0:32]
     gray = np.stack([(xx * (4 + p) + yy * 3) % 256 for p in range(3)]).astype(np.uint8)

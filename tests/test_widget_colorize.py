@@ -13,22 +13,22 @@ import pytest
 import torch
 from skimage.color import rgb2lab
 
-from napari_chromagan import registry
-from napari_chromagan.checkpoint import save_checkpoint
-from napari_chromagan.colorize import Colorizer
-from napari_chromagan.layer_result import get_layer_result
-from napari_chromagan.layers import Progress, clear_colorizer_cache
-from napari_chromagan.settings import load_settings
-from napari_chromagan.weights import user_weights_dir
+from napari_chromagan.engine.colorize import Colorizer
+from napari_chromagan.napari.layer_result import get_layer_result
+from napari_chromagan.napari.layers import Progress, clear_colorizer_cache
+from napari_chromagan.napari.settings import load_settings
+from napari_chromagan.weights import registry
+from napari_chromagan.weights.checkpoint import save_checkpoint
+from napari_chromagan.weights.lookup import user_weights_dir
 
 pytestmark = pytest.mark.qt
 
-cw = pytest.importorskip("napari_chromagan._widgets.colorize")
+cw = pytest.importorskip("napari_chromagan.napari._widgets.colorize")
 import test_download as td  # noqa: E402
 from conftest import make_generator  # noqa: E402
 
-from napari_chromagan._widgets import _weights_choice as wc  # noqa: E402
-from napari_chromagan._widgets import _workers  # noqa: E402
+from napari_chromagan.napari._widgets import _weights_choice as wc  # noqa: E402
+from napari_chromagan.napari._widgets import _workers  # noqa: E402
 
 TIMEOUT_MS = 30_000
 
@@ -162,7 +162,7 @@ def test_devices_and_weights_choices(viewer, cached_weights, tmp_path):
 def test_available_registry_entries_name_their_files(viewer, tmp_path, monkeypatch):
     imagenet = save_checkpoint(user_weights_dir() / "chromagan-imagenet.pt", make_generator())
     demo = save_checkpoint(tmp_path / "chromagan-lite0.pt", make_generator(seed=1))
-    monkeypatch.setattr("napari_chromagan.weights.PACKAGED_WEIGHTS", demo)
+    monkeypatch.setattr("napari_chromagan.weights.lookup.PACKAGED_WEIGHTS", demo)
     widget = make_widget(viewer)
     assert weights_labels(widget) == [
         "default: chromagan-imagenet.pt",
@@ -434,7 +434,7 @@ def test_unsupported_image_is_reported(qtbot, viewer, cached_weights, notes):
 def test_out_of_memory_retries_then_falls_back_with_warnings(
     qtbot, viewer, cached_weights, notes, monkeypatch
 ):
-    import napari_chromagan.colorizer_cache as colorizer_cache
+    import napari_chromagan.napari.colorizer_cache as colorizer_cache
 
     real_predict = Colorizer.predict
     real_load = colorizer_cache.load_colorizer
@@ -575,7 +575,7 @@ def small_config(monkeypatch):
     """The registry and the importer convert with the small test architecture."""
     from test_keras_import import SMALL
 
-    from napari_chromagan import keras_import
+    from napari_chromagan.weights import keras_import
 
     monkeypatch.setattr(registry, "fetch", functools.partial(registry.fetch, config=SMALL))
     monkeypatch.setattr(

@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from napari_chromagan.checkpoint import load_checkpoint
-from napari_chromagan.layer_result import get_layer_result, is_colorized
-from napari_chromagan.weights import user_weights_dir
+from napari_chromagan.napari.layer_result import get_layer_result, is_colorized
+from napari_chromagan.weights.checkpoint import load_checkpoint
+from napari_chromagan.weights.lookup import user_weights_dir
 
 pytestmark = [pytest.mark.qt, pytest.mark.slow]
 
-ft = pytest.importorskip("napari_chromagan._widgets.finetune")
-from napari_chromagan._widgets import _finetune_follow as follow  # noqa: E402
-from napari_chromagan._widgets import colorize as cw  # noqa: E402
+ft = pytest.importorskip("napari_chromagan.napari._widgets.finetune")
+from napari_chromagan.napari._widgets import _finetune_follow as follow  # noqa: E402
+from napari_chromagan.napari._widgets import colorize as cw  # noqa: E402
 from training.__main__ import main as training_main  # noqa: E402
 from training.export import export  # noqa: E402
 from training.progress import read_progress  # noqa: E402
@@ -306,7 +306,7 @@ def test_closing_napari_leaves_the_run_going_when_asked_to(
 
 
 def test_the_live_plot_draws_its_series(qtbot):
-    from napari_chromagan._widgets._plot import LivePlot
+    from napari_chromagan.napari._widgets._plot import LivePlot
 
     plot = LivePlot()
     qtbot.addWidget(plot)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from skimage.color import rgb2lab
 
-from napari_chromagan.blend import render_rgb
-from napari_chromagan.hints import ColorHints, HintParams, apply_color_hints, colors_to_ab
-from napari_chromagan.layer_result import (
+from napari_chromagan.edit.blend import render_rgb
+from napari_chromagan.edit.hints import ColorHints, HintParams, apply_color_hints, colors_to_ab
+from napari_chromagan.napari.layer_result import (
     METADATA_KEY,
     LayerResult,
     get_layer_result,
@@ -18,8 +18,8 @@ from napari_chromagan.layer_result import (
 
 pytestmark = pytest.mark.qt
 
-wh = pytest.importorskip("napari_chromagan._widgets.hints")
-from napari_chromagan._widgets import _hint_runs as hint_runs  # noqa: E402
+wh = pytest.importorskip("napari_chromagan.napari._widgets.hints")
+from napari_chromagan.napari._widgets import _hint_runs as hint_runs  # noqa: E402
 
 TIMEOUT_MS = 60_000
 RED = "#dc1e1e"
@@ -141,8 +141,8 @@ def test_points_with_colours_preview_the_plane_under_the_slider(viewer, qtbot):
 
 
 def _colorize_result(result, rgb):
-    from napari_chromagan.colorize import ColorizeResult
-    from napari_chromagan.normalize import Normalization
+    from napari_chromagan.engine.colorize import ColorizeResult
+    from napari_chromagan.engine.normalize import Normalization
 
     return ColorizeResult(
         rgb, np.asarray(result.L), result.ab, None, Normalization("dtype", 0.0, 255.0), None, "cpu"
@@ -184,7 +184,7 @@ def test_apply_to_the_stack_stores_hints_and_parameters(viewer, qtbot):
     np.testing.assert_array_equal(redo.rgb, out.data)
     # the hinted layer is a colourised layer like any other (Chroma blend lists it), but not a
     # base for more hints (they would pile up)
-    from napari_chromagan._widgets.blend import ChromaBlendWidget
+    from napari_chromagan.napari._widgets.blend import ChromaBlendWidget
 
     assert any(value is out for _, value in ChromaBlendWidget(viewer)._layer_choices())
     assert all(value is not out for _, value in widget._layer_choices())
@@ -271,7 +271,7 @@ def test_on_a_colourised_layer_hints_match_float32_within_tolerance(viewer, qtbo
     from conftest import make_generator
 
     from napari_chromagan import colorize_layer
-    from napari_chromagan.colorize import Colorizer
+    from napari_chromagan.engine.colorize import Colorizer
 
     yy, xx = np.mgrid[0:48, 0:48]
     gray = np.where(np.hypot(yy - 24, xx - 24) < 12, 170, 60) + 20 * np.sin(xx / 5)

@@ -61,7 +61,7 @@ _MODEL_FIELDS = ("width", "trunk", "image_size")
 def _model_from_init(values: dict[str, Any], given: dict[str, Any]) -> None:
     """Fill the model's width, trunk and image size (and the critic's width) from ``--init-from``'s
     file, refusing flags that contradict it: a fine-tuned model has the shape of its start."""
-    from napari_chromagan.checkpoint import load_checkpoint
+    from napari_chromagan.weights.checkpoint import load_checkpoint
 
     from .train import init_weights_path
 
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from napari_chromagan.device import torchrun_env
+    from napari_chromagan.engine.device import torchrun_env
     from napari_chromagan.errors import DeviceError
 
     try:

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch.distributed as dist
 
-from napari_chromagan.checkpoint import load_checkpoint, save_checkpoint
 from napari_chromagan.errors import CheckpointError
+from napari_chromagan.weights.checkpoint import load_checkpoint, save_checkpoint
 
 from .config import ConfigError, TrainConfig
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from napari_chromagan.model import TRUNKS, ModelConfig
+from napari_chromagan.model.generator import TRUNKS, ModelConfig
 
 __all__ = ["PRESETS", "ConfigError", "Preset", "TrainConfig", "load_config_file"]
 

@@ -8,7 +8,7 @@ to copy than float Lab); :func:`batch_to_lab` converts whole batches on the trai
 Differences from the authors, on purpose:
 
 * Shrinking is antialiased (bilinear with a widened support, Pillow's ``BILINEAR``), as the
-  plugin's inference does (:mod:`napari_chromagan.colorize`), so the network trains on the
+  plugin's inference does (:mod:`napari_chromagan.engine.colorize`), so the network trains on the
   lightness it will see; the authors' ``cv2.INTER_LINEAR`` aliases on large images.
 * ``resize="crop"`` offers the usual augmentation (short side to S, random S x S crop, random
   horizontal flip), drawn from ``(seed, epoch, index)`` alone, so that it is identical with any
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from napari_chromagan.color import rgb_to_lab
+from napari_chromagan.color.lab import rgb_to_lab
 
 from .images import GRAY_TOLERANCE, decode_image, find_images, is_gray
 from .sampler import ResumableSampler

@@ -20,7 +20,7 @@ Differences from the authors' script, all on purpose:
   image itself up to rounding, rather than an 8-bit Lab round trip of it.
 * Predicted ab is kept in floating point (the authors truncated ``255 * s`` to uint8, a bias of
   half a unit), and out-of-gamut colours are brought into sRGB as the plugin does it:
-  :func:`~napari_chromagan.render.render_lab` shrinks chroma at constant L* and hue, then
+  :func:`~napari_chromagan.color.render.render_lab` shrinks chroma at constant L* and hue, then
   rounds. OpenCV's Lab2BGR instead clips R, G and B, which shifts L*.
 * SSIM is skimage's with the Wang et al. settings (11x11 Gaussian, sigma 1.5), which is what
   ``tf.image.ssim`` computes; PSNR is per image over all channels, averaged over images, as
@@ -45,7 +45,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from napari_chromagan.argtypes import positive_int
-from napari_chromagan.colorize import Colorizer
+from napari_chromagan.engine.colorize import Colorizer
 from napari_chromagan.errors import ChromaGANError
 
 from .images import find_images, load_colour_image

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from napari_chromagan.atomic import check_writable
-from napari_chromagan.checkpoint import load_checkpoint, save_checkpoint
 from napari_chromagan.errors import ChromaGANError, OutputError
+from napari_chromagan.files.atomic import check_writable
+from napari_chromagan.weights.checkpoint import load_checkpoint, save_checkpoint
 
 __all__ = ["export", "register", "run"]
 

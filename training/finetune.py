@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_chromagan.atomic import atomic_write
 from napari_chromagan.errors import ChromaGANError
+from napari_chromagan.files.atomic import atomic_write
 
 from .finetune_settings import FINETUNE_PRESETS, FinetuneSettings
 from .finetune_status import LOG_FILE, RunStatus, describe_exit
@@ -60,7 +60,7 @@ class FinetuneError(ChromaGANError):
 
 def runs_dir() -> Path:
     """Where the widget puts its runs: ``runs/`` beside the user weights folder (not created here)."""
-    from napari_chromagan.weights import user_weights_dir
+    from napari_chromagan.weights.lookup import user_weights_dir
 
     return user_weights_dir().parent / "runs"
 
@@ -326,7 +326,7 @@ class FinetuneRun:
         The metadata keeps the training record and, as its evaluation, the last validation
         (:func:`validation_summary`). Never overwrites: an existing file raises FileExistsError.
         """
-        from napari_chromagan.weights import user_weights_dir
+        from napari_chromagan.weights.lookup import user_weights_dir
 
         from .export import export
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_chromagan.engine.normalize import resolve_normalization
 from napari_chromagan.errors import UnsupportedImageError
-from napari_chromagan.imageio import IMAGE_SUFFIXES, image_files_in, read_image
-from napari_chromagan.normalize import resolve_normalization
+from napari_chromagan.files.imageio import IMAGE_SUFFIXES, image_files_in, read_image
 
 from .metrics import SSIM_MIN_SIZE
 
@@ -45,7 +45,7 @@ def find_images(source: str | os.PathLike[str]) -> list[Path]:
     Parameters
     ----------
     source : str or path-like
-        A folder, searched as :func:`napari_chromagan.imageio.image_files_in` does (recursively,
+        A folder, searched as :func:`napari_chromagan.files.imageio.image_files_in` does (recursively,
         the plugin's image suffixes, hidden files and folders skipped, sorted); or a text file
         listing image paths, one per line (relative paths are taken relative to the list file's
         folder; blank lines and lines starting with ``#`` are ignored; entries are kept as

@@ -9,8 +9,8 @@ from typing import Any
 
 from torch import nn
 
-from napari_chromagan.checkpoint import load_checkpoint
-from napari_chromagan.model import Generator
+from napari_chromagan.model.generator import Generator
+from napari_chromagan.weights.checkpoint import load_checkpoint
 
 from .config import ConfigError, TrainConfig
 
@@ -21,16 +21,16 @@ log = logging.getLogger("training")
 
 def init_weights_path(value: str) -> Path:
     """The file ``--init-from`` names: a path, ``default`` (what ``napari-chromagan colorize``
-    uses without ``--weights``) or a name of :data:`napari_chromagan.registry.REGISTRY`.
+    uses without ``--weights``) or a name of :data:`napari_chromagan.weights.registry.REGISTRY`.
 
     Raises
     ------
     WeightsNotFoundError
         A path that is not a file, a registry entry not on this machine, or no default weights.
     """
-    from napari_chromagan import registry
     from napari_chromagan.errors import WeightsNotFoundError
-    from napari_chromagan.weights import resolve_weights
+    from napari_chromagan.weights import registry
+    from napari_chromagan.weights.lookup import resolve_weights
 
     if value == "default":
         return resolve_weights(None)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from napari_chromagan.atomic import atomic_write
+from napari_chromagan.files.atomic import atomic_write
 
 from .checkpoints import latest_checkpoint
 from .config import ConfigError, TrainConfig
@@ -168,7 +168,7 @@ class SampleBatch:
             return None
         from PIL import Image
 
-        from napari_chromagan.color import lab_to_rgb_uint8
+        from napari_chromagan.color.lab import lab_to_rgb_uint8
 
         generator = self.trainer.bare_generator
         rgb = self.rgb.to(self.trainer.device)
@@ -231,15 +231,15 @@ class Validation:
     @torch.no_grad()
     def run(self, step: int) -> dict[str, Any]:
         """Score the generator as it is now; returns the metrics row (``val_*`` keys)."""
-        from napari_chromagan.colorize import Colorizer
+        from napari_chromagan.engine.colorize import Colorizer
 
         from .scoring import score_network_size
 
         generator = self.trainer.bare_generator
         was_training = generator.training
         size = self.trainer.config.image_size
-        previous = logging.getLogger("napari_chromagan.colorize").level
-        logging.getLogger("napari_chromagan.colorize").setLevel(
+        previous = logging.getLogger("napari_chromagan.engine.colorize").level
+        logging.getLogger("napari_chromagan.engine.colorize").setLevel(
             logging.WARNING
         )  # not "runs on cpu" each time
         try:
@@ -248,7 +248,7 @@ class Validation:
             for i in range(0, len(self.images), 16):
                 rows.extend(score_network_size(colorizer, self.images[i : i + 16], size))
         finally:
-            logging.getLogger("napari_chromagan.colorize").setLevel(previous)
+            logging.getLogger("napari_chromagan.engine.colorize").setLevel(previous)
             generator.train(was_training)
 
         def mean(key: str) -> float:

@@ -27,7 +27,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from napari_chromagan.atomic import atomic_write_text
+from napari_chromagan.files.atomic import atomic_write_text
 
 __all__ = [
     "EXIT_CODES_HELP",

@@ -9,8 +9,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from napari_chromagan.atomic import atomic_write_text, check_writable
 from napari_chromagan.errors import OutputError
+from napari_chromagan.files.atomic import atomic_write_text, check_writable
 
 __all__ = ["PER_IMAGE_CSV", "SUMMARY_JSON", "check_out", "csv_text", "format_table", "write_atomic"]
 

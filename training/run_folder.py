@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from napari_chromagan.atomic import atomic_write_text, check_writable, remove_stale_parts
+from napari_chromagan.files.atomic import atomic_write_text, check_writable, remove_stale_parts
 
 from . import distributed
 from .checkpoints import latest_checkpoint

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from napari_chromagan.color import lab_to_rgb_uint8, rgb_to_lab, rgb_to_luminance_L
-from napari_chromagan.colorize import Colorizer
-from napari_chromagan.render import render_lab
+from napari_chromagan.color.lab import lab_to_rgb_uint8, rgb_to_lab, rgb_to_luminance_L
+from napari_chromagan.color.render import render_lab
+from napari_chromagan.engine.colorize import Colorizer
 
 from .metrics import colourfulness, psnr, ssim
 

@@ -32,10 +32,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from napari_chromagan import efficientnet, keras_h5, vgg16
-from napari_chromagan.color import lab_to_rgb
+from napari_chromagan.color.lab import lab_to_rgb
 from napari_chromagan.errors import CheckpointError
-from napari_chromagan.model import Generator, load_efficientnet_trunk, load_vgg16_trunk
+from napari_chromagan.model import efficientnet, vgg16
+from napari_chromagan.model.generator import Generator, load_efficientnet_trunk, load_vgg16_trunk
+from napari_chromagan.weights import keras_h5
 
 __all__ = [
     "Teacher",

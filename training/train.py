@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from napari_chromagan import __version__
-from napari_chromagan.model import Critic, Generator
+from napari_chromagan.model.generator import Critic, Generator
 
 from . import checkpoints, distributed, loop, step
 from .checkpoints import checkpoint_files, latest_checkpoint

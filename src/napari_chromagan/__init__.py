@@ -9,40 +9,45 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from napari_chromagan import _moved
+
 __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY = {
-    "Generator": "model",
-    "ModelConfig": "model",
-    "load_vgg16_trunk": "model",
-    "Colorizer": "colorize",
-    "ColorizeResult": "colorize",
-    "colorize_layer": "layers",
-    "Normalization": "normalize",
-    "save_checkpoint": "checkpoint",
-    "load_checkpoint": "checkpoint",
-    "Checkpoint": "checkpoint",
-    "import_keras_weights": "keras_import",
-    "import_keras_weights_to_checkpoint": "keras_import",
-    "resolve_weights": "weights",
-    "user_weights_dir": "weights",
+    "Generator": "model.generator",
+    "ModelConfig": "model.generator",
+    "load_vgg16_trunk": "model.generator",
+    "Colorizer": "engine.colorize",
+    "ColorizeResult": "engine.colorize",
+    "colorize_layer": "napari.layers",
+    "Normalization": "engine.normalize",
+    "save_checkpoint": "weights.checkpoint",
+    "load_checkpoint": "weights.checkpoint",
+    "Checkpoint": "weights.checkpoint",
+    "import_keras_weights": "weights.keras_import",
+    "import_keras_weights_to_checkpoint": "weights.keras_import",
+    "resolve_weights": "weights.lookup",
+    "user_weights_dir": "weights.lookup",
     "Cancelled": "errors",
     "CheckpointError": "errors",
     "ChromaGANError": "errors",
     "DeviceError": "errors",
     "MissingPixelsWarning": "errors",
     "OutputError": "errors",
-    "select_device": "device",
-    "apply_color_hints": "hints",
-    "ColorHints": "hints",
-    "HintParams": "hints",
+    "select_device": "engine.device",
+    "apply_color_hints": "edit.hints",
+    "ColorHints": "edit.hints",
+    "HintParams": "edit.hints",
     "HintError": "errors",
     "UnsupportedImageError": "errors",
     "WeightsNotFoundError": "errors",
 }
 
 __all__ = ["__version__", *_LAZY]
+
+
+_moved.install()  # the old flat module paths still import, with a DeprecationWarning
 
 
 def __getattr__(name: str) -> Any:
@@ -59,10 +64,11 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-    from .colorize import Colorizer, ColorizeResult
-    from .device import select_device
-    from .errors import (
+    from napari_chromagan.edit.hints import ColorHints, HintParams, apply_color_hints
+    from napari_chromagan.engine.colorize import Colorizer, ColorizeResult
+    from napari_chromagan.engine.device import select_device
+    from napari_chromagan.engine.normalize import Normalization
+    from napari_chromagan.errors import (
         Cancelled,
         CheckpointError,
         ChromaGANError,
@@ -73,9 +79,11 @@ if TYPE_CHECKING:  # pragma: no cover
         UnsupportedImageError,
         WeightsNotFoundError,
     )
-    from .hints import ColorHints, HintParams, apply_color_hints
-    from .keras_import import import_keras_weights, import_keras_weights_to_checkpoint
-    from .layers import colorize_layer
-    from .model import Generator, ModelConfig, load_vgg16_trunk
-    from .normalize import Normalization
-    from .weights import resolve_weights, user_weights_dir
+    from napari_chromagan.model.generator import Generator, ModelConfig, load_vgg16_trunk
+    from napari_chromagan.napari.layers import colorize_layer
+    from napari_chromagan.weights.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+    from napari_chromagan.weights.keras_import import (
+        import_keras_weights,
+        import_keras_weights_to_checkpoint,
+    )
+    from napari_chromagan.weights.lookup import resolve_weights, user_weights_dir

@@ -68,7 +68,7 @@ def test_find_images_in_nested_folders(tmp_path):
     assert rel == ["a/z/deep.tif", "a.jpeg", "b/10.JPG", "b/2.png", "c.webp", "d.bmp"]
     assert find_images(str(tmp_path)) == found  # str or Path, same answer
     # the command line finds the same files in the same order: a folder is searched one way
-    from napari_chromagan.imageio import collect_inputs
+    from napari_chromagan.files.imageio import collect_inputs
 
     assert collect_inputs([tmp_path]) == found
 

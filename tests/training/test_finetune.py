@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from tiny_runs import TINY_NOCLASS, colour_images, read_metrics
 
-from napari_chromagan.checkpoint import load_checkpoint
+from napari_chromagan.weights.checkpoint import load_checkpoint
 from training import distributed
 from training.__main__ import main
 from training.config import ConfigError, TrainConfig
@@ -202,7 +202,7 @@ def test_init_from_names_what_is_missing(images, tmp_path, capsys):
 
 def test_init_from_default_is_what_colorize_uses(images, trained, tmp_path, monkeypatch):
     _, exported = trained
-    monkeypatch.setattr("napari_chromagan.weights.PACKAGED_WEIGHTS", exported)
+    monkeypatch.setattr("napari_chromagan.weights.lookup.PACKAGED_WEIGHTS", exported)
     out = tmp_path / "ft"
     assert (
         main(

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 from tiny_runs import read_metrics
 
-from napari_chromagan.checkpoint import load_checkpoint
-from napari_chromagan.weights import user_weights_dir
+from napari_chromagan.weights.checkpoint import load_checkpoint
+from napari_chromagan.weights.lookup import user_weights_dir
 from training.__main__ import build_parser
 from training.finetune import (
     FinetuneError,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_chromagan.model import Critic, ModelConfig
+from napari_chromagan.model.generator import Critic, ModelConfig
 from training.losses import critic_loss, gradient_penalty, kl_teacher_student, mse_ab
 
 SMALL = ModelConfig(width=0.0625, image_size=32)

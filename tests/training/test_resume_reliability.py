@@ -102,7 +102,7 @@ def test_resume_does_not_need_the_init_file_again(images, tmp_path):
     not read when resuming (it would only be overwritten)."""
     import torch
 
-    from napari_chromagan.model import Generator, ModelConfig
+    from napari_chromagan.model.generator import Generator, ModelConfig
 
     vgg = tmp_path / "vgg16.pth"
     trunk = Generator(ModelConfig(width=0.125, image_size=64)).trunk

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from napari_chromagan.errors import CheckpointError
-from napari_chromagan.model import Generator, ModelConfig
+from napari_chromagan.model.generator import Generator, ModelConfig
 from training.teacher import (
     Teacher,
     VGG16Classifier,
@@ -197,7 +197,7 @@ def _count_loads(monkeypatch) -> list[str]:
 
 
 def test_a_teacher_file_is_read_once_whichever_network_it_holds(tiny_vgg, tmp_path, monkeypatch):
-    from napari_chromagan.efficientnet import EfficientNetLite
+    from napari_chromagan.model.efficientnet import EfficientNetLite
 
     torch.manual_seed(1)
     lite = EfficientNetLite("efficientnet-lite0", num_classes=10).eval()
@@ -217,7 +217,7 @@ def test_a_teacher_file_is_read_once_whichever_network_it_holds(tiny_vgg, tmp_pa
 
 
 def test_an_efficientnet_file_of_no_known_variant_is_refused(tmp_path):
-    from napari_chromagan.efficientnet import EfficientNetLite
+    from napari_chromagan.model.efficientnet import EfficientNetLite
 
     state = EfficientNetLite("efficientnet-lite0", num_classes=10).state_dict()
     state = {k: v for k, v in state.items() if not k.startswith("_blocks.15.")}  # one block short

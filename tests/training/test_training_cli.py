@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from napari_chromagan.checkpoint import load_checkpoint, save_checkpoint
-from napari_chromagan.model import Generator, ModelConfig
+from napari_chromagan.model.generator import Generator, ModelConfig
+from napari_chromagan.weights.checkpoint import load_checkpoint, save_checkpoint
 from training.__main__ import build_parser, config_from_args, main
 from training.config import ConfigError, TrainConfig
 

@@ -11,7 +11,7 @@ Subcommands:
 * ``download-weights [NAME] [--list] [--overwrite]``: download known weights into the user cache
   (converting the authors' Keras file); ``--list`` shows what is known and what is available.
 * ``info FILE... [--json]``: show the provenance record stored in image files (how and with
-  what they were colourised; see `napari_chromagan.provenance`).
+  what they were colourised; see `napari_chromagan.files.provenance`).
 * ``napari [--sample NAME] [--no-run] [--screenshot PNG]``: open napari with the plugin's
   widgets and a sample image, colourised.
 

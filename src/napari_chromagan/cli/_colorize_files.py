@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from napari_chromagan.errors import UnsupportedImageError
 
 if TYPE_CHECKING:  # pragma: no cover - the pipeline imports torch: not for --help
-    from napari_chromagan.pipeline import Decoded, FileResult
+    from napari_chromagan.engine.pipeline import Decoded, FileResult
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -26,7 +26,7 @@ class Job:
 
 def stack_planes(shape: tuple[int, ...]) -> int:
     """How many planes the engine sees in an array of this shape (as Colorizer decides)."""
-    from napari_chromagan.inputs import image_layout
+    from napari_chromagan.engine.inputs import image_layout
 
     spatial, _, _ = image_layout(shape)
     return math.prod(spatial[:-2])
@@ -34,7 +34,7 @@ def stack_planes(shape: tuple[int, ...]) -> int:
 
 def select_channel(image: Any, channel: int, source: Path) -> Any:
     """``image[..., channel]`` when its last axis is a channel axis (``--channel``); else ``image``."""
-    from napari_chromagan.inputs import MAX_CHANNELS
+    from napari_chromagan.engine.inputs import MAX_CHANNELS
 
     if image.ndim < 3 or image.shape[-1] >= MAX_CHANNELS:
         return image  # no channel axis: a plain gray image or stack, colourised as it is
@@ -47,7 +47,7 @@ def select_channel(image: Any, channel: int, source: Path) -> Any:
 
 
 class FileIO:
-    """``read`` and ``write`` of :func:`~napari_chromagan.pipeline.iter_colorize_files` for the CLI.
+    """``read`` and ``write`` of :func:`~napari_chromagan.engine.pipeline.iter_colorize_files` for the CLI.
 
     ``taken``: the output names in use (casefolded), shared by the whole run; ``completed``
     collects every output written, from the writer thread (so that an interrupted run can say
@@ -61,8 +61,10 @@ class FileIO:
 
     def read(self, job: Job) -> Decoded:
         """Decode ``job.source``; a stack bound for a format that cannot hold one goes to a .tif."""
-        from napari_chromagan import imageio  # looked up at call time: tests replace read_image
-        from napari_chromagan.pipeline import Decoded
+        from napari_chromagan.engine.pipeline import Decoded
+        from napari_chromagan.files import (
+            imageio,  # looked up at call time: tests replace read_image
+        )
 
         args, source = self.args, job.source
         max_pixels = imageio.DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels
@@ -101,13 +103,15 @@ class FileIO:
 
     def write(self, job: Job, decoded: Decoded, result: FileResult, colorizer: Any) -> None:
         """Apply the colour hints for this file, if any, and write its RGB with its provenance."""
-        from napari_chromagan import imageio  # looked up at call time: tests replace write_image
+        from napari_chromagan.files import (
+            imageio,  # looked up at call time: tests replace write_image
+        )
 
         args = self.args
         made: Any = result
         hinted = None
         if getattr(args, "hints", None) is not None:
-            from napari_chromagan.hints import (
+            from napari_chromagan.edit.hints import (
                 HintParams,
                 apply_color_hints,
                 describe_hints,
@@ -120,7 +124,7 @@ class FileIO:
                 hinted = describe_hints(hints, HintParams())
         record = None
         if args.provenance:
-            from napari_chromagan.provenance import record_for
+            from napari_chromagan.files.provenance import record_for
 
             # the weights' sha256 is hashed once per run
             record = record_for(colorizer, made, hints=hinted)

@@ -1,6 +1,6 @@
 """The ``colorize`` subcommand: colourise image files and folders into OUTDIR.
 
-A thin adapter of the engine's file pipeline (:func:`napari_chromagan.pipeline.iter_colorize_files`):
+A thin adapter of the engine's file pipeline (:func:`napari_chromagan.engine.pipeline.iter_colorize_files`):
 this module plans the jobs (inputs, output names, existing outputs, the torchrun share), loads
 the weights, and turns the pipeline's events into progress bars, messages and an exit code.
 How one file is read and written is in ``_colorize_files.py``, the arguments in
@@ -32,7 +32,7 @@ from napari_chromagan.cli._common import (
     _write,
 )
 from napari_chromagan.cli._torchrun import _remove_stale_parts, _torchrun_env, shard
-from napari_chromagan.device import rank_device
+from napari_chromagan.engine.device import rank_device
 from napari_chromagan.errors import cli_text
 
 __all__ = ["register_colorize", "run_colorize"]
@@ -83,7 +83,7 @@ def run_colorize(args: argparse.Namespace) -> int:
     if not plan.jobs:
         return EXIT_OK
 
-    from napari_chromagan.atomic import check_writable
+    from napari_chromagan.files.atomic import check_writable
 
     # a read-only or misplaced output folder fails now, not once per image after the work
     check_writable(
@@ -178,7 +178,7 @@ def _inputs_and_outputs(
     args: argparse.Namespace, out_dir: Path, say: _Console, world_size: int
 ) -> tuple[list[Path], list[Path]]:
     """The images found and their planned outputs, leaving out inputs that are this run's outputs."""
-    from napari_chromagan import imageio
+    from napari_chromagan.files import imageio
 
     inputs = imageio.collect_inputs(args.inputs)
     roots = [Path(a) for a in args.inputs if Path(a).is_dir()]
@@ -210,10 +210,10 @@ def _inputs_and_outputs(
 
 def _load(args: argparse.Namespace, say: _Console, device: str) -> tuple[Any, list[str]]:
     """The out-of-memory policy holding the colourizer for ``device``, and the list of its reports."""
-    from napari_chromagan.colorize import Colorizer
-    from napari_chromagan.device import select_device
-    from napari_chromagan.memory import MemoryFallback
-    from napari_chromagan.weights import default_weights_note
+    from napari_chromagan.engine.colorize import Colorizer
+    from napari_chromagan.engine.device import select_device
+    from napari_chromagan.engine.memory import MemoryFallback
+    from napari_chromagan.weights.lookup import default_weights_note
 
     dev, _ = select_device(device)  # a wrong device fails before a large checkpoint is read
     compile_, cuda_graphs = _fast_path_flags(args, dev.type, say.info)
@@ -248,8 +248,8 @@ def _run(
     """Drive the pipeline over the plan's jobs: bars, messages and the tally of what happened."""
     from tqdm import tqdm
 
-    from napari_chromagan.pipeline import Failed, Note, Skipped, Written, iter_colorize_files
-    from napari_chromagan.progress import Progress
+    from napari_chromagan.engine.pipeline import Failed, Note, Skipped, Written, iter_colorize_files
+    from napari_chromagan.engine.progress import Progress
 
     bar = tqdm(
         total=len(plan.jobs),
@@ -293,7 +293,7 @@ def _run(
 
 def _count(event: Any, tally: _Tally, say: _Console) -> None:
     """Tally one file's outcome and say what needs saying."""
-    from napari_chromagan.pipeline import Failed, Skipped
+    from napari_chromagan.engine.pipeline import Failed, Skipped
 
     source = event.job.source
     if isinstance(event, Skipped):
@@ -316,7 +316,7 @@ def _count(event: Any, tally: _Tally, say: _Console) -> None:
 
 
 def _is_memory_error(exc: BaseException) -> bool:
-    from napari_chromagan.memory import is_out_of_memory
+    from napari_chromagan.engine.memory import is_out_of_memory
 
     return isinstance(exc, MemoryError) or is_out_of_memory(exc)
 

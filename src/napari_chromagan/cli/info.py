@@ -37,7 +37,7 @@ def register_info(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from napari_chromagan.provenance import describe, read_provenance
+    from napari_chromagan.files.provenance import describe, read_provenance
 
     missing = unreadable = 0
     for name in args.files:

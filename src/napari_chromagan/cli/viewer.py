@@ -108,6 +108,6 @@ def run_napari(args: argparse.Namespace) -> int:
 
 
 def _open(args: argparse.Namespace) -> int:
-    from napari_chromagan._widgets.launch import open_viewer
+    from napari_chromagan.napari._widgets.launch import open_viewer
 
     return open_viewer(args.sample, run=args.colorize, screenshot=args.screenshot)

@@ -36,8 +36,11 @@ def register_import_weights(subparsers: Any) -> argparse.ArgumentParser:
 def run_import_weights(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from napari_chromagan.keras_import import CHECKPOINT_NAME, import_keras_weights_to_checkpoint
-    from napari_chromagan.weights import user_weights_dir
+    from napari_chromagan.weights.keras_import import (
+        CHECKPOINT_NAME,
+        import_keras_weights_to_checkpoint,
+    )
+    from napari_chromagan.weights.lookup import user_weights_dir
 
     target = Path(args.output).expanduser() if args.output else user_weights_dir() / CHECKPOINT_NAME
     if target.is_file() and not args.overwrite:
@@ -56,7 +59,7 @@ def run_import_weights(args: argparse.Namespace) -> int:
 
 
 def register_download_weights(subparsers: Any) -> argparse.ArgumentParser:
-    from napari_chromagan.registry import REGISTRY
+    from napari_chromagan.weights.registry import REGISTRY
 
     names = ", ".join(REGISTRY)
     p = subparsers.add_parser(
@@ -89,7 +92,7 @@ def register_download_weights(subparsers: Any) -> argparse.ArgumentParser:
 
 def _print_weights_list() -> None:
     """One line per known weights: name, available or missing, description and file."""
-    from napari_chromagan import registry
+    from napari_chromagan.weights import registry
 
     rows = [(e.name, registry.entry_status(e.name), e) for e in registry.REGISTRY.values()]
     width = max(len(name) for name, _, _ in rows)
@@ -100,7 +103,7 @@ def _print_weights_list() -> None:
 
 
 def run_download_weights(args: argparse.Namespace) -> int:
-    from napari_chromagan import registry
+    from napari_chromagan.weights import registry
 
     if args.list:
         _print_weights_list()
@@ -117,7 +120,7 @@ def run_download_weights(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from napari_chromagan.weights import user_weights_dir
+    from napari_chromagan.weights.lookup import user_weights_dir
 
     entry = registry.REGISTRY[args.name]
     bar = tqdm(

@@ -1,0 +1,231 @@
+"""The gamut policy: how a Lab colour outside sRGB is brought inside (no Qt, no napari).
+
+The policy, one for the whole package (the engine, the Chroma blend, colour hints, evaluation):
+
+* a colour is **in gamut** when its linear RGB lies in [0, 1] up to :data:`GAMUT_TOL`;
+* an out-of-gamut colour keeps its **L\\* and hue**: its chroma (a\\*, b\\*) is scaled down onto
+  the gamut boundary (clipping R, G and B instead would move L\\* by several units);
+* where even the gray (L\\*, 0, 0) is outside (L\\* beyond [0, 100]) the chroma becomes 0, and
+  the encoding to 8 bits clips the gray to black or white.
+
+Two implementations of the one policy:
+
+* :func:`fit_chroma_to_gamut`, the **exact** one and the reference: a bisection per
+  out-of-gamut pixel (to ``2**-10`` of the chroma by default). The engine renders with it.
+* the **table** one, for live previews (:class:`napari_chromagan.color.render.PlaneRenderer`): the
+  outermost in-gamut chroma per (L\\*, hue) is computed once per process (:func:`gamut_table`,
+  by the same bisection and in-gamut test, to 0.001 chroma units) and looked up with bilinear
+  interpolation (:func:`table_chroma_scale`); pixels that the interpolation leaves further out
+  than :data:`FIT_SLACK` (rare) fall back on the exact fit. Its measured difference from the
+  exact fit is in :mod:`napari_chromagan.color.render`'s docstring and asserted by its tests.
+
+The one place where the two may legitimately disagree is a sliver at the yellow cusp (L\\* > 92,
+hues 98-107 degrees), where a ray of constant hue leaves the gamut and comes back in: the table
+keeps the outer, more saturated boundary, the bisection may stop at the inner one.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from functools import lru_cache
+
+import torch
+from torch import Tensor
+
+from napari_chromagan.color.fastlab import f_inv, in_gamut, lightness_terms, linear_rgb
+from napari_chromagan.color.lab import lab_to_linear_rgb
+
+__all__ = [
+    "FIT_SLACK",
+    "GAMUT_TOL",
+    "fit_chroma_to_gamut",
+    "gamut_table",
+    "prepare_gamut_table",
+    "table_chroma_scale",
+]
+
+GAMUT_TOL = 1e-6  # linear-RGB slack before a colour counts as out of gamut
+FIT_SLACK = 1e-3  # overshoot of the table fit left to clipping (L* moves by less than 0.1)
+
+_LUT_L, _LUT_HUE = 512, 2048  # gamut table resolution: L* steps over [0, 100], hue steps over 360°
+_LUT_C_MAX = 140.0  # above the largest sRGB chroma (about 134, at blue)
+_LUT_STEPS = 17  # bisection steps: 140 / 2**17 = 0.001 chroma units
+
+
+# ----------------------------------------------------------------------------------- exact
+
+
+def fit_chroma_to_gamut(L: Tensor, ab: Tensor, dim: int = -3, iterations: int = 10) -> Tensor:
+    """Shrink the chroma of out-of-gamut colours until they fit sRGB, keeping L* and hue.
+
+    Scales (a*, b*) by the largest ``t`` in [0, 1] found by bisection for which the colour is
+    inside the sRGB gamut (linear RGB within [0, 1] up to :data:`GAMUT_TOL`). In-gamut pixels
+    are returned bit-for-bit. If even the grey ``(L*, 0, 0)`` is outside (L* beyond about
+    [0, 100]), chroma becomes 0.
+
+    Parameters
+    ----------
+    L : Tensor
+        Floating-point L* in [0, 100], shape of ``ab`` without axis ``dim``.
+    ab : Tensor
+        Floating-point a*, b*, channels (2) along ``dim``.
+    dim : int, optional
+        Channel axis of ``ab`` (default -3).
+    iterations : int, optional
+        Bisection steps (default 10); the scale is within ``2**-iterations`` of the boundary.
+
+    Returns
+    -------
+    Tensor
+        Fitted a*, b*, same shape and dtype as ``ab``.
+    """
+    if not ab.is_floating_point():
+        raise TypeError(f"ab must be a floating-point tensor, got {ab.dtype}")
+    dim = dim % ab.ndim if ab.ndim else dim
+    if ab.ndim == 0 or ab.shape[dim] != 2:
+        raise ValueError(f"ab needs 2 channels along dim {dim}, got {tuple(ab.shape)}")
+    x = ab.to(torch.promote_types(ab.dtype, torch.float32))
+    if L.shape != x.shape[:dim] + x.shape[dim + 1 :]:
+        raise ValueError(f"L has shape {tuple(L.shape)}, expected ab's without dim {dim}")
+    dtype = torch.promote_types(x.dtype, L.dtype)
+    # Pixels as rows: (P, 2) chroma and (P, 1) lightness, so that the bisection can run on the
+    # out-of-gamut pixels alone (usually a small fraction of a real image).
+    chroma = x.to(dtype).movedim(dim, -1).reshape(-1, 2)
+    light = L.to(dtype).reshape(-1, 1)
+
+    def inside(lightness: Tensor, c: Tensor) -> Tensor:
+        rgb = lab_to_linear_rgb(torch.cat([lightness, c], dim=1), 1)
+        return ((rgb >= -GAMUT_TOL) & (rgb <= 1.0 + GAMUT_TOL)).all(dim=1)
+
+    out_idx = torch.nonzero(~inside(light, chroma)).squeeze(1)
+    if out_idx.numel() == 0:
+        return ab
+    l_out, c_out = light[out_idx], chroma[out_idx]
+    lo = torch.zeros_like(l_out)
+    hi = torch.ones_like(l_out)
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        ok = inside(l_out, c_out * mid)[:, None]
+        lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
+    fitted = chroma.clone()
+    fitted[out_idx] = c_out * lo
+    moved_shape = x.movedim(dim, -1).shape
+    return fitted.reshape(moved_shape).movedim(-1, dim).to(ab.dtype).reshape(ab.shape)
+
+
+# ----------------------------------------------------------------------------------- table
+
+_table_lock = threading.Lock()
+
+
+def prepare_gamut_table(device: str | torch.device = "cpu") -> None:
+    """Build the gamut table for ``device`` now (about half a second, once per process).
+
+    Rendering builds it on first use anyway; a widget calls this in a background thread when it
+    opens, so that the first slider move is as fast as the next ones.
+    """
+    gamut_table(torch.device(device))
+
+
+def gamut_table(device: str | torch.device = "cpu") -> Tensor:
+    """The largest in-gamut chroma per (L*, hue): float32 (512, 2049) on ``device`` (cached).
+
+    Row i is L* = 100 i / 511; column j is hue 2 pi j / 2048 (the last column repeats the first,
+    so interpolation needs no wrap-around). Found by bisection (to 0.001 chroma units) with the
+    same in-gamut test as :func:`fit_chroma_to_gamut`; about 0.3 s of CPU, once per process and
+    device. Do not modify it.
+    """
+    with _table_lock:  # a second caller waits for the first build instead of repeating it
+        return _max_chroma_table(torch.device(device))
+
+
+@lru_cache(maxsize=4)
+def _max_chroma_table(device: torch.device) -> Tensor:
+    return _build_table(_LUT_L, _LUT_HUE, torch.float32, _LUT_STEPS).to(device)
+
+
+def _build_table(n_l: int, n_hue: int, dtype: torch.dtype, steps: int) -> Tensor:
+    """The outermost in-gamut chroma on a (L*, hue) grid, to ``_LUT_C_MAX / 2**steps``."""
+    L = torch.linspace(0.0, 100.0, n_l, dtype=dtype)
+    hue = torch.arange(n_hue, dtype=torch.float64) * (2 * math.pi / n_hue)
+    grid = (
+        ((L + 16.0) / 116.0)[:, None].expand(n_l, n_hue).reshape(-1),
+        torch.cos(hue).to(dtype)[None].expand(n_l, n_hue).reshape(-1),
+        torch.sin(hue).to(dtype)[None].expand(n_l, n_hue).reshape(-1),
+    )
+    lo = _bisect_boundary(
+        *grid, torch.zeros_like(grid[0]), torch.full_like(grid[0], _LUT_C_MAX), steps
+    )
+    # Near the yellow cusp some rays leave the gamut and come back in (R goes above 1 and back:
+    # measured at L* > 92, hues 98-107 degrees, and nowhere else), so bisection may have found
+    # the inner exit. Probe above it (for L* >= 80), and for rays that are in gamut again further
+    # out, find the outer boundary by a scan.
+    bright = torch.nonzero(grid[0] >= (80.0 + 16.0) / 116.0).squeeze(1)
+    fy, cos, sin, lo_b = grid[0][bright], grid[1][bright], grid[2][bright], lo[bright]
+    probe_y = lightness_terms(f_inv(fy))
+    outer = torch.zeros_like(fy, dtype=torch.bool)
+    for j in range(1, 25):
+        outer |= in_gamut(
+            _chroma_linear(fy, probe_y, cos, sin, lo_b + (_LUT_C_MAX - lo_b) * (j / 25)),
+            GAMUT_TOL,
+        )
+    again = bright[outer]
+    if again.numel():
+        sub = tuple(x[again] for x in grid)
+        step = 0.5
+        last = torch.zeros_like(sub[0])
+        y_sub = lightness_terms(f_inv(sub[0]))
+        for k in range(1, int(_LUT_C_MAX / step) + 1):
+            c = torch.full_like(last, k * step)
+            last = torch.where(
+                in_gamut(_chroma_linear(sub[0], y_sub, sub[1], sub[2], c), GAMUT_TOL), c, last
+            )
+        lo[again] = _bisect_boundary(*sub, last, last + step, steps - 8)
+    table = lo.reshape(n_l, n_hue)
+    return torch.cat([table, table[:, :1]], dim=1).to(torch.float32)
+
+
+def _chroma_linear(
+    fy: Tensor, y_terms: list[Tensor], cos: Tensor, sin: Tensor, chroma: Tensor
+) -> Tensor:
+    fx = torch.add(fy, cos * chroma, alpha=1.0 / 500.0)
+    fz = torch.add(fy, sin * chroma, alpha=-1.0 / 200.0)
+    return linear_rgb(fx, fz, y_terms)
+
+
+def _bisect_boundary(
+    fy: Tensor, cos: Tensor, sin: Tensor, lo: Tensor, hi: Tensor, steps: int
+) -> Tensor:
+    """Chroma between ``lo`` (in gamut) and ``hi`` (out) where the ray crosses the boundary."""
+    y_terms = lightness_terms(f_inv(fy))
+    for _ in range(steps):
+        mid = (lo + hi) * 0.5
+        ok = in_gamut(_chroma_linear(fy, y_terms, cos, sin, mid), GAMUT_TOL)
+        lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
+    return lo
+
+
+def table_chroma_scale(L: Tensor, a: Tensor, b: Tensor, table: Tensor) -> Tensor:
+    """Chroma scale in [0, 1] that brings (L*, a*, b*) onto the gamut boundary of ``table``.
+
+    ``L``, ``a``, ``b``: float32 (N,) (``L`` is not modified); ``table``: :func:`gamut_table`.
+    Bilinear interpolation in (L*, hue); pixels already inside get a scale of 1.
+    """
+    rows = L.clamp(0.0, 100.0).mul_((_LUT_L - 1) / 100.0)
+    i0 = rows.floor().clamp_(max=_LUT_L - 2)
+    fl = rows.sub_(i0)
+    cols = torch.atan2(b, a).mul_(_LUT_HUE / (2 * math.pi)).remainder_(_LUT_HUE)
+    j0 = cols.floor().clamp_(max=_LUT_HUE - 1)
+    fh = cols.sub_(j0)
+    width = _LUT_HUE + 1
+    base = i0.long().mul_(width).add_(j0.long())
+    flat = table.reshape(-1)
+
+    def at(offset: int) -> Tensor:  # index_select: several times faster than flat[...] here
+        return flat.index_select(0, base if offset == 0 else base + offset)
+
+    low = torch.lerp(at(0), at(1), fh)
+    high = torch.lerp(at(width), at(width + 1), fh)
+    c_max = torch.lerp(low, high, fl)
+    return c_max.div_(torch.hypot(a, b).clamp_min_(1e-6)).clamp_(max=1.0)

@@ -1,0 +1,1 @@
+"""Edits on a colourisation result: chroma blending and colour hints."""

@@ -1,0 +1,1 @@
+"""Files: image decoding and encoding, atomic writes and the provenance record."""
