@@ -79,7 +79,9 @@ def test_vivid_colour_with_no_cast_and_the_lightness_kept(colorizer):
 
 # (photograph, names of which at least one must be among the class head's top k)
 OBVIOUS = [
-    ("kodim23", 3, {"macaw", "lorikeet", "sulphur-crested cockatoo"}),  # two macaws
+    # two macaws; the head's top-1 is "partridge": macaw is third in fp32 (0.151) and fourth
+    # under the bf16 that "auto" picks on CPUs with native bf16 (0.100 against 0.101, measured)
+    ("kodim23", 5, {"macaw", "lorikeet", "sulphur-crested cockatoo"}),
     ("kodim20", 3, {"airliner", "warplane", "airship", "wing"}),  # a propeller aeroplane
     ("kodim21", 3, {"beacon"}),  # a lighthouse ("beacon, lighthouse, ...")
     (
