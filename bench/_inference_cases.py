@@ -35,8 +35,8 @@ from _common import (
 )
 
 from napari_chromagan.engine.colorize import Colorizer
-from napari_chromagan.engine.progress import run_events
 from napari_chromagan.model.generator import Generator, ModelConfig
+from napari_chromagan.progress import run_events
 
 STAGES = ("normalise", "resize", "network", "full_resolution")
 BATCH_SIZE = 8  # colorize's default

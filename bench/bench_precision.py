@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info, print_table, timeit_interleaved, write_result_in
 
 from napari_chromagan import Colorizer
-from napari_chromagan.engine.device import cpu_has_native_bf16
+from napari_chromagan.device import cpu_has_native_bf16
 from napari_chromagan.model.generator import Generator, ModelConfig
 from napari_chromagan.weights.lookup import packaged_weights
 

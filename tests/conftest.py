@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_chromagan.engine.device import auto_uses_bf16
+from napari_chromagan.device import auto_uses_bf16
 from napari_chromagan.model.generator import Generator, ModelConfig
 
 TINY = ModelConfig(width=0.125, image_size=64)

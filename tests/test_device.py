@@ -1,11 +1,11 @@
-"""napari_chromagan.engine.device: the one place that reads the torchrun environment and picks devices."""
+"""napari_chromagan.device: the one place that reads the torchrun environment and picks devices."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from napari_chromagan.engine.device import TorchrunEnv, rank_device, select_device, torchrun_env
+from napari_chromagan.device import TorchrunEnv, rank_device, select_device, torchrun_env
 from napari_chromagan.errors import DeviceError
 
 

@@ -46,7 +46,7 @@ def _assert_bf16_close(fp32, bf16, label: str) -> None:
 
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_precision_on_the_cpu_follows_native_bf16(tiny_generator, monkeypatch, native):
-    from napari_chromagan.engine import device
+    from napari_chromagan import device
 
     monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: native)
     auto = Colorizer(tiny_generator, "cpu")
@@ -70,7 +70,7 @@ def test_precision_resolves_per_device(tiny_generator):
 
 
 def test_bf16_autocast_runs_the_network_in_bf16_on_the_cpu(tiny_generator):
-    from napari_chromagan.engine.device import cpu_has_native_bf16
+    from napari_chromagan.device import cpu_has_native_bf16
 
     seen = []
     conv = tiny_generator.trunk[0]

@@ -1,4 +1,4 @@
-"""Importing the authors' Keras .h5 weights (docs: chromagan-spec.md §1.2, §5.3).
+"""Importing the authors' Keras .h5 weights (docs/model.md, "The authors' Keras weights").
 
 Files are synthetic: the authors' layout written with h5py from random arrays, for a reduced
 architecture (width 0.125, 64x64) so that every file is small. Nothing is downloaded.
@@ -40,8 +40,8 @@ LAYER_NAMES = (
 ).split(", ")
 BN_ORDER = ("gamma", "beta", "moving_mean", "moving_variance")
 
-# The authors' generator as the paper's architecture and the spec's layer table (chromagan-spec.md
-# §1.1) describe it, written out here and not taken from keras_import: (Keras layer name, kind,
+# The authors' generator as the paper's architecture table (and docs/model.md, "The generator")
+# describes it, written out here and not taken from keras_import: (Keras layer name, kind,
 # kernel side, input and output channels) at the paper's size. Counts that a narrower network
 # scales are numbers; the three input channels, the two a*b* outputs, the 1000 classes and the
 # flatten of the global trunk's 7x7x512 output (NHWC, 25,088 values) are named.
@@ -207,7 +207,7 @@ def _params(shapes: dict[str, dict[str, tuple[int, ...]]], names) -> int:
 
 
 def test_the_layer_table_written_here_has_the_papers_parameter_counts():
-    # the oracle itself, against the spec's computed totals (§1.1)
+    # the oracle itself, against the parameter totals of the authors' published network
     shapes = paper_shapes()
     names = [row[0] for row in PAPER_LAYERS]
     assert _params(shapes, [n for n in names if n.startswith("block")]) == 7_635_264  # VGG trunk

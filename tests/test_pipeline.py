@@ -16,9 +16,9 @@ from napari_chromagan.cli import main
 from napari_chromagan.engine.colorize import Colorizer
 from napari_chromagan.engine.memory import MemoryFallback
 from napari_chromagan.engine.pipeline import Decoded, Failed, Written, iter_colorize_files
-from napari_chromagan.engine.progress import Progress
 from napari_chromagan.errors import Cancelled
 from napari_chromagan.files import imageio
+from napari_chromagan.progress import Progress
 from napari_chromagan.weights.checkpoint import save_checkpoint
 
 SIZES = [(40, 56), (33, 47), (40, 56), (61, 20), (25, 25), (40, 56), (48, 31)]

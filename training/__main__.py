@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from napari_chromagan.engine.device import torchrun_env
+    from napari_chromagan.device import torchrun_env
     from napari_chromagan.errors import DeviceError
 
     try:

@@ -1,6 +1,6 @@
 """Training data: image files -> uint8 RGB batches -> (L, ab) on the training device.
 
-The authors' pipeline (docs: chromagan-spec.md §4.1) reads each image, squashes it to 224x224
+The authors' pipeline (docs/model.md, "Training data") reads each image, squashes it to 224x224
 (anisotropic bilinear resize, no crop) and converts it to Lab; the network input is L*/100 and its
 target (a* + 128) / 255. Here the workers only decode and resize, and hand over uint8 RGB (4x less
 to copy than float Lab); :func:`batch_to_lab` converts whole batches on the training device.

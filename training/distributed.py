@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from napari_chromagan.engine.device import TorchrunEnv, rank_device, select_device, torchrun_env
+from napari_chromagan.device import TorchrunEnv, rank_device, select_device, torchrun_env
 
 __all__ = ["DistInfo", "all_reduce_flags", "cleanup", "setup"]
 
@@ -29,7 +29,7 @@ class DistInfo(TorchrunEnv):
 def setup(device: str = "auto") -> DistInfo:
     """Initialise the process group when launched by torchrun and pick this process's device.
 
-    The environment and the device are :mod:`napari_chromagan.engine.device`'s, as for ``colorize``
+    The environment and the device are :mod:`napari_chromagan.device`'s, as for ``colorize``
     under torchrun: "auto" and "cuda" mean this process's local GPU; without CUDA, "auto" is
     the CPU (Gloo), not Apple's MPS, which has no process-group backend.
     """

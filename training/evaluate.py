@@ -3,7 +3,7 @@
 Two measurements per image, each against the "no colour" floor (the gray image with the same
 lightness), since a colouriser that does not beat the floor has learnt nothing:
 
-* **The authors' protocol at S x S** (docs: chromagan-spec.md §4.2; S = the model's
+* **The authors' protocol at S x S** (docs/model.md, "Evaluation"; S = the model's
   ``image_size``, 224 for the real model). The 8-bit RGB image is squashed to S x S (anisotropic,
   bilinear without antialiasing, like ``cv2.resize`` INTER_LINEAR) and converted to Lab. Its L
   goes through the network; the truth is Lab -> RGB of (L, ab_truth), the prediction Lab -> RGB

@@ -1,4 +1,4 @@
-"""ChromaGAN's losses (chromagan-spec.md §3.2), written from the spec.
+"""ChromaGAN's losses, as docs/model.md ("Losses") describes them.
 
 Shapes: ``ab`` tensors are float (N, 2, S, S) in the generator's sigmoid scale ((a* + 128) / 255);
 ``L`` is float (N, 1, S, S) in [0, 1]; critic scores are (N, 1, S/8, S/8) patch maps.

@@ -9,7 +9,7 @@ same batch) in :mod:`training.step`, the loop over epochs in :mod:`training.loop
 records in :mod:`training.monitor`, checkpoints in :mod:`training.checkpoints`, the output
 folder in :mod:`training.run_folder` and the starting weights in :mod:`training.init_weights`.
 
-Where this departs from the authors' code (chromagan-spec.md §3), on purpose:
+Where this departs from the authors (docs/model.md, "Training schedule"), on purpose:
 
 * the generator and critic have their own Adam optimizers. The authors passed one Keras Adam
   instance to both compiled models, so its step counter advanced twice per iteration and the two

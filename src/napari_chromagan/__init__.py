@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from napari_chromagan import _moved
+from napari_chromagan import moved_modules
 
 __version__ = "0.1.0"
 
@@ -35,7 +35,7 @@ _LAZY = {
     "DeviceError": "errors",
     "MissingPixelsWarning": "errors",
     "OutputError": "errors",
-    "select_device": "engine.device",
+    "select_device": "device",
     "apply_color_hints": "edit.hints",
     "ColorHints": "edit.hints",
     "HintParams": "edit.hints",
@@ -47,7 +47,7 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
-_moved.install()  # the old flat module paths still import, with a DeprecationWarning
+moved_modules.install()  # the old flat module paths still import, with a DeprecationWarning
 
 
 def __getattr__(name: str) -> Any:
@@ -64,9 +64,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from napari_chromagan.device import select_device
     from napari_chromagan.edit.hints import ColorHints, HintParams, apply_color_hints
     from napari_chromagan.engine.colorize import Colorizer, ColorizeResult
-    from napari_chromagan.engine.device import select_device
     from napari_chromagan.engine.normalize import Normalization
     from napari_chromagan.errors import (
         Cancelled,

@@ -1,6 +1,6 @@
 """``colorize`` under torchrun: each process's share of the files and the temporary files an
 interrupted run left behind. The environment and each process's GPU are
-:mod:`napari_chromagan.engine.device`'s, as for training."""
+:mod:`napari_chromagan.device`'s, as for training."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from napari_chromagan.cli._common import _UsageError
-from napari_chromagan.engine.device import torchrun_env
+from napari_chromagan.device import torchrun_env
 from napari_chromagan.errors import DeviceError
 from napari_chromagan.files.atomic import remove_stale_parts
 
@@ -17,7 +17,7 @@ _T = TypeVar("_T")
 
 
 def _torchrun_env() -> tuple[int, int, int]:
-    """``(RANK, WORLD_SIZE, LOCAL_RANK)`` (:func:`napari_chromagan.engine.device.torchrun_env`).
+    """``(RANK, WORLD_SIZE, LOCAL_RANK)`` (:func:`napari_chromagan.device.torchrun_env`).
 
     No process group is set up: the processes share no tensors, so plain torchrun (one machine
     or several through its rendezvous, where RANK and WORLD_SIZE are global) is all it takes.

@@ -32,7 +32,7 @@ from napari_chromagan.cli._common import (
     _write,
 )
 from napari_chromagan.cli._torchrun import _remove_stale_parts, _torchrun_env, shard
-from napari_chromagan.engine.device import rank_device
+from napari_chromagan.device import rank_device
 from napari_chromagan.errors import cli_text
 
 __all__ = ["register_colorize", "run_colorize"]
@@ -210,8 +210,8 @@ def _inputs_and_outputs(
 
 def _load(args: argparse.Namespace, say: _Console, device: str) -> tuple[Any, list[str]]:
     """The out-of-memory policy holding the colourizer for ``device``, and the list of its reports."""
+    from napari_chromagan.device import select_device
     from napari_chromagan.engine.colorize import Colorizer
-    from napari_chromagan.engine.device import select_device
     from napari_chromagan.engine.memory import MemoryFallback
     from napari_chromagan.weights.lookup import default_weights_note
 
@@ -249,7 +249,7 @@ def _run(
     from tqdm import tqdm
 
     from napari_chromagan.engine.pipeline import Failed, Note, Skipped, Written, iter_colorize_files
-    from napari_chromagan.engine.progress import Progress
+    from napari_chromagan.progress import Progress
 
     bar = tqdm(
         total=len(plan.jobs),

@@ -38,7 +38,7 @@ from napari_chromagan.color.render import (
     render_srgb,
 )
 from napari_chromagan.edit.stack_smoothing import smooth_ab, smooth_plane_ab
-from napari_chromagan.engine.progress import CancelEvent, Progress, check_cancel, run_events
+from napari_chromagan.progress import CancelEvent, Progress, check_cancel, run_events
 
 __all__ = [  # PlaneRenderer and prepare_gamut_table live in .render (here for older scripts)
     "BlendParams",

@@ -40,8 +40,8 @@ from napari_chromagan.edit.hint_params import (
 )
 from napari_chromagan.edit.hint_solver import plane_change
 from napari_chromagan.engine.colorize import ColorizeResult
-from napari_chromagan.engine.progress import CancelEvent, Progress, check_cancel, run_events
 from napari_chromagan.errors import HintError
+from napari_chromagan.progress import CancelEvent, Progress, check_cancel, run_events
 
 __all__ = [
     "EDGE_RANGE",

@@ -1,6 +1,6 @@
 """The colourisation engine: any grayscale (or colour) image or stack in, colour out.
 
-The authors' way (docs: chromagan-spec.md §4.2): the network sees the lightness plane resized to
+The authors' way (docs/model.md, "The colour pipeline at inference"): the network sees the lightness plane resized to
 224x224 and predicts chroma (a*, b*) there; the chroma is upsampled bilinearly to the full
 resolution and joined with the full-resolution lightness. So the output keeps every detail of the
 input's lightness, and the network runs exactly once per plane, whatever the image size.
@@ -39,17 +39,17 @@ from typing import Any, Literal, get_args
 import numpy as np
 import torch
 
-from napari_chromagan.engine.device import (
+from napari_chromagan.device import (
     auto_uses_bf16,
     select_device,  # re-exported: callers of colorize.select_device keep working
 )
 from napari_chromagan.engine.inputs import MAX_CHANNELS, check_batch_size, check_image, image_layout
 from napari_chromagan.engine.normalize import Mode, Normalization, resolve_normalization
 from napari_chromagan.engine.planes import Target, blank_planes_message, run_batch
-from napari_chromagan.engine.progress import CancelEvent, Progress, check_cancel, run_events
 from napari_chromagan.engine.upsample import bilinear_rows
 from napari_chromagan.errors import CheckpointError, MissingPixelsWarning
 from napari_chromagan.model.generator import Generator
+from napari_chromagan.progress import CancelEvent, Progress, check_cancel, run_events
 from napari_chromagan.weights.checkpoint import load_checkpoint
 from napari_chromagan.weights.lookup import resolve_weights
 
@@ -126,7 +126,7 @@ class Colorizer:
         The file the generator came from, kept for the record.
     precision : {"auto", "fp32", "bf16"}
         The network's arithmetic. "auto": bf16 autocast on CUDA and on CPUs that compute bf16
-        natively (AVX512-BF16 or AMX, :func:`~napari_chromagan.engine.device.cpu_has_native_bf16`),
+        natively (AVX512-BF16 or AMX, :func:`~napari_chromagan.device.cpu_has_native_bf16`),
         float32 elsewhere (MPS, other CPUs, where bf16 is emulated and slower). Measured on the
         224 development photographs (``bench/bench_precision.py``), bf16 moves the output by
         0.57 ΔE00 on average (99th percentile 2.37) with the default weights and 0.19 (1.29) with
@@ -355,7 +355,7 @@ class Colorizer:
         cancel: CancelEvent | None = None,
         phase: Callable[[str], None] | None = None,
     ) -> Events[Progress, None, ColorizeResult]:
-        """:meth:`colorize` as a generator of :class:`~napari_chromagan.engine.progress.Progress` events.
+        """:meth:`colorize` as a generator of :class:`~napari_chromagan.progress.Progress` events.
 
         Yields ``Progress(done, total)`` in planes, once before the first batch and after each,
         and returns the :class:`ColorizeResult` (``yield from`` gives it). Stops before the next

@@ -15,7 +15,7 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from napari_chromagan.engine.inputs import check_batch_size
-from napari_chromagan.engine.progress import Progress, run_events
+from napari_chromagan.progress import Progress, run_events
 
 if TYPE_CHECKING:  # pragma: no cover
     from napari_chromagan.engine.colorize import Colorizer, ColorizeResult
@@ -138,7 +138,7 @@ def iter_with_fallback(
 ) -> Generator[Progress | str, None, tuple[ColorizeResult, Colorizer]]:
     """``colorizer_for(device).iter_colorize(image, ...)``, surviving out-of-memory errors.
 
-    Yields the engine's :class:`~napari_chromagan.engine.progress.Progress` events (a retry starts
+    Yields the engine's :class:`~napari_chromagan.progress.Progress` events (a retry starts
     again from 0) and, without ``warn``, each report of the policy as a ``str``; returns
     ``(result, colorizer)``: the colourizer that finished, after any move to the CPU.
     ``colorize_kwargs`` go to :meth:`Colorizer.iter_colorize

@@ -35,8 +35,8 @@ import numpy as np
 from napari_chromagan.engine.inputs import check_image
 from napari_chromagan.engine.normalize import Mode, Normalization, resolve_normalization
 from napari_chromagan.engine.planes import Target, blank_planes_message, run_batch
-from napari_chromagan.engine.progress import CancelEvent, Progress, check_cancel
 from napari_chromagan.errors import Cancelled, CheckpointError
+from napari_chromagan.progress import CancelEvent, Progress, check_cancel
 
 if TYPE_CHECKING:  # pragma: no cover
     from napari_chromagan.engine.colorize import Colorizer, ColorizeResult

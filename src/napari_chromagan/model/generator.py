@@ -1,6 +1,6 @@
 """The ChromaGAN generator (Vitoria, Raad & Ballester, WACV 2020), written from the specification.
 
-Architecture (docs: chromagan-spec.md §1; kernel shapes given for the paper's width):
+Architecture (docs/model.md, "The generator"; kernel shapes given for the paper's width):
 
 * **trunk**: VGG16 up to and including ``block4_conv3`` and its ReLU, laid out exactly like
   ``torchvision.models.vgg16().features[:23]`` so that torchvision state dicts load by index.
@@ -330,7 +330,7 @@ class Generator(nn.Module):
 
 
 class Critic(nn.Module):
-    """The PatchGAN critic (WGAN, no normalisation, no sigmoid); docs: chromagan-spec.md §2.
+    """The PatchGAN critic (WGAN, no normalisation, no sigmoid); docs/model.md, "The critic".
 
     Takes ``L`` (N, 1, S, S) in [0, 1] and ``ab`` (N, 2, S, S) in the sigmoid scale and returns
     one score per 8x8-strided patch, (N, 1, S/8, S/8) (28x28 for 224 input). 4x4 convolutions with

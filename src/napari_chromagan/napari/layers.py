@@ -36,7 +36,6 @@ from napari_chromagan.engine.memory import (
     iter_with_fallback,
     run_with_fallback,
 )
-from napari_chromagan.engine.progress import CancelEvent, Progress, run_events
 from napari_chromagan.napari.colorizer_cache import (
     clear_colorizer_cache,
     colorizer_factory,
@@ -49,6 +48,7 @@ from napari_chromagan.napari.layer_result import (
     result_metadata,
 )
 from napari_chromagan.napari.layer_transforms import transform_kwargs
+from napari_chromagan.progress import CancelEvent, Progress, run_events
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -201,7 +201,7 @@ def iter_run_request(
     """Colourise a prepared request (any thread; touches no napari object), as a generator.
 
     What the widget's ``thread_worker`` runs. Yields the engine's
-    :class:`~napari_chromagan.engine.progress.Progress` events and, without ``warn``, a ``str`` for
+    :class:`~napari_chromagan.progress.Progress` events and, without ``warn``, a ``str`` for
     each out-of-memory report; returns the :class:`ColorizeOutput` (``yield from`` gives it).
     Setting ``cancel`` stops the engine before its next batch (:class:`Cancelled`); closing the
     generator early stops it at once and sets ``cancel``. ``weights``: a path, None (the

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from napari_chromagan import __version__
-from napari_chromagan.engine.progress import CancelEvent
 from napari_chromagan.errors import Cancelled, ChromaGANError
 from napari_chromagan.files.checksum import file_sha256
+from napari_chromagan.progress import CancelEvent
 
 __all__ = ["DownloadError", "Progress", "download"]
 

@@ -1,6 +1,6 @@
 """Import the authors' Keras weights (``my_model_colorization.h5``) into a :class:`Generator`.
 
-Written from the layout facts in docs: chromagan-spec.md §1.2 and §5.3, not from the authors' code.
+Written from the layout facts in docs/model.md ("The authors' Keras weights"), not from the authors' code.
 
 The file is a Keras 2.2.4 ``model.save`` (weights under ``/model_weights``) or a
 ``save_weights`` file (weights at the root), read through :mod:`napari_chromagan.weights.keras_h5`.
@@ -63,7 +63,8 @@ KERAS_METADATA = {
 
 # VGG16 block names up to block4_conv3, in torchvision index order.
 TRUNK_BLOCKS = vgg16.TRUNK_CONV_NAMES
-# Names the current authors' code gives the generator's own layers (spec §1.1), in creation order.
+# Names the authors' network gives the generator's own layers, in creation order
+# (docs/model.md, "The authors' Keras weights").
 CONV_NAMES = tuple(f"conv2d_{i}" for i in range(6, 18))
 BN_NAMES = tuple(f"batch_normalization_{i}" for i in range(1, 7))
 DENSE_NAMES = tuple(f"dense_{i}" for i in range(1, 7))

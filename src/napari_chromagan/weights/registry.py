@@ -1,7 +1,7 @@
 """Known weights, where they are published, and a resumable, verified download (no Qt).
 
 :data:`REGISTRY` names the weights the package knows about. ``chromagan-imagenet`` is the
-authors' ImageNet generator, published as a Keras file (docs: chromagan-spec.md §5.1);
+authors' ImageNet generator, published as a Keras file (docs/model.md, "The authors' Keras weights");
 :func:`fetch` downloads it into the user cache (:func:`~napari_chromagan.weights.lookup.user_weights_dir`)
 and converts it into ``chromagan-imagenet.pt`` there, where the plugin and the command line look
 first. ``chromagan-lite0`` is the small default model shipped inside the package.
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from napari_chromagan.engine.progress import CancelEvent
 from napari_chromagan.errors import CheckpointError, WeightsNotFoundError
+from napari_chromagan.progress import CancelEvent
 from napari_chromagan.weights.download import DownloadError, Progress, download
 
 if TYPE_CHECKING:

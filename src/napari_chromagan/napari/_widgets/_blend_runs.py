@@ -21,9 +21,9 @@ from napari.utils.notifications import show_error, show_info
 
 from napari_chromagan.color.render import PlaneRenderer
 from napari_chromagan.edit.blend import BlendParams, iter_apply_to_stack, smooth_plane_ab
-from napari_chromagan.engine.progress import Progress
 from napari_chromagan.napari._widgets._common import advance_progress
 from napari_chromagan.napari.layer_result import METADATA_KEY, LayerResult
+from napari_chromagan.progress import Progress
 
 __all__ = ["BlendRuns", "BlendState"]
 

@@ -19,7 +19,6 @@ from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info
 
 from napari_chromagan.edit.hints import ColorHints, HintParams, hint_plane, iter_color_hints
-from napari_chromagan.engine.progress import Progress
 from napari_chromagan.errors import ChromaGANError
 from napari_chromagan.napari._widgets._common import advance_progress
 from napari_chromagan.napari._widgets._hint_layers import (
@@ -28,6 +27,7 @@ from napari_chromagan.napari._widgets._hint_layers import (
     preview_plane,
 )
 from napari_chromagan.napari.layer_result import LayerResult
+from napari_chromagan.progress import Progress
 
 __all__ = ["HintRuns", "HintState"]
 

@@ -66,7 +66,7 @@ _NORMALIZATIONS = [
 
 
 def _available_devices() -> list[str]:
-    from napari_chromagan.engine.device import available_devices
+    from napari_chromagan.device import available_devices
 
     return available_devices()
 

@@ -36,7 +36,7 @@ from napari.layers import Image
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 
-from napari_chromagan.engine.device import available_devices
+from napari_chromagan.device import available_devices
 from napari_chromagan.errors import ChromaGANError
 from napari_chromagan.napari._widgets._finetune_follow import CloseGuard, RunFollower
 from napari_chromagan.napari._widgets._finetune_sources import (

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.machinery
+import importlib.util
 import sys
 import warnings
 from types import ModuleType
@@ -26,7 +27,6 @@ MOVED = {
     "classes": "engine.classes",
     "colorize": "engine.colorize",
     "colorizer_cache": "napari.colorizer_cache",
-    "device": "engine.device",
     "efficientnet": "model.efficientnet",
     "fastlab": "color.fastlab",
     "gamut": "color.gamut",
@@ -43,7 +43,6 @@ MOVED = {
     "normalize": "engine.normalize",
     "pipeline": "engine.pipeline",
     "planes": "engine.planes",
-    "progress": "engine.progress",
     "provenance": "files.provenance",
     "registry": "weights.registry",
     "render": "color.render",
@@ -94,7 +93,9 @@ def old_module_getattr(package: str, home: str):
     """
 
     def __getattr__(name: str):
-        if name.startswith("__"):
+        # ``from package import submodule`` asks for the attribute before importing the
+        # submodule: a submodule's name must fail here, so that the import system loads it
+        if name.startswith("__") or importlib.util.find_spec(f"{package}.{name}") is not None:
             raise AttributeError(name)
         module = importlib.import_module(f"{PACKAGE}.{home}")
         try:
