@@ -70,6 +70,8 @@ def _model_from_init(values: dict[str, Any], given: dict[str, Any]) -> None:
     model = ckpt.config
     for name in _MODEL_FIELDS:
         value = getattr(model, name)
+        if name == "image_size" and model.any_size and name in given:
+            continue  # fine-tuned at another size: these weights fit any (ModelConfig.any_size)
         if name in given and given[name] != value:
             flag = "--" + name.replace("_", "-")
             raise ConfigError(

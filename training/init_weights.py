@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -83,10 +84,12 @@ def init_from_checkpoint(
     path = init_weights_path(value)
     ckpt = load_checkpoint(path)
     wanted = generator.config
-    if ckpt.config != wanted:
+    same_size = dataclasses.replace(ckpt.config, image_size=wanted.image_size)
+    if ckpt.config != wanted and not (ckpt.config.any_size and same_size == wanted):
         raise ConfigError(
             f"--init-from {path}: its generator is {ckpt.config}, but this run builds {wanted}; the "
-            "model's --width, --trunk and --image-size come from the file: drop those flags"
+            "model's --width and --trunk come from the file, and --image-size too unless the "
+            "family fits any size (the EfficientNet-Lite trunks): drop those flags"
         )
     generator.load_state_dict(ckpt.generator.state_dict())
     critic_note = _load_critic(critic, (ckpt.training or {}).get("critic"))

@@ -85,6 +85,43 @@ def test_init_from_loads_the_generator_and_the_critic_when_the_file_has_one(
     assert from_export.metadata()["fine_tuned_from"]["steps"] == 2
 
 
+def test_an_efficientnet_family_file_can_be_fine_tuned_at_another_size(images, tmp_path):
+    # the family pools its global stage, so its weights fit any size: --image-size may differ
+    # from the file's (the VGG16 family's may not: the test below)
+    from napari_chromagan.model.generator import Generator, ModelConfig
+    from napari_chromagan.weights.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    small = Generator(ModelConfig(width=0.125, image_size=64, trunk="efficientnet-lite0")).eval()
+    start = save_checkpoint(tmp_path / "lite.pt", small)
+    out = tmp_path / "ft96"
+    flags = ["train", "--data", str(images), "--out", str(out), "--init-from", str(start)]
+    flags += ["--num-workers", "0", "--preset", "chromagan-noclass", "--batch-size", "2"]
+    flags += ["--max-steps", "1", "--sample-every", "0", "--image-size", "96"]
+    assert main(flags) == ExitCode.FINISHED
+    config = json.loads((out / "config.json").read_text())
+    assert (config["width"], config["image_size"], config["trunk"]) == (
+        0.125,
+        96,
+        "efficientnet-lite0",
+    )
+    result = load_checkpoint(checkpoint_files(out)[-1])
+    assert result.config == ModelConfig(width=0.125, image_size=96, trunk="efficientnet-lite0")
+    trainer = _trainer(
+        TrainConfig(
+            out=str(tmp_path / "check"),
+            data=str(images),
+            init_from=str(start),
+            width=0.125,
+            image_size=96,
+            trunk="efficientnet-lite0",
+            preset="chromagan-noclass",
+            num_workers=0,
+        )
+    )
+    assert _same(trainer.generator.state_dict(), small.state_dict())  # the file's own weights
+
+
 def test_init_from_takes_the_models_shape_from_the_file_and_refuses_other_flags(
     images, trained, tmp_path, capsys
 ):

@@ -111,6 +111,13 @@ class ModelConfig:
                 f"ModelConfig.trunk must be one of {', '.join(TRUNKS)}, got {self.trunk!r}"
             )
 
+    @property
+    def any_size(self) -> bool:
+        """Whether these weights fit every ``image_size``: the EfficientNet-Lite family pools its
+        global stage over space, so no layer's shape depends on the size; the VGG16 family
+        flattens its 7x7 global grid into dense layers, so its weights fit one size only."""
+        return self.trunk != "vgg16"
+
     def channels(self, n: int) -> int:
         """Channel count of a layer that has ``n`` channels in the paper's network."""
         return max(1, round(n * self.width))
