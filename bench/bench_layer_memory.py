@@ -135,8 +135,8 @@ def memory_child(layout: str, planes: int, side: int) -> dict[str, Any]:
     from _common import timeit
     from napari.layers import Image
 
-    from napari_chromagan.engine.colorize import ColorizeResult
     from napari_chromagan.engine.normalize import Normalization
+    from napari_chromagan.engine.result import ColorizeResult
     from napari_chromagan.napari.layer_result import METADATA_KEY, get_layer_result
 
     gc.collect()

@@ -13,8 +13,8 @@ from skimage.color import rgb2lab
 from napari_chromagan import apply_color_hints
 from napari_chromagan.edit.blend import render_rgb
 from napari_chromagan.edit.hints import ColorHints, HintParams, colors_to_ab, hint_plane
-from napari_chromagan.engine.colorize import ColorizeResult
 from napari_chromagan.engine.normalize import Normalization
+from napari_chromagan.engine.result import ColorizeResult
 from napari_chromagan.errors import Cancelled, HintError
 
 DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dev"

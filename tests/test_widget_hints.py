@@ -141,8 +141,8 @@ def test_points_with_colours_preview_the_plane_under_the_slider(viewer, qtbot):
 
 
 def _colorize_result(result, rgb):
-    from napari_chromagan.engine.colorize import ColorizeResult
     from napari_chromagan.engine.normalize import Normalization
+    from napari_chromagan.engine.result import ColorizeResult
 
     return ColorizeResult(
         rgb, np.asarray(result.L), result.ab, None, Normalization("dtype", 0.0, 255.0), None, "cpu"

@@ -19,7 +19,7 @@ _LAZY = {
     "ModelConfig": "model.generator",
     "load_vgg16_trunk": "model.generator",
     "Colorizer": "engine.colorize",
-    "ColorizeResult": "engine.colorize",
+    "ColorizeResult": "engine.result",
     "colorize_layer": "napari.layers",
     "Normalization": "engine.normalize",
     "save_checkpoint": "weights.checkpoint",
@@ -66,8 +66,9 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from napari_chromagan.device import select_device
     from napari_chromagan.edit.hints import ColorHints, HintParams, apply_color_hints
-    from napari_chromagan.engine.colorize import Colorizer, ColorizeResult
+    from napari_chromagan.engine.colorize import Colorizer
     from napari_chromagan.engine.normalize import Normalization
+    from napari_chromagan.engine.result import ColorizeResult
     from napari_chromagan.errors import (
         Cancelled,
         CheckpointError,

@@ -39,7 +39,7 @@ from napari_chromagan.edit.hint_params import (
     HintParams,
 )
 from napari_chromagan.edit.hint_solver import plane_change
-from napari_chromagan.engine.colorize import ColorizeResult
+from napari_chromagan.engine.result import ColorizeResult
 from napari_chromagan.errors import HintError
 from napari_chromagan.progress import CancelEvent, Progress, check_cancel, run_events
 

@@ -33,10 +33,8 @@ import os
 import warnings
 from collections.abc import Callable
 from collections.abc import Generator as Events
-from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-import numpy as np
 import torch
 
 from napari_chromagan.device import (
@@ -44,8 +42,9 @@ from napari_chromagan.device import (
     select_device,  # re-exported: callers of colorize.select_device keep working
 )
 from napari_chromagan.engine.inputs import MAX_CHANNELS, check_batch_size, check_image, image_layout
-from napari_chromagan.engine.normalize import Mode, Normalization, resolve_normalization
+from napari_chromagan.engine.normalize import Mode, resolve_normalization
 from napari_chromagan.engine.planes import Target, blank_planes_message, run_batch
+from napari_chromagan.engine.result import ColorizeResult
 from napari_chromagan.engine.upsample import bilinear_rows
 from napari_chromagan.errors import CheckpointError, MissingPixelsWarning
 from napari_chromagan.model.generator import Generator
@@ -68,47 +67,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Precision = Literal["auto", "fp32", "bf16"]
-
-
-@dataclass
-class ColorizeResult:
-    """What :meth:`Colorizer.colorize` returns.
-
-    Attributes
-    ----------
-    rgb : ndarray
-        uint8, the input's spatial shape + (3,).
-    L : ndarray
-        float32, the input's spatial shape: Lab L* in [0, 100] at full resolution (the normalised
-        input; missing pixels are 50).
-    ab : ndarray
-        float32, spatial shape + (2,): the predicted Lab a*, b* at full resolution, before gamut
-        fitting.
-    class_probs : ndarray or None
-        float32, stack shape + (num_classes,): one class distribution per plane (a 2D image has
-        shape (num_classes,)); None when the class head was skipped.
-    normalization : Normalization
-        How intensities were mapped to L*.
-    missing : ndarray or None
-        bool, spatial shape: pixels that were NaN or inf (gray in the output); None if none were.
-    device : str
-        Where the network ran.
-    weights : str or None
-        The weights file, when the colourizer was loaded from one.
-    """
-
-    rgb: np.ndarray
-    L: np.ndarray
-    ab: np.ndarray
-    class_probs: np.ndarray | None
-    normalization: Normalization
-    missing: np.ndarray | None
-    device: str
-    weights: str | None = None
-
-    @property
-    def stack_shape(self) -> tuple[int, ...]:
-        return self.L.shape[:-2]
 
 
 class Colorizer:

@@ -18,7 +18,8 @@ from napari_chromagan.engine.inputs import check_batch_size
 from napari_chromagan.progress import Progress, run_events
 
 if TYPE_CHECKING:  # pragma: no cover
-    from napari_chromagan.engine.colorize import Colorizer, ColorizeResult
+    from napari_chromagan.engine.colorize import Colorizer
+    from napari_chromagan.engine.result import ColorizeResult
 
 __all__ = [
     "MemoryFallback",

@@ -39,8 +39,9 @@ from napari_chromagan.errors import Cancelled, CheckpointError
 from napari_chromagan.progress import CancelEvent, Progress, check_cancel
 
 if TYPE_CHECKING:  # pragma: no cover
-    from napari_chromagan.engine.colorize import Colorizer, ColorizeResult
+    from napari_chromagan.engine.colorize import Colorizer
     from napari_chromagan.engine.memory import MemoryFallback
+    from napari_chromagan.engine.result import ColorizeResult
 
 __all__ = [
     "PACK_PIXELS",

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from napari_chromagan.engine.colorize import ColorizeResult
+    from napari_chromagan.engine.result import ColorizeResult
 
 __all__ = [
     "METADATA_KEY",

@@ -53,7 +53,8 @@ from napari_chromagan.progress import CancelEvent, Progress, run_events
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
-    from napari_chromagan.engine.colorize import Colorizer, ColorizeResult
+    from napari_chromagan.engine.colorize import Colorizer
+    from napari_chromagan.engine.result import ColorizeResult
 
 __all__ = [
     "ColorizeOutput",
