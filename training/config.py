@@ -115,7 +115,8 @@ class TrainConfig:
         "fine-tune: start the generator (and the critic, when the file has one) from these weights: a "
         "napari-chromagan checkpoint (exported, or OUT/checkpoints/step-*.pt), 'default' (the weights "
         "`napari-chromagan colorize` uses without --weights) or a registry name. The model's width, "
-        "trunk and image size come from the file (default: none, start from scratch)",
+        "trunk and image size come from the file; an EfficientNet-Lite family file takes another "
+        "--image-size (default: none, start from scratch)",
         default=None,
     )
     init_vgg16: str | None = _opt(
