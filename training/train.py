@@ -300,6 +300,7 @@ def train(config: TrainConfig) -> TrainResult:
     """Run (or resume) training as ``config`` says; under torchrun, on every rank."""
     config = absolute_paths(config)
     info = distributed.setup(config.device)
+    finished = False
     try:
         trainer = _start(config, info)
         try:
@@ -309,9 +310,11 @@ def train(config: TrainConfig) -> TrainResult:
             _report_failure(trainer, exc)
             raise
         _report_end(trainer, result)
+        finished = True
         return result
     finally:
-        distributed.cleanup()
+        trainer = None  # the DDP wrappers (and their gradient reducers) go before the group does
+        distributed.cleanup(finished)
 
 
 def _start(config: TrainConfig, info: distributed.DistInfo) -> Trainer:
