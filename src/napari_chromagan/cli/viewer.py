@@ -59,7 +59,19 @@ def _virtual_display() -> Iterator[str]:
         )
     read, write = os.pipe()
     server = subprocess.Popen(
-        [xvfb, "-displayfd", str(write), "-screen", "0", "1920x1200x24", "-nolisten", "tcp"],
+        # -terminate: the server exits by itself when its last client (this process's Qt)
+        # disconnects, at our exit; see the finally below
+        [
+            xvfb,
+            "-displayfd",
+            str(write),
+            "-screen",
+            "0",
+            "1920x1200x24",
+            "-nolisten",
+            "tcp",
+            "-terminate",
+        ],
         pass_fds=(write,),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -80,12 +92,24 @@ def _virtual_display() -> Iterator[str]:
             else:
                 os.environ["DISPLAY"] = previous
     finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        if _qt_connected():
+            # Killing the server now would race Qt's X11 reader thread, which lives until the
+            # interpreter exits: under load it saw the connection break first and the process
+            # died with SIGSEGV. The server goes when Qt disconnects (-terminate).
+            pass
+        else:
+            server.terminate()
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+def _qt_connected() -> bool:
+    """Whether a Qt application (hence an X11 connection) exists in this process."""
+    qt = sys.modules.get("qtpy.QtWidgets")
+    return qt is not None and qt.QApplication.instance() is not None
 
 
 def run_napari(args: argparse.Namespace) -> int:
