@@ -29,6 +29,23 @@ def make_generator(config: ModelConfig = TINY, seed: int = 0) -> Generator:
     return g.eval()
 
 
+def capture_notes(
+    monkeypatch, modules, kinds=("error", "warning", "info")
+) -> list[tuple[str, str]]:
+    """Replace the napari notifications ``show_<kind>`` that each of ``modules`` uses; returns
+    the list the widgets' notifications land in, as (kind, message)."""
+    shown: list[tuple[str, str]] = []
+    for module in modules:
+        for kind in kinds:
+            if hasattr(module, f"show_{kind}"):
+                monkeypatch.setattr(
+                    module,
+                    f"show_{kind}",
+                    lambda message, kind=kind: shown.append((kind, str(message))),
+                )
+    return shown
+
+
 @pytest.fixture
 def tiny_generator() -> Generator:
     return make_generator()

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import capture_notes
 from skimage.color import rgb2lab
 
 import napari_chromagan.weights.lookup as weights_module
@@ -50,16 +51,9 @@ def viewer(make_napari_viewer):
 @pytest.fixture
 def notes(monkeypatch):
     """The notifications the widget shows, as (kind, message)."""
-    shown: list[tuple[str, str]] = []
-    for module in (wb, blend_runs):  # the widget, and its preview/Apply work
-        for kind in ("error", "info"):
-            if hasattr(module, f"show_{kind}"):
-                monkeypatch.setattr(
-                    module,
-                    f"show_{kind}",
-                    lambda message, kind=kind: shown.append((kind, str(message))),
-                )
-    return shown
+    return capture_notes(
+        monkeypatch, (wb, blend_runs), ("error", "info")
+    )  # the widget, and its preview/Apply work
 
 
 def add_pair(viewer, result):

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.qt
 
 cw = pytest.importorskip("napari_chromagan.napari._widgets.colorize")
 import test_download as td  # noqa: E402
-from conftest import make_generator  # noqa: E402
+from conftest import capture_notes, make_generator  # noqa: E402
 
 from napari_chromagan.napari._widgets import _weights_choice as wc  # noqa: E402
 from napari_chromagan.napari._widgets import _workers  # noqa: E402
@@ -51,16 +51,9 @@ def cached_weights():
 @pytest.fixture
 def notes(monkeypatch):
     """The notifications the widget shows, as (kind, message)."""
-    shown: list[tuple[str, str]] = []
-    for module in (cw, wc):  # the widget, and its weights choice (download, import)
-        for kind in ("error", "warning", "info"):
-            if hasattr(module, f"show_{kind}"):
-                monkeypatch.setattr(
-                    module,
-                    f"show_{kind}",
-                    lambda message, kind=kind: shown.append((kind, str(message))),
-                )
-    return shown
+    return capture_notes(
+        monkeypatch, (cw, wc)
+    )  # the widget, and its weights choice (download, import)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import capture_notes
 from PIL import Image
 
 from napari_chromagan.napari.layer_result import get_layer_result, is_colorized
@@ -75,16 +76,9 @@ def tiny_weights(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def notes(monkeypatch):
-    shown: list[tuple[str, str]] = []
-    for module in (ft, follow):  # the widget, and its following of the run (the end, export)
-        for kind in ("error", "warning", "info"):
-            if hasattr(module, f"show_{kind}"):
-                monkeypatch.setattr(
-                    module,
-                    f"show_{kind}",
-                    lambda message, kind=kind: shown.append((kind, str(message))),
-                )
-    return shown
+    return capture_notes(
+        monkeypatch, (ft, follow)
+    )  # the widget, and its following of the run (the end, export)
 
 
 def make_widget(viewer) -> ft.FinetuneWidget:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import capture_notes
 from skimage.color import rgb2lab
 
 from napari_chromagan.edit.blend import render_rgb
@@ -49,16 +50,9 @@ def viewer(make_napari_viewer):
 @pytest.fixture
 def notes(monkeypatch):
     """The notifications the widget shows, as (kind, message)."""
-    shown: list[tuple[str, str]] = []
-    for module in (wh, hint_runs):  # the widget, and its preview/Apply work
-        for kind in ("error", "info"):
-            if hasattr(module, f"show_{kind}"):
-                monkeypatch.setattr(
-                    module,
-                    f"show_{kind}",
-                    lambda message, kind=kind: shown.append((kind, str(message))),
-                )
-    return shown
+    return capture_notes(
+        monkeypatch, (wh, hint_runs), ("error", "info")
+    )  # the widget, and its preview/Apply work
 
 
 def add_colorized(viewer, result):
