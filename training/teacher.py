@@ -37,6 +37,7 @@ from napari_chromagan.errors import CheckpointError
 from napari_chromagan.model import efficientnet, vgg16
 from napari_chromagan.model.generator import Generator, load_efficientnet_trunk, load_vgg16_trunk
 from napari_chromagan.weights import keras_h5
+from napari_chromagan.weights.state_dict import read_state_dict
 
 __all__ = [
     "Teacher",
@@ -99,26 +100,6 @@ class VGG16Classifier(nn.Module):
                 f"not a VGG16 classifier state dict (missing {missing[:3]}, unexpected {unexpected[:3]})"
             )
         return model
-
-
-def _read_torch(path: Path) -> Mapping[str, object]:
-    """What ``torch.load`` finds in ``path`` (``weights_only``: never runs code), unwrapped from
-    a ``{"state_dict": ...}`` envelope."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # weights_only refusals, corrupt zips, foreign formats
-        raise CheckpointError(
-            f"{path} is not a readable PyTorch state dict: {str(exc).splitlines()[0]}"
-        ) from None
-    if (
-        isinstance(state, Mapping)
-        and "state_dict" in state
-        and isinstance(state["state_dict"], Mapping)
-    ):
-        state = state["state_dict"]
-    if not isinstance(state, Mapping):
-        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a state dict")
-    return state
 
 
 def _vgg16_tensors(state: Mapping[str, object], path: Path) -> dict[str, Tensor]:
@@ -201,7 +182,7 @@ def load_vgg16_state(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], C
         raise CheckpointError(f"VGG16 weights file {path} does not exist")
     if path.suffix.lower() in (".h5", ".hdf5", ".keras"):
         return _read_keras(path), "caffe"
-    return _vgg16_tensors(_read_torch(path), path), "torchvision"
+    return _vgg16_tensors(read_state_dict(path), path), "torchvision"
 
 
 class Teacher(nn.Module):
@@ -276,7 +257,7 @@ def load_teacher(source: str | os.PathLike[str], input_mode: InputMode = "auto")
     if path.suffix.lower() in (".h5", ".hdf5", ".keras"):
         state, convention = _read_keras(path), "caffe"
     else:  # one read of the file, whichever network it holds
-        raw = _read_torch(path)
+        raw = read_state_dict(path)
         if efficientnet.is_efficientnet_state(raw):
             tensors = {k: v for k, v in raw.items() if isinstance(v, Tensor)}
             return Teacher(

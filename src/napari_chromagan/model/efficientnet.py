@@ -24,10 +24,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
 from napari_chromagan.errors import CheckpointError
+from napari_chromagan.weights.state_dict import read_state_dict
 
 __all__ = [
     "VARIANTS",
@@ -223,17 +223,7 @@ def pretrained_file(variant: str = "efficientnet-lite0") -> Path:
 
 def load_efficientnet_state(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     """An EfficientNet-Lite state dict from a ``.pth`` file (``weights_only``: never runs code)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(
-            f"EfficientNet-Lite weights file {path} does not exist or is not a file"
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # weights_only refusals, corrupt zips, foreign formats
-        raise CheckpointError(
-            f"{path} is not a readable PyTorch state dict: {str(exc).splitlines()[0]}"
-        ) from None
+    state = read_state_dict(path)
     if not is_efficientnet_state(state):
         raise CheckpointError(
             f"{path} is not an EfficientNet state dict in efficientnet_pytorch's layout "
