@@ -12,6 +12,12 @@ TINY = ModelConfig(width=0.125, image_size=64)
 # what precision="auto" runs on this machine's CPU: bf16 where it is native (issue 16)
 AUTO_ON_CPU = "bf16" if auto_uses_bf16(torch.device("cpu")) else "fp32"
 
+# How long a test waits for a subprocess before calling it hung. A guard against hangs, not a
+# speed check: CI runs on 2 cores often shared with other work, where a fresh clone's suite once
+# took 1 h 44 min (2026-12-02, under a training run) and 5- and 10-minute limits killed a
+# benchmark's quick run and the 10000x10000 memory probe while they were still working.
+HANG_S = 1800
+
 
 def make_generator(config: ModelConfig = TINY, seed: int = 0) -> Generator:
     """A generator with random weights and non-trivial BatchNorm statistics, in eval mode."""

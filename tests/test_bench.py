@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import HANG_S
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("normalise", "resize", "network", "full_resolution")  # bench_inference's timed stages
@@ -28,7 +29,7 @@ def _run(script: str, out: Path, *args: str) -> dict:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG_S,
         check=True,
     )
     return json.loads(out.read_text())
@@ -191,7 +192,7 @@ def test_render_benchmark_quick_run_writes_its_cases(tmp_path):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG_S,
         check=True,
     )
     result = json.loads(out.read_text())
@@ -226,7 +227,7 @@ def test_cli_benchmark_runs_the_old_cli_beside_the_pipeline_and_compares_pixels(
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=HANG_S,
         check=True,
     )
     result = json.loads(out.read_text())

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import HANG_S
 from skimage.color import rgb2lab
 
 from napari_chromagan import Colorizer, select_device
@@ -257,7 +258,7 @@ def test_10000_square_uint16_needs_less_than_3_gb_of_extra_memory(tmp_path):
         cwd=root,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=HANG_S,
         check=True,
     )
     extra_gb = float(out.stdout.strip().splitlines()[-1])

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from conftest import HANG_S
 
 # one fresh interpreter per module (most import torch): a minute or more on two cores
 pytestmark = pytest.mark.slow
@@ -85,7 +86,11 @@ PROBE = (
 
 def _probe(module: str) -> frozenset[str]:
     out = subprocess.run(
-        [sys.executable, "-c", PROBE, module], capture_output=True, text=True, timeout=300, cwd=ROOT
+        [sys.executable, "-c", PROBE, module],
+        capture_output=True,
+        text=True,
+        timeout=HANG_S,
+        cwd=ROOT,
     )
     assert out.returncode == 0, f"importing {module} failed:\n{out.stderr}"
     return frozenset(json.loads(out.stdout.strip().splitlines()[-1]))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_generator
+from conftest import HANG_S, make_generator
 
 from napari_chromagan.weights.checkpoint import save_checkpoint
 
@@ -50,7 +50,7 @@ def test_napari_command_docks_the_widgets_colourises_and_screenshots(tmp_path):
         capture_output=True,
         text=True,
         env=env,
-        timeout=300,
+        timeout=HANG_S,
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -101,7 +101,7 @@ def test_napari_command_exits_cleanly_every_time(tmp_path):
             capture_output=True,
             text=True,
             env=env,
-            timeout=300,
+            timeout=HANG_S,
             cwd=tmp_path,
         )
         assert proc.returncode == 0, (run, proc.returncode, proc.stderr[-3000:])
@@ -136,7 +136,7 @@ def test_napari_command_without_a_display_starts_a_virtual_one_or_says_what_to_d
         capture_output=True,
         text=True,
         env=env,
-        timeout=300,
+        timeout=HANG_S,
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

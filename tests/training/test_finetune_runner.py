@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import HANG_S
 from PIL import Image
 from tiny_runs import read_metrics
 
@@ -171,7 +172,7 @@ def test_a_finished_run_exports_once_under_its_name(tmp_path):
     )
     run = FinetuneRun(out)
     run.start(settings.argv())
-    assert run.wait(timeout=300) == 0, run.log_tail()
+    assert run.wait(timeout=HANG_S) == 0, run.log_tail()
     assert f"$ {sys.executable} -m training train" in run.log_tail()
     assert weights_image_size(run.finished_checkpoint()) == 64
     with pytest.raises(FinetuneError, match="not usable as a file name"):

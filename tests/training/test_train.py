@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import HANG_S
 from PIL import Image
 from tiny_runs import TINY, colour_images, read_metrics
 
@@ -384,7 +385,7 @@ def test_torchrun_gloo_two_processes(images, tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=HANG_S,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     config = json.loads((out / "config.json").read_text())
