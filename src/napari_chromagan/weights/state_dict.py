@@ -11,8 +11,6 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
-
 from napari_chromagan.errors import CheckpointError
 
 __all__ = ["read_state_dict"]
@@ -21,6 +19,8 @@ __all__ = ["read_state_dict"]
 def read_state_dict(path: str | os.PathLike[str]) -> Mapping[str, object]:
     """What ``torch.load(weights_only=True)`` finds in ``path``, unwrapped from a
     ``{"state_dict": ...}`` envelope; :class:`CheckpointError` when it is not a readable state dict."""
+    import torch  # here, not at the top: importing this module stays torch-free
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"weights file {path} does not exist or is not a file")
