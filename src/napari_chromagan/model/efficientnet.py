@@ -223,7 +223,7 @@ def pretrained_file(variant: str = "efficientnet-lite0") -> Path:
 
 def load_efficientnet_state(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     """An EfficientNet-Lite state dict from a ``.pth`` file (``weights_only``: never runs code)."""
-    state = read_state_dict(path)
+    state = read_state_dict(path, kind="EfficientNet-Lite weights")
     if not is_efficientnet_state(state):
         raise CheckpointError(
             f"{path} is not an EfficientNet state dict in efficientnet_pytorch's layout "

@@ -16,14 +16,15 @@ from napari_chromagan.errors import CheckpointError
 __all__ = ["read_state_dict"]
 
 
-def read_state_dict(path: str | os.PathLike[str]) -> Mapping[str, object]:
+def read_state_dict(path: str | os.PathLike[str], kind: str = "weights") -> Mapping[str, object]:
     """What ``torch.load(weights_only=True)`` finds in ``path``, unwrapped from a
-    ``{"state_dict": ...}`` envelope; :class:`CheckpointError` when it is not a readable state dict."""
+    ``{"state_dict": ...}`` envelope; :class:`CheckpointError` when it is not a readable state dict.
+    ``kind`` names the file in the error for a missing one (``"EfficientNet-Lite weights"``)."""
     import torch  # here, not at the top: importing this module stays torch-free
 
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"weights file {path} does not exist or is not a file")
+        raise CheckpointError(f"{kind} file {path} does not exist or is not a file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # weights_only refusals, corrupt zips, foreign formats
