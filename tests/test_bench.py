@@ -241,10 +241,31 @@ def test_cli_benchmark_runs_the_old_cli_beside_the_pipeline_and_compares_pixels(
     ]
     assert all(row["median s"] > 0 for row in result["rows"])
     pixels = result["pixels_vs_baseline"]
-    # one file per network call: every pixel of every file as the old CLI wrote it
+    # one file per network call: every pixel as the old CLI wrote it, but for the rounding of
+    # the BatchNorms folded into the convolutions since (model/inference.py; measured: 2 values
+    # of 137,208 one level apart)
     single = pixels["pipeline --batch-size 1 --precision fp32"]
-    assert single["files"] == 12 and single["values"] > 0 and single["identical"] is True
+    assert single["files"] == 12 and single["values"] > 0 and single["max_abs_diff"] <= 1
+    assert single["values_differing"] <= 1e-4 * single["values"]
     # packed: the network's last bits differ with the batch, never by more than one level
     packed = pixels["pipeline --precision fp32"]
     assert packed["files"] == 12 and packed["max_abs_diff"] <= 1
     assert packed["values_differing"] <= 1e-3 * packed["values"]
+
+
+def test_inference_network_benchmark_quick_run_reports_what_it_measured(tmp_path):
+    result = _run("bench_inference_network.py", tmp_path / "net.json", "--threads", "1")
+    assert result["machine"]["cpu_count"] and result["threads"] == 1 and result["repeats"] == 3
+    cases = result["results"]
+    assert sorted(cases) == sorted(
+        f"lite0 width 0.125 at 64 {p} bs{b}" for p in ("bf16", "fp32") for b in (1, 8)
+    )
+    for case in cases.values():
+        built, rewritten = (
+            statistics.median(case["samples_s"][k]) for k in ("as_built", "rewritten")
+        )
+        assert case["as_built_images_per_s"] == pytest.approx(case["batch"] / built, rel=1e-12)
+        assert case["rewritten_images_per_s"] == pytest.approx(case["batch"] / rewritten, rel=1e-12)
+        assert len(case["samples_s"]["as_built"]) == 3
+        # the rewrite changes no colour beyond rounding (bf16 steps by ~1 Lab unit near 0.5)
+        assert 0 <= case["max_ab_diff_lab"] < 1.0

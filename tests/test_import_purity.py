@@ -50,6 +50,7 @@ TORCH_MODULES = {
     "napari_chromagan.edit.hints": "colour hints re-render through the engine",
     "napari_chromagan.weights.keras_import": "copies Keras arrays into a Generator",
     "napari_chromagan.model.generator": "the networks",
+    "napari_chromagan.model.inference": "folds BatchNorm into and casts a network's weights",
     "napari_chromagan.engine.pipeline": "the engine over files (batches of tensors)",
     "napari_chromagan.engine.planes": "the engine's batch step",
     "napari_chromagan.model.pretrained_trunk": "copies ImageNet tensors into the generator's trunk",

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from torch import Tensor, nn
@@ -79,7 +79,11 @@ def _same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
 
 
 class _SameConv(nn.Conv2d):
-    """A bias-free Conv2d with TensorFlow's SAME padding, padded in the convolution when symmetric."""
+    """A Conv2d with TensorFlow's SAME padding, padded in the convolution when symmetric.
+
+    Built without a bias, as in the ImageNet files; folding the BatchNorm that follows it for
+    inference (:mod:`napari_chromagan.model.inference`) gives it one.
+    """
 
     def __init__(
         self, in_channels: int, out_channels: int, kernel: int, stride: int = 1, groups: int = 1
@@ -94,10 +98,10 @@ class _SameConv(nn.Conv2d):
         left, right = _same_pads(x.shape[-1], k, s)
         if top == bottom and left == right:
             return nn.functional.conv2d(
-                x, self.weight, None, self.stride, (top, left), 1, self.groups
+                x, self.weight, self.bias, self.stride, (top, left), 1, self.groups
             )
         x = nn.functional.pad(x, (left, right, top, bottom))
-        return nn.functional.conv2d(x, self.weight, None, self.stride, 0, 1, self.groups)
+        return nn.functional.conv2d(x, self.weight, self.bias, self.stride, 0, 1, self.groups)
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:
@@ -168,6 +172,17 @@ class EfficientNetLite(nn.Module):
         self.head_channels = HEAD_CHANNELS
         if num_classes is not None:
             self._fc = nn.Linear(HEAD_CHANNELS, num_classes)
+
+    def conv_bn_pairs(self) -> Iterator[tuple[nn.Module, str, str]]:
+        """``(module, convolution name, BatchNorm name)`` for every BatchNorm that directly
+        follows a convolution (all of them: stem, each block's two or three, head)."""
+        yield self, "_conv_stem", "_bn0"
+        for block in self._blocks:
+            if hasattr(block, "_expand_conv"):
+                yield block, "_expand_conv", "_bn0"
+            yield block, "_depthwise_conv", "_bn1"
+            yield block, "_project_conv", "_bn2"
+        yield self, "_conv_head", "_bn1"
 
     def stem(self, x: Tensor) -> Tensor:
         return nn.functional.relu6(self._bn0(self._conv_stem(x)))
