@@ -1,12 +1,15 @@
-"""Gray | default weights | truth for a few development photographs: docs/side-by-side.jpg.
+"""Gray | colourised | truth for a few development photographs: docs/side-by-side.jpg.
 
     .venv/bin/python scripts/side_by_side.py ../shared/data/dev/kodak24/kodim{03,05,14,20,23}.png \
         ../shared/data/dev/bsds500-test/<one>.jpg
+    .venv/bin/python scripts/side_by_side.py --weights other.pt -o /tmp/other.jpg PHOTO...
+
+Without --weights, the default weights (what `napari-chromagan colorize` uses).
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +19,18 @@ from napari_chromagan import Colorizer
 from napari_chromagan.files.atomic import atomic_write
 
 
-def main(paths: list[str], out: str = "docs/side-by-side.jpg", height: int = 200) -> int:
-    colorizer = Colorizer.from_checkpoint(device="cpu")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="+", help="colour photographs, one row each")
+    parser.add_argument("--weights", help="a weights file (default: the default weights)")
+    parser.add_argument("-o", "--out", default="docs/side-by-side.jpg", help="the JPEG to write")
+    parser.add_argument("--height", type=int, default=200, help="row height in pixels")
+    args = parser.parse_args(argv)
+    missing = [p for p in args.paths if not Path(p).is_file()]
+    if missing:
+        parser.error(f"not a file: {', '.join(missing)}")
+    paths, out, height = args.paths, args.out, args.height
+    colorizer = Colorizer.from_checkpoint(args.weights, device="cpu")
     rows = []
     for path in paths:
         rgb = Image.open(path).convert("RGB")
@@ -37,4 +50,4 @@ def main(paths: list[str], out: str = "docs/side-by-side.jpg", height: int = 200
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(main())
