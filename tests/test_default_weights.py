@@ -62,9 +62,11 @@ def test_vivid_colour_with_no_cast_and_the_lightness_kept(colorizer):
     summary = evaluate(colorizer, _kodak(), limit=6, size=224, progress=False)
     m = summary["metrics"]
     assert m["psnr_224"]["model"] > m["psnr_224"]["floor"] + 0.5, m["psnr_224"]
-    assert m["colourfulness"]["model"] > 0.45 * m["colourfulness"]["truth"], m["colourfulness"]
+    # measured (2026-12-03): +1.96 dB over the floor, 46 % of the truth's colourfulness (the
+    # sepia demo model had 33 % on all of Kodak)
+    assert m["colourfulness"]["model"] > 0.40 * m["colourfulness"]["truth"], m["colourfulness"]
     # no sepia: a sepia cast is a* and b* above the truth's means. These weights err the other
-    # way on these photographs (both about 5 units below the truth, measured): too little
+    # way on these photographs (a* 3.9 and b* 10.8 units below the truth, measured): too little
     # colour, which colourfulness measures, not a brown cast.
     for channel in ("a", "b"):
         assert m[f"{channel}_mean"]["model"] < m[f"{channel}_mean"]["truth"] + 3.0, m[
@@ -79,16 +81,14 @@ def test_vivid_colour_with_no_cast_and_the_lightness_kept(colorizer):
 
 # (photograph, names of which at least one must be among the class head's top k)
 OBVIOUS = [
-    # two macaws; the head's top-1 is "partridge": macaw is third in fp32 (0.151) and fourth
-    # under the bf16 that "auto" picks on CPUs with native bf16 (0.100 against 0.101, measured)
-    ("kodim23", 5, {"macaw", "lorikeet", "sulphur-crested cockatoo"}),
-    ("kodim20", 3, {"airliner", "warplane", "airship", "wing"}),  # a propeller aeroplane
-    ("kodim21", 3, {"beacon"}),  # a lighthouse ("beacon, lighthouse, ...")
-    (
-        "kodim06",
-        5,
-        {"liner", "lifeboat", "schooner", "yawl", "wreck", "fireboat", "speedboat", "catamaran"},
-    ),
+    # measured (2026-12-03, auto = bf16 here, and fp32): macaw 0.91, beacon 0.99, warplane 0.80 /
+    # airliner 0.08, trimaran 0.72 / catamaran 0.25 at the top; the motocross riders' "mountain
+    # bike" 0.58 with "crash helmet" fourth
+    ("kodim23", 1, {"macaw"}),  # two macaws
+    ("kodim20", 2, {"airliner", "warplane", "airship", "wing"}),  # a propeller aeroplane
+    ("kodim21", 1, {"beacon"}),  # a lighthouse ("beacon, lighthouse, ...")
+    ("kodim06", 2, {"trimaran", "catamaran", "schooner", "yawl", "liner", "lifeboat"}),
+    ("kodim05", 5, {"crash helmet", "moped", "motor scooter"}),  # motocross riders
 ]
 
 
