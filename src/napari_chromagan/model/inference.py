@@ -13,7 +13,7 @@ Two rewrites of a generator in eval mode that change no result beyond rounding:
   everything else keep float32, as autocast runs them).
 
 Measured on this project's 2-core CPU (``bench/bench_inference_network.py``, 2026-12-03, JSON
-in ``bench/results/``), one plane under bf16 autocast: the packaged default (EfficientNet-Lite0
+in ``bench/results/``), one plane under bf16 autocast: the then default (EfficientNet-Lite0
 family at 128) 66 -> 103 forwards a second (1.55x), the same family at 224 56 -> 74 (1.32x);
 in float32, 1.16x and 1.13x (folding alone). The largest a*b* change is 1.1 Lab units under bf16
 (its own rounding step near mid-gray) and 0.00 in float32.

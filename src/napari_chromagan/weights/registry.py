@@ -93,7 +93,7 @@ REGISTRY: dict[str, WeightsEntry] = {
             name="chromagan-lite0",
             description=(
                 "small default model shipped with the package (EfficientNet-Lite0 trunk, width 0.5, "
-                "128 px, trained on a CPU; far "
+                "224 px, trained on a CPU; far "
                 "weaker than chromagan-imagenet)"
             ),
             urls=(),
