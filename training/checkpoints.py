@@ -110,6 +110,7 @@ def load(trainer: Trainer, path: Path) -> None:
         trainer.bare_critic.load_state_dict(state["critic"])
         trainer.opt_d.load_state_dict(state["optimizer_critic"])
     trainer.opt_g.load_state_dict(state["optimizer_generator"])
+    _apply_optimizer_settings(trainer, path)
     trainer.scaler.load_state_dict(state["scaler"])
     trainer.fine_tuned_from = ckpt.metadata.get("fine_tuned_from")
     trainer.step, trainer.epoch, trainer.position = (
@@ -121,6 +122,27 @@ def load(trainer: Trainer, path: Path) -> None:
     trainer.nonfinite_in_row = int(state.get("nonfinite_in_row", 0))
     _restore_rng(trainer, state)
     log.info("resumed from %s at step %d (epoch %d)", path, trainer.step, trainer.epoch)
+
+
+def _apply_optimizer_settings(trainer: Trainer, path: Path) -> None:
+    """The resumed run's Adam settings are this run's: ``load_state_dict`` restores the saved
+    learning rate, betas and eps, which would silently ignore a ``--lr`` given on resume
+    (lowering the rate to continue a run is common); the moments are kept."""
+    config = trainer.config
+    wanted = {"lr": config.lr, "betas": (config.beta1, config.beta2), "eps": config.adam_eps}
+    changed: dict[str, Any] = {}
+    for optimizer in (trainer.opt_g, trainer.opt_d):
+        for group in [] if optimizer is None else optimizer.param_groups:
+            for key, value in wanted.items():
+                if _plain(group[key]) != _plain(value):
+                    changed.setdefault(key, group[key])
+                    group[key] = value
+    for key, was in changed.items():
+        log.info("resuming %s with %s %s (the run had %s)", path.name, key, wanted[key], was)
+
+
+def _plain(value: Any) -> Any:
+    return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
 def _check_same_run(path: Path, state: dict[str, Any], config: TrainConfig) -> None:

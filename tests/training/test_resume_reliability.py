@@ -143,3 +143,44 @@ def test_train_help_says_each_default_once(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     assert "(default: the preset's) (default" not in re.sub(r"\s+", " ", capsys.readouterr().out)
+
+
+def test_a_learning_rate_given_on_resume_is_the_one_used(images, tmp_path, caplog):
+    """load_state_dict restores the saved Adam settings; a --lr given on resume must win."""
+    import logging
+
+    from training import checkpoints, distributed
+    from training.__main__ import build_parser, config_from_args
+    from training.train import Trainer
+
+    out = tmp_path / "run"
+    base = ["train", "--data", str(images), "--out", str(out), *TINY]
+    assert main([*base, "--max-steps", "1", "--lr", "1e-3"]) == 0
+    (ckpt,) = checkpoint_files(out)
+    config = config_from_args(
+        build_parser().parse_args(
+            ["train", "--out", str(out), "--resume", "latest", "--lr", "2.5e-4", "--beta1", "0.9"]
+        )
+    )
+    info = distributed.setup("cpu")
+    try:
+        trainer = Trainer(config, info, resuming=True)
+        with caplog.at_level(logging.INFO, logger="training"):
+            checkpoints.load(trainer, ckpt)
+    finally:
+        distributed.cleanup()
+    for optimizer in (trainer.opt_g, trainer.opt_d):
+        for group in optimizer.param_groups:
+            assert group["lr"] == 2.5e-4 and tuple(group["betas"]) == (0.9, 0.999)
+        assert optimizer.state  # the Adam moments of the run are kept
+    assert "with lr 0.00025 (the run had 0.001)" in caplog.text
+    assert "with betas (0.9, 0.999) (the run had (0.5, 0.999))" in caplog.text
+    # and the run goes on with it
+    assert (
+        main(
+            ["train", "--out", str(out), "--resume", "latest", "--max-steps", "2", "--lr", "2.5e-4"]
+        )
+        == 0
+    )
+    assert _steps(out) == [1, 2]
+    assert json.loads((out / "config.json").read_text())["lr"] == 2.5e-4  # kept for the next resume
