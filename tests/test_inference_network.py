@@ -87,3 +87,22 @@ def test_the_engine_runs_the_rewritten_network_with_the_same_colours(lite0, prec
     # as the unrewritten generator under bf16 autocast)
     assert difference.max() <= (1 if precision == "fp32" else 3), difference.max()
     assert difference.mean() <= (0.01 if precision == "fp32" else 0.3), difference.mean()
+
+
+def test_a_network_rewritten_for_bf16_runs_again_in_float32(lite0):
+    """A colourizer built from another's network (the CPU fallback of an out-of-memory GPU
+    run does this) gets float32 weights back when it runs without autocast."""
+    x = torch.rand(2, 1, 64, 64)
+    for generator in (lite0, make_generator()):
+        cast = inference_network(generator, torch.bfloat16)
+        again = inference_network(cast, None)
+        assert again is not cast
+        assert all(p.dtype == torch.float32 for p in again.parameters())
+        assert all(p.dtype == torch.bfloat16 for p in cast.trunk.parameters())  # not modified
+        ab, _ = _ab(again, x)
+        assert torch.isfinite(ab).all()
+        assert inference_network(again, None) is again  # nothing left to rewrite
+    plane = np.zeros((32, 32), np.uint8)
+    bf16 = Colorizer(lite0, "cpu", precision="bf16")
+    fp32 = Colorizer(bf16.generator, "cpu", precision="fp32")
+    assert fp32.colorize(plane).rgb.shape == (32, 32, 3)

@@ -33,46 +33,52 @@ from napari_chromagan.model.generator import Generator
 __all__ = ["fold_batchnorm", "inference_network"]
 
 
+def _unfolded(generator: Generator) -> list[tuple[nn.Module, str, str]]:
+    """The (module, convolution, BatchNorm) names of the BatchNorms not folded yet."""
+    trunk = generator.trunk
+    if not isinstance(trunk, EfficientNetLite):
+        return []
+    return [
+        (module, conv, bn)
+        for module, conv, bn in trunk.conv_bn_pairs()
+        if not isinstance(getattr(module, bn), nn.Identity)
+    ]
+
+
+def _weighted(generator: Generator) -> list[nn.Module]:
+    """The convolution and linear layers, whose weights autocast casts."""
+    return [m for m in generator.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
 def fold_batchnorm(generator: Generator) -> int:
     """Fold every BatchNorm that directly follows a convolution into it, in place; returns how
     many were folded. ``generator`` must be in eval mode (the running statistics are used)."""
     if generator.training:
         raise ValueError("fold BatchNorm only in eval mode: call generator.eval() first")
-    trunk = generator.trunk
-    if not isinstance(trunk, EfficientNetLite):
-        return 0
-    folded = 0
-    for module, conv_name, bn_name in list(trunk.conv_bn_pairs()):
+    pairs = _unfolded(generator)
+    for module, conv_name, bn_name in pairs:
         bn = getattr(module, bn_name)
-        if isinstance(bn, nn.Identity):
-            continue
         setattr(module, conv_name, fuse_conv_bn_eval(getattr(module, conv_name), bn))
         setattr(module, bn_name, nn.Identity())
-        folded += 1
-    return folded
-
-
-def _cast_weights(generator: Generator, dtype: torch.dtype) -> None:
-    for module in generator.modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            module.to(dtype)
+    return len(pairs)
 
 
 def inference_network(generator: Generator, autocast_dtype: torch.dtype | None) -> Generator:
     """The network to run in place of ``generator`` (eval mode) under ``autocast_dtype``
     autocast (None: no autocast).
 
-    A copy with its BatchNorms folded and, under autocast, its convolution and linear weights
-    held in ``autocast_dtype``; ``generator`` itself when there is nothing to rewrite (the VGG16
-    family in float32). ``generator`` is never modified. The copy is for inference only: its
-    state dict has no BatchNorm entries for the folded layers, and with pre-cast weights it runs
-    only under autocast.
+    A copy with its BatchNorms folded and its convolution and linear weights held in
+    ``autocast_dtype`` (float32 without autocast: a network already rewritten for bf16, such
+    as another colourizer's, is cast back); ``generator`` itself when there is nothing to
+    rewrite (the VGG16 family in float32). ``generator`` is never modified. The copy is for
+    inference only: its state dict has no BatchNorm entries for the folded layers, and with
+    pre-cast weights it runs only under autocast.
     """
-    foldable = isinstance(generator.trunk, EfficientNetLite)
-    if not foldable and autocast_dtype is None:
+    dtype = autocast_dtype or torch.float32
+    if not _unfolded(generator) and all(m.weight.dtype == dtype for m in _weighted(generator)):
         return generator
     network = copy.deepcopy(generator).eval()
     fold_batchnorm(network)
-    if autocast_dtype is not None:
-        _cast_weights(network, autocast_dtype)
+    for module in _weighted(network):
+        module.to(dtype)
     return network
