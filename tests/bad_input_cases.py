@@ -40,8 +40,10 @@ from napari_chromagan.weights.checkpoint import save_checkpoint
 H, W = 24, 32
 
 
-def make_files(folder: Path) -> dict[str, Path]:
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
     """Weights (good, with a NaN tensor, with a network that gives NaN) and colour images."""
+    folder = tmp_path_factory.mktemp("inputs")
     good = save_checkpoint(folder / "w.pt", make_generator())
     broken = make_generator()
     with torch.no_grad():
@@ -60,6 +62,11 @@ def make_files(folder: Path) -> dict[str, Path]:
         small = rng.integers(0, 256, (2, 2, 3), dtype=np.uint8)
         Image.fromarray(small).resize((48, 40), Image.BILINEAR).save(images / f"c{i}.png")
     return {"weights": good, "nan": nan_weights, "nan_output": nan_output, "images": images}
+
+
+@pytest.fixture(scope="module")
+def engine() -> Colorizer:
+    return Colorizer(make_generator(), "cpu")
 
 
 def _can_write(folder: Path) -> bool:
@@ -188,7 +195,7 @@ class Cases(dict[str, Callable[[Ctx], None]]):
         return fn
 
 
-def run_case(
+def _run_case(
     fn: Callable[[Ctx], None],
     tmp_path: Path,
     files: dict[str, Path],
@@ -206,6 +213,21 @@ def run_case(
         for folder in locked:
             subprocess.run(["chattr", "-i", str(folder)], capture_output=True, check=False)
             os.chmod(folder, 0o755)
+
+
+def make_tests(cases: Cases, at_least: int) -> tuple[Callable[..., None], Callable[[], None]]:
+    """A test module's two tests, once its ``cases`` are all registered: one parametrised test
+    that runs each case (with this module's ``files`` and ``engine`` fixtures, which the module
+    takes in by name), and a check that none of the ``at_least`` cases went missing."""
+
+    @pytest.mark.parametrize("name", list(cases))
+    def test_bad_input(name, tmp_path, files, engine, capsys, monkeypatch):
+        _run_case(cases[name], tmp_path, files, engine, capsys, monkeypatch)
+
+    def test_the_cases_are_all_here():
+        assert len(cases) >= at_least, sorted(cases)
+
+    return test_bad_input, test_the_cases_are_all_here
 
 
 def png_header_only(path: Path, width: int, height: int) -> Path:

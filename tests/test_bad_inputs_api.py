@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import shutil
 import warnings
-from pathlib import Path
 
+import bad_input_cases
 import numpy as np
 import pytest
-from bad_input_cases import Cases, Ctx, H, W, make_files, png_header_only, run_case, says
-from conftest import make_generator
+from bad_input_cases import Cases, Ctx, H, W, make_tests, png_header_only, says
 
 from napari_chromagan.engine.colorize import Colorizer
 from napari_chromagan.errors import (
@@ -204,21 +203,5 @@ def api_evaluate_out_is_a_file_before_loading(ctx: Ctx) -> None:
 
 # --------------------------------------------------------------------------- the one test
 
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory) -> dict[str, Path]:
-    return make_files(tmp_path_factory.mktemp("inputs"))
-
-
-@pytest.fixture(scope="module")
-def engine() -> Colorizer:
-    return Colorizer(make_generator(), "cpu")
-
-
-@pytest.mark.parametrize("name", list(CASES))
-def test_bad_input(name, tmp_path, files, engine, capsys, monkeypatch):
-    run_case(CASES[name], tmp_path, files, engine, capsys, monkeypatch)
-
-
-def test_the_cases_are_all_here():
-    assert len(CASES) >= 17, sorted(CASES)
+files, engine = bad_input_cases.files, bad_input_cases.engine  # the fixtures, by name
+test_bad_input, test_the_cases_are_all_here = make_tests(CASES, at_least=17)

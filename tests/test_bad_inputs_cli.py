@@ -5,12 +5,10 @@ See ``bad_input_cases`` for what every case checks.
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
-import pytest
+import bad_input_cases
 import torch
-from bad_input_cases import Cases, Ctx, cli_says, make_files, run_case
-from conftest import make_generator
+from bad_input_cases import Cases, Ctx, cli_says, make_tests
 
 from napari_chromagan.engine.colorize import Colorizer
 from napari_chromagan.files import imageio
@@ -274,21 +272,5 @@ def cli_screenshot_that_exists(ctx: Ctx) -> None:
 
 # --------------------------------------------------------------------------- the one test
 
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory) -> dict[str, Path]:
-    return make_files(tmp_path_factory.mktemp("inputs"))
-
-
-@pytest.fixture(scope="module")
-def engine() -> Colorizer:
-    return Colorizer(make_generator(), "cpu")
-
-
-@pytest.mark.parametrize("name", list(CASES))
-def test_bad_input(name, tmp_path, files, engine, capsys, monkeypatch):
-    run_case(CASES[name], tmp_path, files, engine, capsys, monkeypatch)
-
-
-def test_the_cases_are_all_here():
-    assert len(CASES) >= 15, sorted(CASES)
+files, engine = bad_input_cases.files, bad_input_cases.engine  # the fixtures, by name
+test_bad_input, test_the_cases_are_all_here = make_tests(CASES, at_least=15)

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import pytest
-from bad_input_cases import Cases, Ctx, cli_says, make_files, run_case
-from conftest import make_generator
-
-from napari_chromagan.engine.colorize import Colorizer
+import bad_input_cases
+from bad_input_cases import Cases, Ctx, cli_says, make_tests
 
 CASES = Cases()
 case = CASES.add
@@ -250,21 +246,5 @@ def export_checkpoint_holding_nan(ctx: Ctx) -> None:
 
 # --------------------------------------------------------------------------- the one test
 
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory) -> dict[str, Path]:
-    return make_files(tmp_path_factory.mktemp("inputs"))
-
-
-@pytest.fixture(scope="module")
-def engine() -> Colorizer:
-    return Colorizer(make_generator(), "cpu")
-
-
-@pytest.mark.parametrize("name", list(CASES))
-def test_bad_input(name, tmp_path, files, engine, capsys, monkeypatch):
-    run_case(CASES[name], tmp_path, files, engine, capsys, monkeypatch)
-
-
-def test_the_cases_are_all_here():
-    assert len(CASES) >= 15, sorted(CASES)
+files, engine = bad_input_cases.files, bad_input_cases.engine  # the fixtures, by name
+test_bad_input, test_the_cases_are_all_here = make_tests(CASES, at_least=15)
