@@ -8,8 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
+import tiny_runs
 import torch
-from tiny_runs import TINY_NOCLASS, colour_images, read_metrics
+from tiny_runs import TINY_NOCLASS, read_metrics
 
 from napari_chromagan.weights.checkpoint import load_checkpoint
 from training import distributed
@@ -20,11 +21,7 @@ from training.export import export
 from training.progress import ExitCode
 from training.train import Trainer, checkpoint_files
 
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory) -> Path:
-    """16 smooth colour images (a colour per quadrant, blurred), 80x96."""
-    return colour_images(tmp_path_factory.mktemp("images"), count=16, seed=1)
+images = tiny_runs.images  # the fixture, by name
 
 
 @pytest.fixture(scope="module")

@@ -3,21 +3,16 @@ images, CPU."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+import tiny_runs
 import torch
-from tiny_runs import TINY_NOCLASS, colour_images, read_metrics
+from tiny_runs import TINY_NOCLASS, read_metrics
 
 from training.__main__ import main
 from training.progress import PROGRESS_FILE, ExitCode, ProgressWriter, read_progress
 from training.train import checkpoint_files
 
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory) -> Path:
-    """16 smooth colour images (a colour per quadrant, blurred), 80x96."""
-    return colour_images(tmp_path_factory.mktemp("images"), count=16, seed=1)
+images = tiny_runs.images  # the fixture, by name
 
 
 # ----------------------------------------------------------------------------- progress.json

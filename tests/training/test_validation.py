@@ -3,12 +3,11 @@ generated images, CPU."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+import tiny_runs
 from PIL import Image
-from tiny_runs import TINY_NOCLASS, colour_images, read_metrics
+from tiny_runs import TINY_NOCLASS, read_metrics
 
 from napari_chromagan.weights.checkpoint import load_checkpoint
 from training.__main__ import main
@@ -17,11 +16,7 @@ from training.evaluate import evaluate
 from training.progress import ExitCode
 from training.train import checkpoint_files, split_validation
 
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory) -> Path:
-    """16 smooth colour images (a colour per quadrant, blurred), 80x96."""
-    return colour_images(tmp_path_factory.mktemp("images"), count=16, seed=1)
+images = tiny_runs.images  # the fixture, by name
 
 
 def test_the_validation_split_depends_on_the_files_alone(images):

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 # a tiny, quick run: an eighth of the paper's width at 64 px, no workers, every step logged
@@ -50,3 +51,10 @@ def colour_images(
 def read_metrics(out: Path) -> list[dict]:
     """The rows of ``OUT/metrics.jsonl``, in order."""
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    """16 smooth colour images (a colour per quadrant, blurred), 80x96, for a module's tests:
+    take it in as ``images = tiny_runs.images``."""
+    return colour_images(tmp_path_factory.mktemp("images"), count=16, seed=1)
