@@ -22,13 +22,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (
-    machine_info,
-    print_table,
-    timeit_interleaved,
-    write_json_atomic,
-    write_result_in,
-)
+from _common import machine_info, print_table, results_path, timeit_interleaved, write_json_atomic
 
 from napari_chromagan.model.generator import Generator, ModelConfig
 from napari_chromagan.model.inference import inference_network
@@ -44,18 +38,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run: 64 px, few repeats")
-    parser.add_argument("--out", type=Path, default=None, help="default: bench/results/")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="the JSON to write (default: in bench/results/)"
+    )
     return parser.parse_args(argv)
 
 
 def networks(weights: Path, quick: bool) -> dict[str, Generator]:
-    given = load_checkpoint(weights).generator.eval()
     if quick:
-        return {
-            "lite0 width 0.125 at 64": Generator(
-                ModelConfig(0.125, 64, trunk=given.config.trunk)
-            ).eval()
-        }
+        tiny = ModelConfig(0.125, 64, trunk="efficientnet-lite0")
+        return {"lite0 width 0.125 at 64": Generator(tiny).eval()}
+    given = load_checkpoint(weights).generator.eval()
     config = given.config
     at_224 = Generator(ModelConfig(config.width, 224, config.num_classes, config.trunk)).eval()
     return {f"default at {config.image_size}": given, "its family at 224": at_224}
@@ -70,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     meta: dict[str, dict[str, Any]] = {}
     for name, generator in networks(args.weights, args.quick).items():
         size = generator.config.image_size
+        built = generator.to(memory_format=torch.channels_last)
         for precision, dtype in (("bf16", torch.bfloat16), ("fp32", None)):
-            built = generator.to(memory_format=torch.channels_last)
             rewritten = inference_network(generator, dtype).to(memory_format=torch.channels_last)
             for batch in (1, 8):
                 x = torch.rand(batch, 1, size, size).contiguous(memory_format=torch.channels_last)
@@ -131,13 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": repeats,
         "results": results,
     }
-    if args.out is not None and args.out.suffix == ".json":
-        write_json_atomic(args.out, payload)
-        print(f"wrote {args.out}")
-    else:
-        write_result_in(
-            args.out or Path(__file__).parent / "results", "inference-network-cpu", payload
-        )
+    out = args.out or results_path("inference-network-cpu", args.quick)
+    write_json_atomic(out, payload)
+    print(f"wrote {out}")
     return 0
 
 
