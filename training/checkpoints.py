@@ -128,8 +128,7 @@ def _apply_optimizer_settings(trainer: Trainer, path: Path) -> None:
     """The resumed run's Adam settings are this run's: ``load_state_dict`` restores the saved
     learning rate, betas and eps, which would silently ignore a ``--lr`` given on resume
     (lowering the rate to continue a run is common); the moments are kept."""
-    config = trainer.config
-    wanted = {"lr": config.lr, "betas": (config.beta1, config.beta2), "eps": config.adam_eps}
+    wanted = trainer.adam_settings()
     changed: dict[str, Any] = {}
     for optimizer in (trainer.opt_g, trainer.opt_d):
         for group in [] if optimizer is None else optimizer.param_groups:
