@@ -9,6 +9,10 @@ images per second and the ratio default / baseline, and writes JSON with the dat
 
 The issue's target: the default weights colourise a 224 plane at least as fast as the demo
 model did (ratio >= 1).
+
+``--compile`` adds a third engine, the default weights through ``Colorizer(compile=True)``
+(``torch.compile``; on the CPU with inductor's freezing), timed in the same rounds; the time of
+its first calls (the compilations, one per batch shape) is recorded separately.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +53,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the baseline's precision ('fp32': what 'auto' was on every CPU before "
         "bf16 became the default on CPUs with native bf16)",
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time the default weights compiled (Colorizer(compile=True))",
+    )
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
@@ -77,7 +87,12 @@ def time_engines(
     for name, engine in engines.items():
         cases[f"{name} 224 plane"] = lambda e=engine: e.colorize(plane)
         cases[f"{name} 16x224 stack"] = lambda e=engine: e.colorize(stack, batch_size=16)
-    seconds, foreign = timeit_interleaved(cases, repeats=repeats, warmup=2)
+    first_calls = {}
+    for case, fn in cases.items():  # outside the timing: a compiled engine compiles here
+        start = time.perf_counter()
+        fn()
+        first_calls[case] = time.perf_counter() - start
+    seconds, foreign = timeit_interleaved(cases, repeats=repeats, warmup=1)
 
     rows, results = [], {}
     for case, times in seconds.items():
@@ -88,19 +103,25 @@ def time_engines(
             "images_per_s": n / median,
             "samples_s": times,
             "foreign_cpu_share": foreign[case],
+            "first_call_s": first_calls[case],
         }
     for shape in ("224 plane", "16x224 stack"):
-        d, b = results[f"default {shape}"], results[f"baseline {shape}"]
-        ratio = d["images_per_s"] / b["images_per_s"]
-        results[f"ratio {shape}"] = ratio
-        rows.append(
-            {
-                "case": shape,
-                "default img/s": d["images_per_s"],
-                "baseline img/s": b["images_per_s"],
-                "default / baseline": ratio,
-            }
-        )
+        b = results[f"baseline {shape}"]
+        for name in engines:
+            if name == "baseline":
+                continue
+            d = results[f"{name} {shape}"]
+            ratio = d["images_per_s"] / b["images_per_s"]
+            results[f"ratio {shape}" if name == "default" else f"ratio {name} {shape}"] = ratio
+            rows.append(
+                {
+                    "case": f"{name} {shape}",
+                    "img/s": d["images_per_s"],
+                    "baseline img/s": b["images_per_s"],
+                    "/ baseline": ratio,
+                    "first call s": first_calls[f"{name} {shape}"],
+                }
+            )
     return rows, results
 
 
@@ -108,21 +129,30 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    runs = [
+        ("default", args.weights, args.precision, False),
+        ("baseline", args.baseline, args.baseline_precision, False),
+    ]
+    if args.compile:
+        runs.append(("compiled", args.weights, args.precision, True))
     engines = {
-        name: Colorizer.from_checkpoint(path, device="cpu", precision=precision)
-        for name, path, precision in (
-            ("default", args.weights, args.precision),
-            ("baseline", args.baseline, args.baseline_precision),
-        )
+        name: Colorizer.from_checkpoint(path, device="cpu", precision=precision, compile=compile_)
+        for name, path, precision, compile_ in runs
     }
     rows, results = time_engines(engines, args.repeats)
-    print_table(rows, ["case", "default img/s", "baseline img/s", "default / baseline"])
+    print_table(rows, ["case", "img/s", "baseline img/s", "/ baseline", "first call s"])
+    if args.compile and not engines["compiled"].compiled:
+        print("torch.compile failed: the 'compiled' engine fell back to eager (see the log)")
     payload = {
         "benchmark": "bench_default_weights",
         "machine": machine_info(),
         "weights": {
             name: {"path": str(p), "config": engines[name].generator.config.to_dict()}
             for name, p in (("default", args.weights), ("baseline", args.baseline))
+        },
+        "compiled": {
+            "requested": args.compile,
+            "ran": bool(engines.get("compiled") and engines["compiled"].compiled),
         },
         "precision": {
             "default": args.precision,

@@ -16,6 +16,8 @@ from skimage import data
 import napari_chromagan.weights.lookup as weights_module
 from napari_chromagan import Colorizer
 from napari_chromagan.engine.colorize import Colorizer as EngineColorizer
+from napari_chromagan.engine.colorize import compile_options
+from napari_chromagan.engine.planes import compiled_batch
 from napari_chromagan.weights.checkpoint import save_checkpoint
 
 SHIPPED = weights_module.PACKAGED_WEIGHTS  # the real path (conftest redirects it only inside tests)
@@ -177,26 +179,66 @@ def test_compile_failure_falls_back_to_eager_with_a_warning(tiny_generator, monk
     np.testing.assert_array_equal(r.rgb, eager.colorize(image).rgb)
 
 
-def test_compiled_stack_pads_the_last_batch_to_one_shape(tiny_generator, monkeypatch):
-    shapes = []
+def _recording_compile(monkeypatch) -> list[tuple[tuple[int, ...], bool]]:
+    """Replace torch.compile by the module itself, recording each call's input shape and
+    whether inductor's freezing was on during it."""
+    import torch._inductor.config as inductor_config
+
+    calls = []
 
     def fake_compile(module, **kwargs):
         def forward(x, with_class=True):
-            shapes.append(tuple(x.shape))
+            calls.append((tuple(x.shape), inductor_config.freezing))
             return module(x, with_class=with_class)
 
         return forward
 
     monkeypatch.setattr(torch, "compile", fake_compile)
+    return calls
+
+
+def test_compiled_batches_are_padded_to_powers_of_two(tiny_generator, monkeypatch):
+    calls = _recording_compile(monkeypatch)
     c = Colorizer(tiny_generator, "cpu", compile=True)
-    stack = np.random.default_rng(3).integers(0, 255, (5, 30, 40), dtype=np.uint8)
-    r = c.colorize(stack, batch_size=2)
+    rng = np.random.default_rng(3)
+    stack = rng.integers(0, 255, (7, 30, 40), dtype=np.uint8)
+    r = c.colorize(stack, batch_size=4)
     S = TINY.image_size
-    assert shapes == [(2, 1, S, S)] * 3  # the last batch (one plane) is padded to two
-    ref = Colorizer(make_generator(), "cpu").colorize(stack, batch_size=2)
+    assert [shape for shape, _ in calls] == [(4, 1, S, S)] * 2  # the last batch (3) padded to 4
+    ref = Colorizer(make_generator(), "cpu").colorize(stack, batch_size=4)
     np.testing.assert_allclose(r.ab, ref.ab, atol=1e-3)
     np.testing.assert_allclose(r.class_probs, ref.class_probs, atol=1e-5)
-    assert r.class_probs.shape == (5, 1000)
+    assert r.class_probs.shape == (7, 1000)
+    # a single plane runs as one, not as a padded batch_size (8 by default)
+    calls.clear()
+    c.colorize(stack[0])
+    c.colorize(stack[:3])
+    assert [shape[0] for shape, _ in calls] == [1, 4]
+
+
+@pytest.mark.parametrize(
+    ("n", "batch_size", "expected"),
+    [(1, 8, 1), (2, 8, 2), (3, 8, 4), (5, 8, 8), (8, 8, 8), (3, 3, 3), (5, 6, 6), (9, 8, 8)],
+)
+def test_compiled_batch(n, batch_size, expected):
+    assert compiled_batch(n, batch_size) == expected
+
+
+def test_cpu_compiles_with_freezing_only_around_its_own_calls(tiny_generator, monkeypatch):
+    """Inductor's freezing (weights as constants: 1.45x on the default network) is patched in
+    around the compiled network's calls, where compilation happens; the process's config is
+    left alone."""
+    import torch._inductor.config as inductor_config
+
+    calls = _recording_compile(monkeypatch)
+    before = inductor_config.freezing
+    c = Colorizer(tiny_generator, "cpu", compile=True)
+    c.colorize(np.random.default_rng(5).integers(0, 255, (30, 40), dtype=np.uint8))
+    assert [frozen for _, frozen in calls] == [True]
+    assert inductor_config.freezing == before
+    assert compile_options(torch.device("cpu"), False) == ({}, {"freezing": True})
+    assert compile_options(torch.device("cuda"), True) == ({"mode": "reduce-overhead"}, {})
+    assert compile_options(torch.device("cuda"), False) == ({}, {})
 
 
 @pytest.mark.slow

@@ -73,13 +73,14 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
         "--precision",
         choices=("auto", "fp32", "bf16"),
         default="auto",
-        help="the network's arithmetic (default: auto = bf16 autocast on CUDA, float32 elsewhere)",
+        help="the network's arithmetic (default: auto = bf16 autocast on CUDA and on CPUs with "
+        "native bf16, float32 elsewhere)",
     )
     p.add_argument(
         "--compile",
         action="store_true",
-        help="run the network through torch.compile: for long runs on a GPU; the first batch waits "
-        "for the compilation (25-50 s on a CPU)",
+        help="run the network through torch.compile: for long runs; the first batch of each size "
+        "waits for the compilation (5-20 s on a CPU)",
     )
     p.add_argument(
         "--cuda-graphs",

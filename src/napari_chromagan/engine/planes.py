@@ -37,6 +37,7 @@ __all__ = [
     "MISSING_L",
     "Target",
     "blank_planes_message",
+    "compiled_batch",
     "full_resolution",
     "lightness",
     "network_input",
@@ -45,6 +46,20 @@ __all__ = [
 ]
 
 MISSING_L = 50.0  # L* given to NaN/inf pixels: they come out mid-gray, with no chroma
+
+
+def compiled_batch(n: int, batch_size: int) -> int:
+    """The batch a compiled network runs ``n`` planes in: the smallest power of two that holds
+    them, at most ``batch_size`` (which holds any batch).
+
+    A compiled graph is specialised to one batch size, and each new size costs a compilation
+    (seconds on a GPU, 5-25 s on a CPU). Padding every batch to ``batch_size`` compiles once but
+    runs a single plane as ``batch_size`` planes (8x the work with the default of 8); powers of two
+    bound the graphs to 1 + log2(batch_size) and the padding to less than half the batch.
+    """
+    if n >= batch_size:
+        return batch_size
+    return min(batch_size, 1 << max(0, n - 1).bit_length())
 
 
 @dataclass
@@ -148,8 +163,8 @@ def run_batch(
 ) -> None:
     """Colourise the planes ``chunks`` name (one slice of planes per target) in one network call.
 
-    ``pad_to``: the batch size a compiled network was specialised to (the last, smaller batch
-    is padded to it). ``phase(name)``, when given, is called as each step ends: "normalise"
+    ``pad_to``: the largest batch of the run; a compiled network pads a smaller batch to
+    :func:`compiled_batch`'s size (eager networks run it as it is). ``phase(name)``, when given, is called as each step ends: "normalise"
     (L*), "resize" (the network's input), "network", "full_resolution".
     """
     mark = phase if phase is not None else _no_phase
@@ -158,9 +173,10 @@ def run_batch(
     inputs = [network_input(engine, L) for L, _ in lab]
     small = torch.cat([x for x, _ in inputs]) if len(inputs) > 1 else inputs[0][0]
     n = small.shape[0]
-    if engine.compiled and n < pad_to:
-        # a compiled graph is specialised to its batch size: pad the last batch to match
-        small = torch.cat([small, small.new_zeros((pad_to - n, *small.shape[1:]))])
+    padded = compiled_batch(n, pad_to) if engine.compiled else n
+    if padded > n:
+        # a compiled graph is specialised to its batch size: pad to one it has (or will keep)
+        small = torch.cat([small, small.new_zeros((padded - n, *small.shape[1:]))])
     mark("resize")
     ab_small, probs = engine.predict(small, with_class=with_class)
     mark("network")
