@@ -10,9 +10,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn
+
     from napari_chromagan.engine.colorize import Colorizer
 
-__all__ = ["clear_colorizer_cache", "colorizer_factory", "load_colorizer"]
+__all__ = ["clear_colorizer_cache", "colorizer_factory", "cpu_copy", "load_colorizer"]
 
 _CACHE_SIZE = 2
 
@@ -71,12 +73,36 @@ def colorizer_factory(weights: Any, device: str) -> tuple[Callable[[str], Colori
             if dev == "cpu" and given.device.type != "cpu":
                 # Moving the caller's generator would change their object: copy it instead.
                 return Colorizer(
-                    copy.deepcopy(given.generator).cpu(),
+                    cpu_copy(given.generator),
                     "cpu",
                     metadata=given.metadata,
                     weights=given.weights,
+                    precision=given.precision,
                 )
             return given
 
         return from_instance, str(given.device)
     return (lambda dev: load_colorizer(weights, dev)), device
+
+
+def cpu_copy(module: nn.Module) -> nn.Module:
+    """A deep copy of ``module`` whose parameters and buffers are made directly in host memory.
+
+    ``copy.deepcopy(module).cpu()`` would first copy every tensor on the module's device: the
+    CPU fallback runs after the GPU ran out of memory, where that copy is the next failure.
+    Each tensor is copied once, device to host, and the module's structure around them by
+    deepcopy (shared tensors stay shared).
+    """
+    from torch import nn
+
+    memo: dict[int, Any] = {}
+    for tensor in [*module.parameters(), *module.buffers()]:
+        if id(tensor) in memo:
+            continue
+        host = tensor.detach().to("cpu", copy=True)
+        memo[id(tensor)] = (
+            nn.Parameter(host, requires_grad=tensor.requires_grad)
+            if isinstance(tensor, nn.Parameter)
+            else host
+        )
+    return copy.deepcopy(module, memo)
