@@ -11,6 +11,7 @@ Cases, all on the same plane (the test pattern of ``tests/test_blend.py``'s perf
 
 * **baseline**: ``render_lab(method="exact")``, the engine's rendering (bisection gamut fit, then
   uint8), on (1, 2, H, W) tensors;
+* the exact method in two conversions, as it was until 2026-12-03 (same pixels, bit for bit);
 * ``render_lab(method="table")`` on the same tensors;
 * ``PlaneRenderer.render`` after a slider move (the renderer built once, what the Chroma blend
   preview does per move), with strength 1.5 and hue 10 degrees, and with a 40 % gray blend;
@@ -46,6 +47,8 @@ from _common import (  # noqa: E402
     write_json_atomic,
 )
 
+from napari_chromagan.color.gamut import fit_chroma_to_gamut  # noqa: E402
+from napari_chromagan.color.lab import lab_to_rgb_uint8  # noqa: E402
 from napari_chromagan.color.render import (  # noqa: E402
     PlaneRenderer,
     prepare_gamut_table,
@@ -92,6 +95,13 @@ def photo_plane(side: int) -> tuple[np.ndarray, np.ndarray] | None:
     return result.L, result.ab
 
 
+def two_conversions(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """The exact method as it was until 2026-12-03, the same pixels: the gamut fit, then Lab of
+    the fitted colours converted again (the exact method now keeps the fit's linear RGB)."""
+    fitted = fit_chroma_to_gamut(L, ab, dim=1)
+    return lab_to_rgb_uint8(torch.cat([L[:, None], fitted], dim=1), dim=1)
+
+
 def cases_for(name: str, L: np.ndarray, ab: np.ndarray) -> dict[str, Any]:
     Lt = torch.from_numpy(L)[None]
     abt = torch.from_numpy(ab).permute(2, 0, 1)[None].contiguous()
@@ -99,6 +109,7 @@ def cases_for(name: str, L: np.ndarray, ab: np.ndarray) -> dict[str, Any]:
     strong, gray = BlendParams(strength=1.5, hue_degrees=10), BlendParams(gray=0.4)
     return {
         f"{name}: baseline render_lab exact": lambda: render_lab(Lt, abt),
+        f"{name}: exact in two conversions": lambda: two_conversions(Lt, abt),
         f"{name}: render_lab table": lambda: render_lab(Lt, abt, method="table"),
         f"{name}: PlaneRenderer re-render s1.5 h10": lambda: renderer.render(ab, strong),
         f"{name}: PlaneRenderer re-render gray 40%": lambda: renderer.render(ab, gray),

@@ -15,6 +15,7 @@ from skimage import data as skdata
 
 import napari_chromagan.weights.lookup as weights_module
 from napari_chromagan.color.gamut import GAMUT_TOL, fit_chroma_to_gamut, gamut_table
+from napari_chromagan.color.lab import lab_to_rgb_uint8, linear_rgb_to_uint8
 from napari_chromagan.color.render import PlaneRenderer, render_lab, render_srgb
 from napari_chromagan.engine.colorize import Colorizer
 
@@ -177,6 +178,29 @@ def test_both_methods_keep_lightness_and_hue_of_out_of_gamut_colours(method: str
     assert vivid_fit.mean() > 0.3
     grown = ab[vivid_fit] * (scale[vivid_fit] * 1.1)[:, None]
     assert not _linear_inside(L[vivid_fit], grown).any()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("layout", ["nchw", "last"])
+def test_exact_method_is_the_fitted_colour_encoded(dtype, layout) -> None:
+    """render_lab keeps the gamut test's linear RGB instead of converting every pixel again:
+    bit for bit the encoding of the fitted colour (lab_to_rgb_uint8 of fit_chroma_to_gamut)."""
+    L, ab = _wide_lab(seed=3, size=96)
+    L, ab = torch.from_numpy(L).to(dtype), torch.from_numpy(ab).to(dtype) * 0.4
+    L = torch.cat([L, torch.tensor([[-3.0] * 48 + [104.0] * 48], dtype=dtype)])  # beyond 0-100
+    ab = torch.cat([ab, torch.full((1, 96, 2), 30.0, dtype=dtype)])
+    dim = -1
+    if layout == "nchw":
+        L, ab, dim = L[None], ab.permute(2, 0, 1)[None], 1
+    fitted = fit_chroma_to_gamut(L, ab, dim=dim)
+    assert 0.1 < (fitted != ab).any(dim=dim).float().mean() < 0.9  # both kinds of pixel
+    d = dim % ab.ndim
+    expected = lab_to_rgb_uint8(torch.cat([L.unsqueeze(d), fitted], dim=d), dim=d)
+    got = render_lab(L, ab, dim=dim)
+    assert got.dtype == torch.uint8 and got.shape == expected.shape
+    assert torch.equal(got, expected)
+    with pytest.raises(TypeError, match="floating-point"):
+        linear_rgb_to_uint8(torch.zeros(3, dtype=torch.int32))
 
 
 @pytest.mark.parametrize("method", ["exact", "table"])

@@ -39,6 +39,7 @@ from napari_chromagan.color.lab import lab_to_linear_rgb
 __all__ = [
     "FIT_SLACK",
     "GAMUT_TOL",
+    "fit_chroma_and_linear",
     "fit_chroma_to_gamut",
     "gamut_table",
     "prepare_gamut_table",
@@ -80,6 +81,33 @@ def fit_chroma_to_gamut(L: Tensor, ab: Tensor, dim: int = -3, iterations: int = 
     Tensor
         Fitted a*, b*, same shape and dtype as ``ab``.
     """
+    return _fit(L, ab, dim, iterations, keep_linear=False)[0]
+
+
+def fit_chroma_and_linear(
+    L: Tensor, ab: Tensor, dim: int = -3, iterations: int = 10
+) -> tuple[Tensor, Tensor]:
+    """:func:`fit_chroma_to_gamut` and the linear RGB of the fitted colours, from one conversion.
+
+    The in-gamut test converts every pixel to linear RGB; the renderer needs the same values to
+    encode sRGB. This keeps them (recomputing only the fitted pixels') instead of converting
+    every pixel twice.
+
+    Returns
+    -------
+    (Tensor, Tensor)
+        The fitted a*, b* (as :func:`fit_chroma_to_gamut`: ``ab``'s shape and dtype), and linear
+        RGB in [0, 1] up to :data:`GAMUT_TOL` (or beyond, where L* is outside [0, 100]), in the
+        compute dtype (at least float32), with 3 channels along ``dim``.
+    """
+    fitted, linear = _fit(L, ab, dim, iterations, keep_linear=True)
+    assert linear is not None
+    return fitted, linear
+
+
+def _fit(
+    L: Tensor, ab: Tensor, dim: int, iterations: int, keep_linear: bool
+) -> tuple[Tensor, Tensor | None]:
     if not ab.is_floating_point():
         raise TypeError(f"ab must be a floating-point tensor, got {ab.dtype}")
     dim = dim % ab.ndim if ab.ndim else dim
@@ -93,25 +121,35 @@ def fit_chroma_to_gamut(L: Tensor, ab: Tensor, dim: int = -3, iterations: int = 
     # out-of-gamut pixels alone (usually a small fraction of a real image).
     chroma = x.to(dtype).movedim(dim, -1).reshape(-1, 2)
     light = L.to(dtype).reshape(-1, 1)
+    moved_shape = x.movedim(dim, -1).shape
 
-    def inside(lightness: Tensor, c: Tensor) -> Tensor:
-        rgb = lab_to_linear_rgb(torch.cat([lightness, c], dim=1), 1)
+    def linear_of(lightness: Tensor, c: Tensor) -> Tensor:
+        return lab_to_linear_rgb(torch.cat([lightness, c], dim=1), 1)
+
+    def inside(rgb: Tensor) -> Tensor:
         return ((rgb >= -GAMUT_TOL) & (rgb <= 1.0 + GAMUT_TOL)).all(dim=1)
 
-    out_idx = torch.nonzero(~inside(light, chroma)).squeeze(1)
+    def as_image(rows: Tensor) -> Tensor:
+        return rows.reshape(*moved_shape[:-1], rows.shape[1]).movedim(-1, dim)
+
+    linear = linear_of(light, chroma)
+    out_idx = torch.nonzero(~inside(linear)).squeeze(1)
     if out_idx.numel() == 0:
-        return ab
+        return ab, as_image(linear) if keep_linear else None
     l_out, c_out = light[out_idx], chroma[out_idx]
     lo = torch.zeros_like(l_out)
     hi = torch.ones_like(l_out)
     for _ in range(iterations):
         mid = (lo + hi) / 2
-        ok = inside(l_out, c_out * mid)[:, None]
+        ok = inside(linear_of(l_out, c_out * mid))[:, None]
         lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
     fitted = chroma.clone()
     fitted[out_idx] = c_out * lo
-    moved_shape = x.movedim(dim, -1).shape
-    return fitted.reshape(moved_shape).movedim(-1, dim).to(ab.dtype).reshape(ab.shape)
+    fitted_ab = as_image(fitted).to(ab.dtype).reshape(ab.shape)
+    if not keep_linear:
+        return fitted_ab, None
+    linear[out_idx] = linear_of(l_out, fitted[out_idx])
+    return fitted_ab, as_image(linear)
 
 
 # ----------------------------------------------------------------------------------- table

@@ -55,12 +55,13 @@ from napari_chromagan.color.fastlab import (
 from napari_chromagan.color.gamut import (
     FIT_SLACK,
     GAMUT_TOL,
+    fit_chroma_and_linear,
     fit_chroma_to_gamut,
     gamut_table,
     prepare_gamut_table,
     table_chroma_scale,
 )
-from napari_chromagan.color.lab import lab_to_rgb_uint8
+from napari_chromagan.color.lab import linear_rgb_to_uint8
 
 __all__ = [
     "ChromaAdjustment",
@@ -131,9 +132,9 @@ def render_lab(L: Tensor, ab: Tensor, dim: int = -3, method: Method = "exact") -
         ``torch.uint8`` on the inputs' device, the shape of ``ab`` with 3 channels along ``dim``.
     """
     if method == "exact":
-        fitted = fit_chroma_to_gamut(L, ab, dim=dim)
-        dim = dim % ab.ndim
-        return lab_to_rgb_uint8(torch.cat([L.unsqueeze(dim), fitted], dim=dim), dim=dim)
+        # the gamut test's linear RGB, kept: each pixel is converted once, not twice
+        _, linear = fit_chroma_and_linear(L, ab, dim=dim)
+        return linear_rgb_to_uint8(linear)
     if method != "table":
         raise ValueError(f"method must be 'exact' or 'table', got {method!r}")
     if not (ab.is_floating_point() and L.is_floating_point()):
