@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 
@@ -24,7 +23,6 @@ cw = pytest.importorskip("napari_chromagan.napari._widgets.colorize")
 from conftest import capture_notes, make_generator  # noqa: E402
 
 from napari_chromagan.napari._widgets import _weights_choice as wc  # noqa: E402
-from napari_chromagan.napari._widgets import _workers  # noqa: E402
 
 TIMEOUT_MS = 30_000
 
@@ -394,113 +392,6 @@ def test_the_main_thread_stays_responsive(qtbot, viewer, cached_weights, monkeyp
     )
 
 
-# ------------------------------------------------------------------ problems become notifications
-
-
-def test_no_weights_tells_how_to_get_them(qtbot, viewer, notes):
-    viewer.add_image(ramp((16, 16)), name="img")
-    widget = make_widget(viewer)  # opens although there are no weights
-    assert widget._weights.native.itemText(0) == "default: none found"
-    run_and_wait(qtbot, widget)
-    (note,) = notes
-    assert (
-        note[0] == "error"
-        and "no ChromaGAN weights found" in note[1]
-        and "import-weights" in note[1]
-    )
-    assert outputs(viewer) == []
-
-
-def test_unsupported_image_is_reported(qtbot, viewer, cached_weights, notes):
-    viewer.add_image(np.zeros((16, 16), bool), name="mask")
-    widget = make_widget(viewer)
-    run_and_wait(qtbot, widget)
-    (note,) = notes
-    assert note[0] == "error" and "cannot colourise a bool array" in note[1]
-    assert outputs(viewer) == []
-
-
-def test_out_of_memory_retries_then_falls_back_with_warnings(
-    qtbot, viewer, cached_weights, notes, monkeypatch
-):
-    import napari_chromagan.napari.colorizer_cache as colorizer_cache
-
-    real_predict = Colorizer.predict
-    real_load = colorizer_cache.load_colorizer
-    sizes = []
-
-    def predict(self, L, with_class=True):  # the network has room for 2 planes at a time
-        sizes.append(L.shape[0])
-        if L.shape[0] > 2:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 GiB")
-        return real_predict(self, L, with_class=with_class)
-
-    monkeypatch.setattr(Colorizer, "predict", predict)
-    viewer.add_image(ramp((4, 16, 16)), name="img")
-    widget = make_widget(viewer)
-    widget._batch.value = 8
-    run_and_wait(qtbot, widget)
-    assert [kind for kind, _ in notes] == ["warning"]
-    assert "finished with batch size 2" in notes[0][1]
-    assert sizes == [4, 4, 2, 2] and len(outputs(viewer)) == 1
-
-    # now the "GPU" never has room: the run moves to the CPU
-    def out_of_memory(image, **kwargs):
-        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 GiB")
-        yield  # a generator, like the engine's
-
-    def load(weights, device="auto"):
-        colorizer = real_load(weights, "cpu")
-        if device != "cpu":
-            colorizer = Colorizer(make_generator(), "cpu", weights=colorizer.weights)
-            colorizer.device = torch.device("cuda", 0)  # a stand-in that fails before any work
-            colorizer.iter_colorize = out_of_memory
-        return colorizer
-
-    monkeypatch.setattr(colorizer_cache, "load_colorizer", load)
-    notes.clear()
-    widget._batch.value = 2
-    run_and_wait(qtbot, widget)
-    assert [kind for kind, _ in notes] == ["warning"]
-    assert "running on the CPU instead" in notes[0][1]
-    assert get_layer_result(outputs(viewer)[0]).device == "cpu"
-
-
-def test_unexpected_errors_are_short_and_logged(
-    qtbot, viewer, cached_weights, notes, monkeypatch, caplog
-):
-    def broken(self, L, with_class=True):
-        raise ZeroDivisionError("a bug")
-
-    monkeypatch.setattr(Colorizer, "predict", broken)
-    viewer.add_image(ramp((16, 16)), name="img")
-    widget = make_widget(viewer)
-    with caplog.at_level(logging.ERROR, logger=_workers.__name__):
-        run_and_wait(qtbot, widget)
-    (note,) = notes
-    assert note[0] == "error" and note[1].startswith("Colorize failed (ZeroDivisionError: a bug)")
-    assert any(
-        record.exc_info and record.exc_info[0] is ZeroDivisionError for record in caplog.records
-    )
-    assert outputs(viewer) == []
-
-
-def test_nothing_to_colourise(viewer, cached_weights, notes):
-    viewer.add_points(np.zeros((2, 2)))
-    widget = make_widget(viewer)
-    assert widget.run() is None
-    assert notes == [("info", "Colorize: open or add an image layer first.")]
-
-
-def test_manual_range_must_be_increasing(viewer, cached_weights, notes):
-    viewer.add_image(ramp((16, 16)), name="img")
-    widget = make_widget(viewer)
-    widget._normalization.value = "manual"
-    widget._v_min.value, widget._v_max.value = 5.0, 5.0
-    assert widget.run() is None
-    assert notes == [("error", "Colorize: the manual minimum must be below the maximum.")]
-
-
 # ------------------------------------------------------------------ plugin wiring
 
 
@@ -519,21 +410,6 @@ def test_the_plugin_dock_widget_opens_and_runs(qtbot, viewer, cached_weights, no
         "img colorized",
         "renamed colorized",
     ]
-
-
-def test_an_unreadable_weights_file_is_reported(
-    qtbot, viewer, cached_weights, notes, tmp_path, monkeypatch
-):
-    bad = tmp_path / "broken.pt"
-    bad.write_bytes(b"not a checkpoint")
-    monkeypatch.setattr(cw.ColorizeWidget, "_ask_weights_file", lambda self: str(bad))
-    viewer.add_image(ramp((16, 16)), name="img")
-    widget = make_widget(viewer)
-    widget._weights.value = wc.CHOOSE_WEIGHTS
-    run_and_wait(qtbot, widget)
-    (note,) = notes
-    assert note[0] == "error" and "broken.pt is not a readable PyTorch file" in note[1]
-    assert outputs(viewer) == []
 
 
 def test_no_thread_is_left_behind():
