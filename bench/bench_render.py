@@ -11,11 +11,16 @@ Cases, all on the same plane (the test pattern of ``tests/test_blend.py``'s perf
 
 * **baseline**: ``render_lab(method="exact")``, the engine's rendering (bisection gamut fit, then
   uint8), on (1, 2, H, W) tensors;
-* the exact method in two conversions, as it was until 2026-12-03 (same pixels, bit for bit);
+* the exact method in two conversions, as it was until 2026-12-03 (the same bytes): the fit,
+  then every pixel converted again;
 * ``render_lab(method="table")`` on the same tensors;
 * ``PlaneRenderer.render`` after a slider move (the renderer built once, what the Chroma blend
   preview does per move), with strength 1.5 and hue 10 degrees, and with a 40 % gray blend;
-* ``render_srgb``, the whole-array numpy entry (hints re-render strips with it).
+* ``render_srgb``, the whole-array numpy entry (hints re-render strips with it);
+* ``fit_chroma_to_gamut`` alone, now and at git commit ``--baseline-ref`` (default
+  :data:`BASELINE_REF`, the last commit whose bisection ran the general Lab conversion each step;
+  its ``gamut.py`` is loaded from git against today's ``color.lab`` and ``color.fastlab``). Skipped,
+  with a note, outside a git checkout.
 
 Timed round-robin (one sample of each per round) so that load from other processes falls on all
 alike; the median is reported, with each case's ratio to the baseline of the same plane.
@@ -25,8 +30,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -60,6 +67,26 @@ from napari_chromagan.edit.blend import BlendParams  # noqa: E402
 PHOTO = HERE.parent.parent / "shared" / "data" / "dev" / "kodak24" / "kodim01.png"
 
 
+BASELINE_REF = "8c9397a"
+
+
+def gamut_at(ref: str) -> ModuleType | None:
+    """``napari_chromagan.color.gamut`` as it was at commit ``ref`` (None without git or ``ref``)."""
+    proc = subprocess.run(
+        ["git", "-C", str(HERE.parent), "show", f"{ref}:src/napari_chromagan/color/gamut.py"],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        print(f"note: no gamut.py at {ref} ({proc.stderr.strip()}): its cases are skipped")
+        return None
+    module = ModuleType(f"gamut_at_{ref}")
+    exec(
+        compile(proc.stdout, f"gamut.py@{ref}", "exec"), module.__dict__
+    )  # this repository's own code
+    return module
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--side", type=int, default=1024, help="plane side in pixels (default 1024)")
@@ -67,6 +94,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--quick", action="store_true", help="256 x 256, 2 rounds (a smoke run)")
     p.add_argument("--out", type=Path, default=None, help="JSON result path")
+    p.add_argument(
+        "--baseline-ref",
+        default=BASELINE_REF,
+        help=f"git commit whose fit_chroma_to_gamut is timed beside today's (default {BASELINE_REF})",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.side, args.repeats = 256, 2
@@ -96,17 +128,25 @@ def photo_plane(side: int) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def two_conversions(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
-    """The exact method as it was until 2026-12-03, the same pixels: the gamut fit, then Lab of
-    the fitted colours converted again (the exact method now keeps the fit's linear RGB)."""
+    """The exact method's definition, written out: the gamut fit, then the fitted colours
+    converted again (``render_lab`` keeps the fit's linear RGB instead; the same bytes)."""
     fitted = fit_chroma_to_gamut(L, ab, dim=1)
     return lab_to_rgb_uint8(torch.cat([L[:, None], fitted], dim=1), dim=1)
 
 
-def cases_for(name: str, L: np.ndarray, ab: np.ndarray) -> dict[str, Any]:
+def cases_for(
+    name: str, L: np.ndarray, ab: np.ndarray, old: tuple[str, ModuleType] | None
+) -> dict[str, Any]:
     Lt = torch.from_numpy(L)[None]
     abt = torch.from_numpy(ab).permute(2, 0, 1)[None].contiguous()
     renderer = PlaneRenderer(L)
     strong, gray = BlendParams(strength=1.5, hue_degrees=10), BlendParams(gray=0.4)
+    fits = {f"{name}: fit_chroma_to_gamut": lambda: fit_chroma_to_gamut(Lt, abt, dim=1)}
+    if old is not None:
+        ref, module = old
+        fits[f"{name}: fit_chroma_to_gamut at {ref}"] = lambda: module.fit_chroma_to_gamut(
+            Lt, abt, dim=1
+        )
     return {
         f"{name}: baseline render_lab exact": lambda: render_lab(Lt, abt),
         f"{name}: exact in two conversions": lambda: two_conversions(Lt, abt),
@@ -114,6 +154,7 @@ def cases_for(name: str, L: np.ndarray, ab: np.ndarray) -> dict[str, Any]:
         f"{name}: PlaneRenderer re-render s1.5 h10": lambda: renderer.render(ab, strong),
         f"{name}: PlaneRenderer re-render gray 40%": lambda: renderer.render(ab, gray),
         f"{name}: render_srgb": lambda: render_srgb(L, ab),
+        **fits,
     }
 
 
@@ -125,9 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     photo = photo_plane(args.side)
     if photo is not None:
         planes["kodim01"] = photo
+    module = gamut_at(args.baseline_ref)
+    old = None if module is None else (args.baseline_ref, module)
     fns: dict[str, Any] = {}
     for name, (L, ab) in planes.items():
-        fns.update(cases_for(name, L, ab))
+        fns.update(cases_for(name, L, ab, old))
     samples, foreign = timeit_interleaved(fns, repeats=args.repeats, warmup=1)
     rows = []
     for label, times in samples.items():
@@ -145,6 +188,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(f"{args.side} x {args.side}, {torch.get_num_threads()} thread(s)")
     print_table(rows, ["case", "median_ms", "x_faster", "foreign_share"])
+    fit_ratios = {}
+    if old is not None:
+        for plane in planes:
+            then = np.median(samples[f"{plane}: fit_chroma_to_gamut at {args.baseline_ref}"])
+            fit_ratios[plane] = float(then / np.median(samples[f"{plane}: fit_chroma_to_gamut"]))
+            print(
+                f"{plane}: fit_chroma_to_gamut {fit_ratios[plane]:.2f}x as fast as at {args.baseline_ref}"
+            )
     out = args.out or HERE / "results" / (
         f"render-cpu-{host_tag()}-{dt.date.today():%Y%m%d}{'-quick' if args.quick else ''}.json"
     )
@@ -156,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
             "side": args.side,
             "threads": torch.get_num_threads(),
             "repeats": args.repeats,
+            "baseline_ref": None if old is None else args.baseline_ref,
+            "fit_x_faster_than_baseline_ref": fit_ratios,
             "cases": rows,
             "samples_s": samples,
         },

