@@ -11,8 +11,8 @@ Cases, all on the same plane (the test pattern of ``tests/test_blend.py``'s perf
 
 * **baseline**: ``render_lab(method="exact")``, the engine's rendering (bisection gamut fit, then
   uint8), on (1, 2, H, W) tensors;
-* the exact method in two conversions, as it was until 2026-12-03 (the same bytes): the fit,
-  then every pixel converted again;
+* the exact method in two conversions, as it was until 2026-12-03: the fit, then every pixel
+  converted again (the same bytes in float64, in float32 to one level on a few values);
 * ``render_lab(method="table")`` on the same tensors;
 * ``PlaneRenderer.render`` after a slider move (the renderer built once, what the Chroma blend
   preview does per move), with strength 1.5 and hue 10 degrees, and with a 40 % gray blend;
@@ -129,7 +129,8 @@ def photo_plane(side: int) -> tuple[np.ndarray, np.ndarray] | None:
 
 def two_conversions(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
     """The exact method's definition, written out: the gamut fit, then the fitted colours
-    converted again (``render_lab`` keeps the fit's linear RGB instead; the same bytes)."""
+    converted again by the general conversion (``render_lab`` keeps the fit's linear RGB
+    instead: the same bytes in float64, one level apart on ~15 in a million values in float32)."""
     fitted = fit_chroma_to_gamut(L, ab, dim=1)
     return lab_to_rgb_uint8(torch.cat([L[:, None], fitted], dim=1), dim=1)
 

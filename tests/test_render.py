@@ -183,8 +183,10 @@ def test_both_methods_keep_lightness_and_hue_of_out_of_gamut_colours(method: str
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("layout", ["nchw", "last"])
 def test_exact_method_is_the_fitted_colour_encoded(dtype, layout) -> None:
-    """render_lab keeps the gamut test's linear RGB instead of converting every pixel again:
-    bit for bit the encoding of the fitted colour (lab_to_rgb_uint8 of fit_chroma_to_gamut)."""
+    """render_lab keeps the gamut test's linear RGB (fastlab's planar kernels) instead of
+    converting every pixel again: the encoding of the fitted colour by lab.py's general
+    conversion (lab_to_rgb_uint8 of fit_chroma_to_gamut), to float rounding: identical in
+    float64; in float32 at most one level on a few values (measured 37-50 of 3.1 M)."""
     L, ab = _wide_lab(seed=3, size=96)
     L, ab = torch.from_numpy(L).to(dtype), torch.from_numpy(ab).to(dtype) * 0.4
     L = torch.cat([L, torch.tensor([[-3.0] * 48 + [104.0] * 48], dtype=dtype)])  # beyond 0-100
@@ -198,7 +200,11 @@ def test_exact_method_is_the_fitted_colour_encoded(dtype, layout) -> None:
     expected = lab_to_rgb_uint8(torch.cat([L.unsqueeze(d), fitted], dim=d), dim=d)
     got = render_lab(L, ab, dim=dim)
     assert got.dtype == torch.uint8 and got.shape == expected.shape
-    assert torch.equal(got, expected)
+    diff = (got.int() - expected.int()).abs()
+    if dtype == torch.float64:
+        assert torch.equal(got, expected)
+    else:
+        assert diff.max() <= 1 and (diff > 0).float().mean() < 1e-3
     with pytest.raises(TypeError, match="floating-point"):
         linear_rgb_to_uint8(torch.zeros(3, dtype=torch.int32))
 

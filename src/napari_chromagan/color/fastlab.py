@@ -1,7 +1,9 @@
-"""Fused float32 kernels for Lab -> linear RGB -> 8-bit sRGB in planar layout (no Qt, no napari).
+"""Fused kernels for Lab -> linear RGB -> 8-bit sRGB in planar layout, in the inputs' float
+dtype (no Qt, no napari).
 
-The building blocks of the renderer's table method (:class:`napari_chromagan.color.render.PlaneRenderer`)
-and of the gamut table (:mod:`napari_chromagan.color.gamut`). Pixels are planar: one tensor of N values
+The building blocks of the renderer (both methods: :func:`napari_chromagan.color.render.render_lab`,
+:class:`napari_chromagan.color.render.PlaneRenderer`), of the exact gamut fit and of the gamut table
+(:mod:`napari_chromagan.color.gamut`). Pixels are planar: one tensor of N values
 per quantity, linear RGB as (3, N). Where :mod:`napari_chromagan.color.lab` writes each conversion
 once for any layout, device and dtype (and autograd), these do one pass with fewer temporaries
 and keep what depends on L* alone (:func:`lightness_terms`), so that a plane re-rendered with

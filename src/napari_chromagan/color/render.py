@@ -61,7 +61,6 @@ from napari_chromagan.color.gamut import (
     prepare_gamut_table,
     table_chroma_scale,
 )
-from napari_chromagan.color.lab import linear_rgb_to_uint8
 
 __all__ = [
     "ChromaAdjustment",
@@ -134,7 +133,8 @@ def render_lab(L: Tensor, ab: Tensor, dim: int = -3, method: Method = "exact") -
     if method == "exact":
         # the gamut test's linear RGB, kept: each pixel is converted once, not twice
         _, linear = fit_chroma_and_linear(L, ab, dim=dim)
-        return linear_rgb_to_uint8(linear)
+        v = encode_srgb8(linear.clamp_(0.0, 1.0)).to(torch.uint8)
+        return v.reshape(3, *L.shape).movedim(0, dim % ab.ndim).contiguous()
     if method != "table":
         raise ValueError(f"method must be 'exact' or 'table', got {method!r}")
     if not (ab.is_floating_point() and L.is_floating_point()):
