@@ -125,7 +125,8 @@ def _fit(
     a, b = (c.reshape(-1) for c in moved.unbind(-1))
     fy = (L.to(dtype).reshape(-1) + 16.0) / 116.0
     y_terms = lightness_terms(f_inv(fy))
-    linear = _chroma_linear(fy, y_terms, a, b, torch.ones((), dtype=dtype, device=fy.device))
+    one = torch.ones((), dtype=dtype, device=fy.device)
+    linear = _chroma_linear(fy, y_terms, a, b, one)
     out = torch.nonzero(~in_gamut(linear, GAMUT_TOL)).squeeze(1)
     if out.numel() == 0:
         return ab, linear if keep_linear else None
@@ -144,7 +145,6 @@ def _fit(
     fitted_ab = fitted.reshape(moved.shape).movedim(-1, dim).to(ab.dtype).reshape(ab.shape)
     if not keep_linear:
         return fitted_ab, None
-    one = torch.ones((), dtype=dtype, device=fy.device)
     linear.index_copy_(1, out, _chroma_linear(fy_out, y_out, a_fit, b_fit, one))
     return fitted_ab, linear
 

@@ -27,7 +27,6 @@ __all__ = [
     "lab_to_rgb",
     "lab_to_rgb_uint8",
     "lightness_to_gray",
-    "linear_rgb_to_uint8",
     "rgb_to_lab",
     "rgb_to_luminance_L",
     "srgb_constants",
@@ -205,15 +204,5 @@ def lab_to_rgb_uint8(lab: Tensor, dim: int = -3) -> Tensor:
     Tensor
         ``torch.uint8`` tensor with the shape of ``lab``, values in [0, 255].
     """
-    x, dim = _prepare(lab.to(torch.promote_types(lab.dtype, torch.float32)), dim, 3, "lab")
-    return linear_rgb_to_uint8(_lab_to_linear(x, dim))
-
-
-def linear_rgb_to_uint8(linear: Tensor) -> Tensor:
-    """Encode linear sRGB (floating point, unclipped) as 8-bit sRGB, as :func:`lab_to_rgb_uint8`
-    does: gamma-encoded, clipped to [0, 1], times 255, rounded half-up. Any layout.
-    """
-    if not linear.is_floating_point():
-        raise TypeError(f"linear RGB must be a floating-point tensor, got {linear.dtype}")
-    rgb = _linear_to_srgb(linear).clamp(0.0, 1.0)
+    rgb = lab_to_rgb(lab.to(torch.promote_types(lab.dtype, torch.float32)), dim, clip=True)
     return (rgb * 255.0 + 0.5).floor().to(torch.uint8)

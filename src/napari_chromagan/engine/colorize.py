@@ -86,7 +86,8 @@ def compile_options(
       the convolutions, instead of per call. Without it compiling was measured no faster than
       eager on this project's 2-core CPU; passed as ``torch.compile(options=...)`` it gave only
       part of the gain (9.8 ms against 7.8 ms patched, eager 11.2 ms, one 224 plane of the
-      default weights under bf16, 2026-12-03); end to end see ``bench/results/compile-cpu-*.json``.
+      default weights under bf16, 2026-12-03); end to end see
+      ``bench/results/default-weights-cpu-20261203-vm*-compile.json``.
     * Otherwise nothing: inductor's defaults.
     """
     if cuda_graphs:

@@ -53,7 +53,7 @@ def compiled_batch(n: int, batch_size: int) -> int:
     them, at most ``batch_size`` (which holds any batch).
 
     A compiled graph is specialised to one batch size, and each new size costs a compilation
-    (seconds on a GPU, 5-25 s on a CPU). Padding every batch to ``batch_size`` compiles once but
+    (seconds on a GPU, 5-20 s on a CPU). Padding every batch to ``batch_size`` compiles once but
     runs a single plane as ``batch_size`` planes (8x the work with the default of 8); powers of two
     bound the graphs to 1 + log2(batch_size) and the padding to less than half the batch.
     """
@@ -164,8 +164,9 @@ def run_batch(
     """Colourise the planes ``chunks`` name (one slice of planes per target) in one network call.
 
     ``pad_to``: the largest batch of the run; a compiled network pads a smaller batch to
-    :func:`compiled_batch`'s size (eager networks run it as it is). ``phase(name)``, when given, is called as each step ends: "normalise"
-    (L*), "resize" (the network's input), "network", "full_resolution".
+    :func:`compiled_batch`'s size (eager networks run it as it is). ``phase(name)``, when
+    given, is called as each step ends: "normalise" (L*), "resize" (the network's input),
+    "network", "full_resolution".
     """
     mark = phase if phase is not None else _no_phase
     lab = [target.lightness(engine, planes) for target, planes in chunks]
