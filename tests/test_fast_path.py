@@ -16,8 +16,7 @@ from skimage import data
 import napari_chromagan.weights.lookup as weights_module
 from napari_chromagan import Colorizer
 from napari_chromagan.engine.colorize import Colorizer as EngineColorizer
-from napari_chromagan.engine.colorize import compile_options
-from napari_chromagan.engine.planes import compiled_batch
+from napari_chromagan.engine.compiled import compile_options, compiled_batch
 from napari_chromagan.weights.checkpoint import save_checkpoint
 
 SHIPPED = weights_module.PACKAGED_WEIGHTS  # the real path (conftest redirects it only inside tests)

@@ -41,6 +41,7 @@ from napari_chromagan.device import (
     auto_uses_bf16,
     select_device,  # re-exported: callers of colorize.select_device keep working
 )
+from napari_chromagan.engine.compiled import compile_options
 from napari_chromagan.engine.inputs import MAX_CHANNELS, check_batch_size, check_image, image_layout
 from napari_chromagan.engine.normalize import Mode, resolve_normalization
 from napari_chromagan.engine.planes import Target, blank_planes_message, run_batch
@@ -61,7 +62,6 @@ __all__ = [
     "Precision",
     "bilinear_rows",
     "check_batch_size",
-    "compile_options",
     "image_layout",
     "select_device",
 ]
@@ -69,32 +69,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Precision = Literal["auto", "fp32", "bf16"]
-
-
-def compile_options(
-    device: torch.device, cuda_graphs: bool
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """How :class:`Colorizer` compiles: ``(kwargs, inductor)``, the keyword arguments for
-    :func:`torch.compile` besides ``dynamic``, and the ``torch._inductor.config`` settings patched
-    around every call of the compiled network (compilation happens lazily, at the first call of
-    each batch shape, so that is where the settings must hold; the process's own config is left
-    as it is).
-
-    * CUDA graphs: ``mode="reduce-overhead"``.
-    * The CPU: inductor's ``freezing``, which treats the (inference-only) weights as constants:
-      convolution weights are packed once into oneDNN's layout and the activations fused into
-      the convolutions, instead of per call. Without it compiling was measured no faster than
-      eager on this project's 2-core CPU; passed as ``torch.compile(options=...)`` it gave only
-      part of the gain (9.8 ms against 7.8 ms patched, eager 11.2 ms, one 224 plane of the
-      default weights under bf16, 2026-12-03); end to end see
-      ``bench/results/default-weights-cpu-20261203-vm*-compile.json``.
-    * Otherwise nothing: inductor's defaults.
-    """
-    if cuda_graphs:
-        return {"mode": "reduce-overhead"}, {}
-    if device.type == "cpu":
-        return {}, {"freezing": True}
-    return {}, {}
 
 
 class Colorizer:
@@ -125,8 +99,8 @@ class Colorizer:
     compile : bool
         Run the generator through ``torch.compile(dynamic=False)``: one graph per batch shape
         (a batch is padded to a power of two, at most ``batch_size``: see
-        :func:`~napari_chromagan.engine.planes.compiled_batch`), with the options of
-        :func:`compile_options` (on the CPU, inductor's freezing: the weights are constants of
+        :func:`~napari_chromagan.engine.compiled.compiled_batch`), with the options of
+        :func:`~napari_chromagan.engine.compiled.compile_options` (on the CPU, inductor's freezing: the weights are constants of
         the compiled graph, taken at its first call). The first call pays for compilation; if
         compilation fails, a warning is logged and the colourizer falls back to eager mode.
     cuda_graphs : bool

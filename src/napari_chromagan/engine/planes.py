@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from napari_chromagan.color.lab import rgb_to_luminance_L
 from napari_chromagan.color.render import render_lab
+from napari_chromagan.engine.compiled import compiled_batch
 from napari_chromagan.engine.normalize import Normalization
 from napari_chromagan.engine.upsample import bilinear_rows
 
@@ -37,7 +38,6 @@ __all__ = [
     "MISSING_L",
     "Target",
     "blank_planes_message",
-    "compiled_batch",
     "full_resolution",
     "lightness",
     "network_input",
@@ -46,20 +46,6 @@ __all__ = [
 ]
 
 MISSING_L = 50.0  # L* given to NaN/inf pixels: they come out mid-gray, with no chroma
-
-
-def compiled_batch(n: int, batch_size: int) -> int:
-    """The batch a compiled network runs ``n`` planes in: the smallest power of two that holds
-    them, at most ``batch_size`` (which holds any batch).
-
-    A compiled graph is specialised to one batch size, and each new size costs a compilation
-    (seconds on a GPU, 5-20 s on a CPU). Padding every batch to ``batch_size`` compiles once but
-    runs a single plane as ``batch_size`` planes (8x the work with the default of 8); powers of two
-    bound the graphs to 1 + log2(batch_size) and the padding to less than half the batch.
-    """
-    if n >= batch_size:
-        return batch_size
-    return min(batch_size, 1 << max(0, n - 1).bit_length())
 
 
 @dataclass
