@@ -274,3 +274,44 @@ def test_inference_network_benchmark_quick_run_reports_what_it_measured(tmp_path
         assert len(case["samples_s"]["as_built"]) == 3
         # the rewrite changes no colour beyond rounding (bf16 steps by ~1 Lab unit near 0.5)
         assert 0 <= case["max_ab_diff_lab"] < 1.0
+
+
+def test_default_weights_benchmark_reports_what_it_measured(tmp_path):
+    """Two tiny weights files, two rounds, no compilation: the medians and rates follow from the
+    recorded samples, every case timed its first call apart."""
+    import torch
+    from conftest import make_generator
+
+    from napari_chromagan.weights.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    a = save_checkpoint(tmp_path / "a.pt", make_generator(), {})
+    b = save_checkpoint(tmp_path / "b.pt", make_generator(), {})
+    out = tmp_path / "results"
+    out.mkdir()
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "bench_default_weights.py"),
+            *("--weights", str(a), "--baseline", str(b)),
+            *("--repeats", "2", "--threads", "1", "--out", str(out)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=HANG_S,
+        check=True,
+    )
+    (path,) = out.glob("default-weights-cpu-*.json")
+    result = json.loads(path.read_text())
+    assert result["compiled"] == {"requested": False, "ran": False}
+    cases = result["results"]
+    for name in ("default", "baseline"):
+        for shape, planes in (("224 plane", 1), ("16x224 stack", 16)):
+            case = cases[f"{name} {shape}"]
+            assert len(case["samples_s"]) == 2 and case["first_call_s"] > 0
+            assert case["median_s"] == pytest.approx(
+                statistics.median(case["samples_s"]), rel=1e-12
+            )
+            assert case["images_per_s"] == pytest.approx(planes / case["median_s"], rel=1e-12)
+    assert {"ratio 224 plane", "ratio 16x224 stack"} <= cases.keys()
