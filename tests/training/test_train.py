@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tiny_runs import TINY, colour_images, read_metrics
+from tiny_runs import TINY, colour_images, noclass_train_args, read_metrics
 
 from napari_chromagan.engine.colorize import Colorizer
 from napari_chromagan.weights.checkpoint import load_checkpoint
@@ -374,20 +374,7 @@ def test_teacher_input_modes(images):
 
 def test_the_critic_can_be_narrower_than_the_generator(images, tmp_path):
     out = tmp_path / "run"
-    args = [
-        "train",
-        "--data",
-        str(images),
-        "--out",
-        str(out),
-        "--preset",
-        "chromagan-noclass",
-        "--batch-size",
-        "2",
-        "--max-steps",
-        "1",
-        *TINY,
-    ]
+    args = noclass_train_args(images, out, 1)
     args[args.index("--width") + 1] = "0.25"
     assert main([*args, "--critic-width", "0.125"]) == 0
     critic = load_checkpoint(checkpoint_files(out)[-1]).training["critic"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import tiny_runs
 from conftest import HANG_S
-from tiny_runs import TINY, read_metrics
+from tiny_runs import noclass_train_args, read_metrics
 
 from napari_chromagan.weights.checkpoint import load_checkpoint
 from training.train import checkpoint_files
@@ -36,23 +36,7 @@ def test_sigint_writes_a_checkpoint_and_exits_cleanly(images, tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": _checkout_path()}
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "training",
-            "train",
-            "--data",
-            str(images),
-            "--out",
-            str(out),
-            "--preset",
-            "chromagan-noclass",
-            "--batch-size",
-            "2",
-            "--max-steps",
-            "100000",
-            *TINY,
-        ],
+        [sys.executable, "-m", "training", *noclass_train_args(images, out, 100000)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -88,20 +72,7 @@ def test_torchrun_gloo_two_processes(images, tmp_path):
             "2",
             "-m",
             "training",
-            "train",
-            "--data",
-            str(images),
-            "--out",
-            str(out),
-            "--preset",
-            "chromagan-noclass",
-            "--batch-size",
-            "2",
-            "--max-steps",
-            "3",
-            "--checkpoint-every",
-            "2",
-            *TINY,
+            *noclass_train_args(images, out, 3, "--checkpoint-every", "2"),
         ],
         cwd=ROOT,
         env=env,

@@ -32,6 +32,26 @@ TINY = [
 TINY_NOCLASS = [*TINY, "--preset", "chromagan-noclass", "--batch-size", "4"]
 
 
+def noclass_train_args(images: Path, out: Path, max_steps: int, *extra: str) -> list[str]:
+    """``training train`` arguments for a tiny run without the class loss, 2 images a step:
+    ``extra`` flags go before :data:`TINY`."""
+    return [
+        "train",
+        "--data",
+        str(images),
+        "--out",
+        str(out),
+        "--preset",
+        "chromagan-noclass",
+        "--batch-size",
+        "2",
+        "--max-steps",
+        str(max_steps),
+        *extra,
+        *TINY,
+    ]
+
+
 def colour_images(
     folder: Path,
     count: int = 16,
