@@ -27,6 +27,7 @@ __all__ = [
     "f_inv",
     "false_indices",
     "in_gamut",
+    "lab_linear",
     "lightness_terms",
     "linear_rgb",
     "quantize",
@@ -83,6 +84,14 @@ def linear_rgb(fx: Tensor, fz: Tensor, y_terms: list[Tensor], out: Tensor | None
     for i, (mx, _, mz) in enumerate(_M):
         torch.add(y_terms[i], X, alpha=mx, out=out[i]).add_(Z, alpha=mz)
     return out
+
+
+def lab_linear(fy: Tensor, y_terms: list[Tensor], a: Tensor, b: Tensor) -> Tensor:
+    """Linear RGB (3, N) of L* (given as ``fy`` = (L* + 16) / 116 and its
+    :func:`lightness_terms`) with a*, b* (N,)."""
+    return linear_rgb(
+        torch.add(fy, a, alpha=1.0 / 500.0), torch.add(fy, b, alpha=-1.0 / 200.0), y_terms
+    )
 
 
 def in_gamut(lin: Tensor, tol: float) -> Tensor:

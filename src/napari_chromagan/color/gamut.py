@@ -35,7 +35,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from napari_chromagan.color.fastlab import f_inv, in_gamut, lightness_terms, linear_rgb
+from napari_chromagan.color.fastlab import f_inv, in_gamut, lab_linear, lightness_terms
 
 __all__ = [
     "FIT_SLACK",
@@ -125,8 +125,7 @@ def _fit(
     a, b = (c.reshape(-1) for c in moved.unbind(-1))
     fy = (L.to(dtype).reshape(-1) + 16.0) / 116.0
     y_terms = lightness_terms(f_inv(fy))
-    one = torch.ones((), dtype=dtype, device=fy.device)
-    linear = _chroma_linear(fy, y_terms, a, b, one)
+    linear = lab_linear(fy, y_terms, a, b)
     out = torch.nonzero(~in_gamut(linear, GAMUT_TOL)).squeeze(1)
     if out.numel() == 0:
         return ab, linear if keep_linear else None
@@ -140,12 +139,12 @@ def _fit(
         ok = in_gamut(_chroma_linear(fy_out, y_out, a_out, b_out, mid), GAMUT_TOL)
         lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
     a_fit, b_fit = a_out * lo, b_out * lo
-    fitted = moved.reshape(-1, 2).clone()
+    fitted = torch.stack([a, b], dim=1)
     fitted[out] = torch.stack([a_fit, b_fit], dim=1)
     fitted_ab = fitted.reshape(moved.shape).movedim(-1, dim).to(ab.dtype).reshape(ab.shape)
     if not keep_linear:
         return fitted_ab, None
-    linear.index_copy_(1, out, _chroma_linear(fy_out, y_out, a_fit, b_fit, one))
+    linear.index_copy_(1, out, lab_linear(fy_out, y_out, a_fit, b_fit))
     return fitted_ab, linear
 
 
@@ -227,9 +226,7 @@ def _chroma_linear(
     """Linear RGB (3, N) of the colours (L*, a* scale, b* scale), L* given as ``fy`` =
     (L* + 16) / 116 and its :func:`~napari_chromagan.color.fastlab.lightness_terms`. With a unit
     hue vector for (a, b), ``scale`` is the chroma."""
-    fx = torch.add(fy, a * scale, alpha=1.0 / 500.0)
-    fz = torch.add(fy, b * scale, alpha=-1.0 / 200.0)
-    return linear_rgb(fx, fz, y_terms)
+    return lab_linear(fy, y_terms, a * scale, b * scale)
 
 
 def _bisect_boundary(

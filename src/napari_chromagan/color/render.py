@@ -48,6 +48,7 @@ from napari_chromagan.color.fastlab import (
     f_inv,
     false_indices,
     in_gamut,
+    lab_linear,
     lightness_terms,
     linear_rgb,
     quantize,
@@ -133,10 +134,16 @@ def render_lab(L: Tensor, ab: Tensor, dim: int = -3, method: Method = "exact") -
     if method == "exact":
         # the gamut test's linear RGB, kept: each pixel is converted once, not twice
         _, linear = fit_chroma_and_linear(L, ab, dim=dim)
-        v = encode_srgb8(linear.clamp_(0.0, 1.0)).to(torch.uint8)
-        return v.reshape(3, *L.shape).movedim(0, dim % ab.ndim).contiguous()
-    if method != "table":
+        v = encode_srgb8(linear.clamp_(0.0, 1.0))
+    elif method == "table":
+        v = _table_encoded(L, ab, dim)
+    else:
         raise ValueError(f"method must be 'exact' or 'table', got {method!r}")
+    return v.to(torch.uint8).reshape(3, *L.shape).movedim(0, dim % ab.ndim).contiguous()
+
+
+def _table_encoded(L: Tensor, ab: Tensor, dim: int) -> Tensor:
+    """The table method's float32 (3, P) encoded sRGB (see :meth:`PlaneRenderer.encoded`)."""
     if not (ab.is_floating_point() and L.is_floating_point()):
         raise TypeError(f"L and ab must be floating-point tensors, got {L.dtype} and {ab.dtype}")
     dim = dim % ab.ndim if ab.ndim else dim
@@ -146,8 +153,7 @@ def render_lab(L: Tensor, ab: Tensor, dim: int = -3, method: Method = "exact") -
             f"got L {tuple(L.shape)} and ab {tuple(ab.shape)}"
         )
     rows = ab.movedim(dim, -1).reshape(-1, 2).to(torch.float32)
-    v = PlaneRenderer(L, ab.device).encoded(rows)
-    return v.to(torch.uint8).reshape(3, *L.shape).movedim(0, dim).contiguous()
+    return PlaneRenderer(L, ab.device).encoded(rows)
 
 
 class PlaneRenderer:
@@ -238,11 +244,7 @@ class PlaneRenderer:
         scale = table_chroma_scale(L_out, a_out, b_out, gamut_table(self.device))
         a_out.mul_(scale)
         b_out.mul_(scale)
-        fitted = linear_rgb(
-            torch.add(fy_out, a_out, alpha=1.0 / 500.0),
-            torch.add(fy_out, b_out, alpha=-1.0 / 200.0),
-            y_terms,
-        )
+        fitted = lab_linear(fy_out, y_terms, a_out, b_out)
         # Interpolating the table across a jump of the boundary (rare: at the yellow cusp) can
         # land outside: bisect those pixels as the exact method does. A small overshoot (within
         # FIT_SLACK in linear RGB) is left to the clip: it moves L* by < 0.1; so are L* outside
@@ -256,11 +258,7 @@ class PlaneRenderer:
             fitted.index_copy_(
                 1,
                 stray,
-                linear_rgb(
-                    torch.add(fy_s, ab_fit[:, 0], alpha=1.0 / 500.0),
-                    torch.add(fy_s, ab_fit[:, 1], alpha=-1.0 / 200.0),
-                    [term[stray] for term in y_terms],
-                ),
+                lab_linear(fy_s, [term[stray] for term in y_terms], ab_fit[:, 0], ab_fit[:, 1]),
             )
         return fitted
 
