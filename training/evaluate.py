@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from napari_chromagan.argtypes import positive_int
+from napari_chromagan.argtypes import positive_int, size_multiple_of_32
 from napari_chromagan.engine.colorize import Colorizer
 from napari_chromagan.errors import ChromaGANError
 
@@ -127,6 +127,7 @@ def evaluate(
     progress: bool = True,
     size: int | None = None,
     teacher: str | None = None,
+    network_size: int | None = None,
 ) -> dict[str, Any]:
     """Score a colouriser against the truth and the no-colour floor on a set of colour images.
 
@@ -156,6 +157,10 @@ def evaluate(
     teacher : str, optional
         An ImageNet classifier (``efficientnet-lite0`` or a file, as ``train --teacher``): also
         measure how often the class head's top-1 is among the teacher's top 5 on the colour image.
+    network_size : int, optional
+        Run the network at this size instead of the weights' own (``Colorizer(network_size=)``;
+        EfficientNet-family weights only). ``size`` defaults to it too: pass ``size`` to score
+        several network sizes in one protocol. Not with a ready Colorizer, which has its own.
 
     Returns
     -------
@@ -182,7 +187,7 @@ def evaluate(
     out_dir = None if out is None else Path(out)
     if out_dir is not None:
         check_out(out_dir, overwrite)  # fail before the work, not after it
-    colorizer = _colorizer(weights, device)
+    colorizer = _colorizer(weights, device, network_size)
     size, judge = _protocol(colorizer, size, teacher)
     todo = files, root, limit, batch_size
     rows, skipped = _score_files(colorizer, todo, size, judge, progress)
@@ -220,13 +225,20 @@ def _check_counts(batch_size: int, limit: int | None) -> None:
         raise ValueError(f"limit must be >= 1, got {limit}")
 
 
-def _colorizer(weights: str | os.PathLike[str] | Colorizer, device: str) -> Colorizer:
+def _colorizer(
+    weights: str | os.PathLike[str] | Colorizer, device: str, network_size: int | None
+) -> Colorizer:
     if isinstance(weights, Colorizer):
+        if network_size not in (None, weights.config.image_size):
+            raise ValueError(
+                "network_size applies to weights read from a file; build the Colorizer with "
+                f"network_size={network_size} instead"
+            )
         return weights
     # float32: the protocol measures the weights, whatever precision the engine would
     # pick by default on this device (bf16 on CPUs with native bf16); validation during
     # training scores in float32 too, so the two agree
-    return Colorizer.from_checkpoint(weights, device, precision="fp32")
+    return Colorizer.from_checkpoint(weights, device, precision="fp32", network_size=network_size)
 
 
 def _score_files(
@@ -341,6 +353,12 @@ def register(subparsers: Any) -> None:
         help="also score the class head against this ImageNet classifier on the colour image "
              "(efficientnet-lite0, or a file as for train --teacher)",
     )  # fmt: skip
+    parser.add_argument(
+        "--network-size", type=size_multiple_of_32, metavar="S",
+        help="run the network at this size, a multiple of 32 (default: the weights' own; "
+             "EfficientNet-family weights only); also the default --size: give --size 224 to "
+             "compare network sizes in one protocol",
+    )  # fmt: skip
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -359,8 +377,9 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             size=args.size,
             teacher=args.teacher,
+            network_size=args.network_size,
         )
-    except (ChromaGANError, FileNotFoundError, FileExistsError) as exc:
+    except (ChromaGANError, FileNotFoundError, FileExistsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_table(summary))

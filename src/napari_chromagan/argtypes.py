@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["non_negative_int", "positive_int"]
+__all__ = ["non_negative_int", "positive_int", "size_multiple_of_32"]
 
 
 def _whole_number(text: str, minimum: int, rule: str) -> int:
@@ -30,3 +30,14 @@ def positive_int(text: str) -> int:
 def non_negative_int(text: str) -> int:
     """A whole number >= 0."""
     return _whole_number(text, 0, "0 or more")
+
+
+def size_multiple_of_32(text: str) -> int:
+    """A network input size: a whole multiple of 32, at least 32."""
+    value = _whole_number(text, 32, "at least 32")
+    if value % 32:
+        raise argparse.ArgumentTypeError(
+            f"must be a multiple of 32 (the trunk halves the plane five times), got {value}: "
+            f"try {max(32, value // 32 * 32)} or {value // 32 * 32 + 32}"
+        )
+    return value

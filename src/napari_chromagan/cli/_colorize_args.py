@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from napari_chromagan.argtypes import size_multiple_of_32
 from napari_chromagan.cli._common import finite_float, non_negative_int, positive_int
 
 FORMATS = ("png", "jpeg", "jpg", "tiff", "tif", "webp")
@@ -75,6 +76,15 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="the network's arithmetic (default: auto = bf16 autocast on CUDA and on CPUs with "
         "native bf16, float32 elsewhere)",
+    )
+    p.add_argument(
+        "--network-size",
+        type=size_multiple_of_32,
+        metavar="S",
+        help="the square size the network sees, a multiple of 32 (default: the weights' own). "
+        "EfficientNet-family weights (the shipped default) run at any: smaller is faster with "
+        "broader, more saturated colour, larger follows finer detail; the authors' VGG16 model "
+        "runs at 224 only. Outputs are always full resolution",
     )
     p.add_argument(
         "--compile",

@@ -219,17 +219,18 @@ def _load(args: argparse.Namespace, say: _Console, device: str) -> tuple[Any, li
     compile_, cuda_graphs = _fast_path_flags(args, dev.type, say.info)
 
     def colorizer_for(where: str) -> Colorizer:
+        options = {"precision": args.precision, "network_size": args.network_size}
         if where == "cpu" and dev.type != "cpu":  # the out-of-memory fallback: no compiling there
-            return Colorizer.from_checkpoint(args.weights, "cpu", precision=args.precision)
+            return Colorizer.from_checkpoint(args.weights, "cpu", **options)
         return Colorizer.from_checkpoint(
-            args.weights, where, precision=args.precision, compile=compile_, cuda_graphs=cuda_graphs
+            args.weights, where, compile=compile_, cuda_graphs=cuda_graphs, **options
         )
 
     pending: list[str] = []
     policy = MemoryFallback(colorizer_for, device, args.batch_size, pending.append)
     colorizer = policy.colorizer
     say.info(f"device: {colorizer.device_info}")
-    say.info(f"weights: {colorizer.weights}")
+    say.info(f"weights: {colorizer.weights} (network at {colorizer.config.image_size} px)")
     if (note := default_weights_note(colorizer.weights)) is not None:
         say.info(note)
     return policy, pending

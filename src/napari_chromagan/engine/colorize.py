@@ -108,6 +108,13 @@ class Colorizer:
         as a CUDA graph per batch shape and replays it, which removes the kernel-launch cost
         that dominates small batches. Implies ``compile``. On other devices there are no CUDA
         graphs; the generator is compiled without them (and a message is logged).
+    network_size : int, optional
+        The square size the network sees, a multiple of 32 (default: the weights' own,
+        ``generator.config.image_size``). Only the EfficientNet-Lite family runs at other sizes
+        (:meth:`~napari_chromagan.model.generator.Generator.at_size`; the VGG16 family raises
+        ValueError). Smaller is faster and gives broader, more saturated chroma, larger follows
+        finer detail: the trade measured in docs/model.md, "Network size". The output is always
+        at the input's full resolution.
     """
 
     def __init__(
@@ -120,9 +127,12 @@ class Colorizer:
         precision: Precision = "auto",
         compile: bool = False,
         cuda_graphs: bool = False,
+        network_size: int | None = None,
     ) -> None:
         if precision not in get_args(Precision):
             raise ValueError(f"precision must be one of {get_args(Precision)}, got {precision!r}")
+        if network_size is not None:
+            generator = generator.at_size(network_size)
         self.device, self.device_info = select_device(device)
         log.info("napari-chromagan runs on %s", self.device_info)
         memory_format = (
@@ -139,7 +149,7 @@ class Colorizer:
         self.generator = inference_network(generator.eval(), self.autocast_dtype).to(
             self.device, memory_format=memory_format
         )
-        self.config = generator.config
+        self.config = generator.config  # image_size: the size the network runs at
         self.metadata = dict(metadata or {})
         self.weights = None if weights is None else str(weights)
         # Pixels of full-resolution work per strip: large on a GPU, small on the host. On the
@@ -172,10 +182,12 @@ class Colorizer:
         precision: Precision = "auto",
         compile: bool = False,
         cuda_graphs: bool = False,
+        network_size: int | None = None,
     ) -> Colorizer:
         """Load weights (``path``, else ``$NAPARI_CHROMAGAN_WEIGHTS``, else the user cache).
 
-        ``precision``, ``compile`` and ``cuda_graphs`` are passed to :class:`Colorizer`.
+        ``precision``, ``compile``, ``cuda_graphs`` and ``network_size`` are passed to
+        :class:`Colorizer`.
         """
         resolved = resolve_weights(path)
         ckpt = load_checkpoint(resolved)
@@ -187,6 +199,7 @@ class Colorizer:
             precision=precision,
             compile=compile,
             cuda_graphs=cuda_graphs,
+            network_size=network_size,
         )
 
     @property

@@ -5,7 +5,7 @@ A provenance record is a small JSON-able dict::
     {"schema": 1, "software": "napari-chromagan", "version": "0.1.0",
      "statement": "Colours generated automatically by napari-chromagan ...",
      "weights_name": "chromagan-lite0.pt", "weights_sha256": "6f1c...",
-     "precision": "fp32", "device": "cpu",
+     "precision": "fp32", "device": "cpu", "network_size": 224,
      "normalization": {"mode": "dtype", "low": 0.0, "high": 255.0, "percentiles": null},
      "hints": {...},                      # only when colour hints were applied
      "date": "2026-11-27T10:12:03Z"}      # UTC
@@ -151,6 +151,7 @@ def make_record(
     precision: str,
     normalization: Mapping[str, Any],
     device: str | None = None,
+    network_size: int | None = None,
     hints: Mapping[str, Any] | None = None,
     date: str | None = None,
 ) -> dict[str, Any]:
@@ -167,6 +168,8 @@ def make_record(
         How intensities were mapped to L* (:meth:`Normalization.to_dict`).
     device : str, optional
         Where the network ran ("cpu", "cuda:0"...).
+    network_size : int, optional
+        The square size the network saw (the weights' own, or ``Colorizer(network_size=)``).
     hints : mapping, optional
         The colour hints applied, as plain values (numpy arrays allowed: large ones are stored
         as a sha256 with their shape). Omitted from the record when None or empty.
@@ -193,6 +196,7 @@ def make_record(
         "weights_sha256": None if weights is None else weights_sha256(weights),
         "precision": precision,
         "device": device,
+        "network_size": network_size,
         "normalization": jsonable(dict(normalization)),
         "date": date or _utc_now(),
     }
@@ -222,8 +226,8 @@ def record_for(
 ) -> dict[str, Any]:
     """The record of ``result``, made by ``colorizer`` (a :class:`~napari_chromagan.engine.colorize.Colorizer`).
 
-    The precision is what the colourizer ran in (its bf16 autocast, or float32), the weights
-    and device those of ``result``; see :func:`make_record`.
+    The precision and network size are what the colourizer ran at (its bf16 autocast, or
+    float32), the weights and device those of ``result``; see :func:`make_record`.
     """
     normalization = result.normalization
     if hasattr(normalization, "to_dict"):
@@ -233,6 +237,7 @@ def record_for(
         precision=_precision_of(colorizer),
         normalization=normalization,
         device=str(getattr(result, "device", None) or getattr(colorizer, "device", "")) or None,
+        network_size=getattr(getattr(colorizer, "config", None), "image_size", None),
         hints=hints,
         date=date,
     )
@@ -284,7 +289,8 @@ def describe(record: Mapping[str, Any]) -> list[str]:
         f"weights: {record.get('weights_name') or '(not from a file)'}"
         + (f" (sha256 {sha})" if sha else ""),
         f"precision: {record.get('precision')}"
-        + (f" on {record['device']}" if record.get("device") else ""),
+        + (f" on {record['device']}" if record.get("device") else "")
+        + (f", network at {record['network_size']} px" if record.get("network_size") else ""),
         f"normalisation: {how}",
         f"date: {record.get('date')}",
     ]

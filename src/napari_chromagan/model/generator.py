@@ -27,9 +27,10 @@ the authors' Keras file loadable by a plain transpose, and is a free view of a c
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import torch
@@ -287,6 +288,27 @@ class Generator(nn.Module):
             elif isinstance(module, nn.BatchNorm2d):
                 module.reset_parameters()
                 module.reset_running_stats()
+
+    def at_size(self, size: int) -> Generator:
+        """The same network with a ``size`` x ``size`` input: ``self`` at its own size, else a copy.
+
+        Only the EfficientNet-Lite family allows another size (:attr:`ModelConfig.any_size`); the
+        VGG16 family's dense layers fit its own size alone. Smaller sizes run faster and give
+        broader, more saturated chroma; larger ones follow finer detail (docs/model.md,
+        "Network size"). ``size`` must be a multiple of 32.
+        """
+        if size == self.config.image_size:
+            return self
+        if not self.config.any_size:
+            raise ValueError(
+                f"the {self.config.trunk} family's weights fit {self.config.image_size} px only (its "
+                f"dense layers flatten a {self.config.global_grid}x{self.config.global_grid} grid); "
+                f"leave the network size at {self.config.image_size}"
+            )
+        config = replace(self.config, image_size=size)  # validates: a multiple of 32
+        resized = copy.deepcopy(self)
+        resized.config = config
+        return resized
 
     def _encode(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The trunk's two outputs: mid-level features (N, C, S/8, S/8) and the global input (N, F)."""
