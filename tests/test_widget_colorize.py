@@ -181,6 +181,7 @@ def test_settings_are_restored_in_a_new_widget(viewer, cached_weights, tmp_path,
     widget = make_widget(viewer)
     widget._device.value = "cpu"
     widget._batch.value = 3
+    widget._network_size.value = 160
     widget._normalization.value = "manual"
     widget._v_min.value, widget._v_max.value = 0.0125, 2000.0
     widget._p_low.value, widget._p_high.value = 2.0, 98.0
@@ -189,6 +190,7 @@ def test_settings_are_restored_in_a_new_widget(viewer, cached_weights, tmp_path,
 
     again = cw.ColorizeWidget(viewer)
     assert again._device.value == "cpu" and again._batch.value == 3
+    assert again._network_size.value == 160
     assert again._normalization.value == "manual" and (again._v_min.value, again._v_max.value) == (
         0.0125,
         2000.0,

@@ -88,8 +88,8 @@ def test_out_of_memory_retries_then_falls_back_with_warnings(
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 GiB")
         yield  # a generator, like the engine's
 
-    def load(weights, device="auto"):
-        colorizer = real_load(weights, "cpu")
+    def load(weights, device="auto", network_size=None):
+        colorizer = real_load(weights, "cpu", network_size)
         if device != "cpu":
             colorizer = Colorizer(make_generator(), "cpu", weights=colorizer.weights)
             colorizer.device = torch.device("cuda", 0)  # a stand-in that fails before any work
@@ -157,3 +157,38 @@ def test_an_unreadable_weights_file_is_reported(
 
 def test_no_thread_is_left_behind():
     assert not any(t.name == "napari-chromagan-colorize" for t in threading.enumerate())
+
+
+# ------------------------------------------------------------------ network size
+
+
+def test_network_size_runs_the_weights_at_that_size(qtbot, viewer, notes):
+    from napari_chromagan.model.generator import ModelConfig
+    from napari_chromagan.weights.checkpoint import save_checkpoint
+    from napari_chromagan.weights.lookup import user_weights_dir
+
+    lite = make_generator(ModelConfig(width=0.125, image_size=64, trunk="efficientnet-lite0"))
+    save_checkpoint(user_weights_dir() / "lite.pt", lite, {"class_head_trained": False})
+    data = ramp((40, 56), np.uint8, high=220)
+    viewer.add_image(data, name="img")
+    widget = make_widget(viewer)
+    widget._device.value = "cpu"
+    widget._normalization.value = "dtype"
+    widget._network_size.value = 128
+    run_and_wait(qtbot, widget)
+    assert notes == []
+    (out,) = outputs(viewer)
+    expected = Colorizer(lite, "cpu", network_size=128).colorize(data, normalization="dtype")
+    np.testing.assert_array_equal(out.data, expected.rgb)
+    assert get_layer_result(out).provenance["network_size"] == 128
+    assert "at 128 px" in widget._status.value
+
+
+def test_a_network_size_the_weights_cannot_run_at_is_reported(qtbot, viewer, cached_weights, notes):
+    viewer.add_image(ramp((16, 16)), name="img")
+    widget = make_widget(viewer)
+    widget._network_size.value = 128  # the cached weights are the VGG16 family at 64 px
+    run_and_wait(qtbot, widget)
+    (note,) = notes
+    assert note[0] == "error" and "fit 64 px only" in note[1] and "own size" in note[1]
+    assert outputs(viewer) == []

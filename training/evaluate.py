@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 
 from napari_chromagan.argtypes import positive_int, size_multiple_of_32
 from napari_chromagan.engine.colorize import Colorizer
-from napari_chromagan.errors import ChromaGANError
+from napari_chromagan.errors import ChromaGANError, cli_text
 
 from .images import find_images, load_colour_image
 from .metrics import psnr, ssim
@@ -380,7 +380,7 @@ def run(args: argparse.Namespace) -> int:
             network_size=args.network_size,
         )
     except (ChromaGANError, FileNotFoundError, FileExistsError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {cli_text(exc)}", file=sys.stderr)
         return 2
     print(format_table(summary))
     if args.out is not None:

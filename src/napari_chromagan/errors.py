@@ -15,6 +15,7 @@ __all__ = [
     "DeviceError",
     "HintError",
     "MissingPixelsWarning",
+    "NetworkSizeError",
     "OutputError",
     "UnsupportedImageError",
     "WeightsNotFoundError",
@@ -62,6 +63,11 @@ class OutputError(ChromaGANError, OSError):
 class HintError(ChromaGANError, ValueError):
     """Colour hints that cannot be applied as given (parameters out of range, hints that do not
     fit the result's shape, colours that are not colours)."""
+
+
+class NetworkSizeError(ChromaGANError, ValueError):
+    """A network size the weights cannot run at (not a multiple of 32, or weights whose dense
+    layers fit one size only)."""
 
 
 class Cancelled(ChromaGANError):

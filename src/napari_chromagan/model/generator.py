@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from napari_chromagan.color.lab import lightness_to_gray
+from napari_chromagan.errors import NetworkSizeError
 from napari_chromagan.model import vgg16
 from napari_chromagan.model.efficientnet import VARIANTS as EFFICIENTNET_VARIANTS
 from napari_chromagan.model.efficientnet import EfficientNetLite, imagenet_input
@@ -297,15 +298,22 @@ class Generator(nn.Module):
         broader, more saturated chroma; larger ones follow finer detail (docs/model.md,
         "Network size"). ``size`` must be a multiple of 32.
         """
-        if size == self.config.image_size:
+        own = self.config.image_size
+        if size == own:
             return self
         if not self.config.any_size:
-            raise ValueError(
-                f"the {self.config.trunk} family's weights fit {self.config.image_size} px only (its "
-                f"dense layers flatten a {self.config.global_grid}x{self.config.global_grid} grid); "
-                f"leave the network size at {self.config.image_size}"
+            grid = self.config.global_grid
+            why = (
+                f"the {self.config.trunk} family's weights fit {own} px only (its dense layers "
+                f"flatten a {grid}x{grid} grid)"
             )
-        config = replace(self.config, image_size=size)  # validates: a multiple of 32
+            raise NetworkSizeError(
+                f"{why}; run it at its own size ({own}, the default network size)",
+                cli_message=f"{why}; leave out --network-size",
+            )
+        if not (isinstance(size, int) and size >= 32 and size % 32 == 0):
+            raise NetworkSizeError(f"the network size must be a multiple of 32, got {size!r}")
+        config = replace(self.config, image_size=size)
         resized = copy.deepcopy(self)
         resized.config = config
         return resized

@@ -18,22 +18,25 @@ __all__ = ["clear_colorizer_cache", "colorizer_factory", "cpu_copy", "load_color
 
 _CACHE_SIZE = 2
 
-_cache: OrderedDict[tuple[str, int, int, str], Colorizer] = OrderedDict()
+_cache: OrderedDict[tuple[str, int, int, str, int | None], Colorizer] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
 def load_colorizer(
-    weights: str | os.PathLike[str] | None = None, device: str = "auto"
+    weights: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    network_size: int | None = None,
 ) -> Colorizer:
     """A :class:`Colorizer` for ``weights`` on ``device``, reused while the file is unchanged.
 
     ``weights`` is resolved as :meth:`Colorizer.from_checkpoint` does (a path, else
-    ``$NAPARI_CHROMAGAN_WEIGHTS``, else the user cache). The last two colourizers are kept,
-    keyed by (file, modification time, size, device), so repeated runs skip the loading.
+    ``$NAPARI_CHROMAGAN_WEIGHTS``, else the user cache); ``network_size`` as for
+    :class:`Colorizer` (None: the weights' own). The last two colourizers are kept, keyed by
+    (file, modification time, size, device, network size), so repeated runs skip the loading.
 
     Raises
     ------
-    WeightsNotFoundError, CheckpointError, DeviceError
+    WeightsNotFoundError, CheckpointError, DeviceError, NetworkSizeError
     """
     from napari_chromagan.engine.colorize import Colorizer, select_device
     from napari_chromagan.weights.checkpoint import load_checkpoint
@@ -42,14 +45,16 @@ def load_colorizer(
     path = resolve_weights(weights)
     dev, _ = select_device(device)
     stat = path.stat()
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, str(dev))
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, str(dev), network_size)
     with _cache_lock:
         found = _cache.get(key)
         if found is not None:
             _cache.move_to_end(key)
             return found
         ckpt = load_checkpoint(path)
-        colorizer = Colorizer(ckpt.generator, dev, metadata=ckpt.metadata, weights=path)
+        colorizer = Colorizer(
+            ckpt.generator, dev, metadata=ckpt.metadata, weights=path, network_size=network_size
+        )
         _cache[key] = colorizer
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
@@ -62,12 +67,21 @@ def clear_colorizer_cache() -> None:
         _cache.clear()
 
 
-def colorizer_factory(weights: Any, device: str) -> tuple[Callable[[str], Colorizer], str]:
-    """A ``device -> Colorizer`` factory for ``weights`` (a path, None or a Colorizer)."""
+def colorizer_factory(
+    weights: Any, device: str, network_size: int | None = None
+) -> tuple[Callable[[str], Colorizer], str]:
+    """A ``device -> Colorizer`` factory for ``weights`` (a path, None or a Colorizer) at
+    ``network_size`` (None: the weights' own; a Colorizer keeps its own and refuses another)."""
     from napari_chromagan.engine.colorize import Colorizer
+    from napari_chromagan.errors import NetworkSizeError
 
     if isinstance(weights, Colorizer):
         given = weights
+        if network_size not in (None, given.config.image_size):
+            raise NetworkSizeError(
+                f"this Colorizer runs its network at {given.config.image_size} px; build it with "
+                f"network_size={network_size}, or pass its weights file instead"
+            )
 
         def from_instance(dev: str) -> Colorizer:
             if dev == "cpu" and given.device.type != "cpu":
@@ -82,7 +96,7 @@ def colorizer_factory(weights: Any, device: str) -> tuple[Callable[[str], Colori
             return given
 
         return from_instance, str(given.device)
-    return (lambda dev: load_colorizer(weights, dev)), device
+    return (lambda dev: load_colorizer(weights, dev, network_size)), device
 
 
 def cpu_copy(module: nn.Module) -> nn.Module:

@@ -196,6 +196,7 @@ def iter_run_request(
     percentiles: tuple[float, float] = (0.5, 99.5),
     value_range: tuple[float, float] | None = None,
     with_class: bool = True,
+    network_size: int | None = None,
     cancel: threading.Event | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> Generator[Progress | str, None, ColorizeOutput]:
@@ -206,10 +207,10 @@ def iter_run_request(
     each out-of-memory report; returns the :class:`ColorizeOutput` (``yield from`` gives it).
     Setting ``cancel`` stops the engine before its next batch (:class:`Cancelled`); closing the
     generator early stops it at once and sets ``cancel``. ``weights``: a path, None (the
-    default weights) or a :class:`Colorizer`.
+    default weights) or a :class:`Colorizer`; ``network_size`` as for :class:`Colorizer`.
     """
     start = time.perf_counter()
-    colorizer_for, device = colorizer_factory(weights, device)
+    colorizer_for, device = colorizer_factory(weights, device, network_size)
     events = iter_with_fallback(
         colorizer_for,
         request.image,
@@ -333,6 +334,7 @@ def colorize_layer(
     value_range: tuple[float, float] | None = None,
     plane: tuple[int, ...] | None = None,
     with_class: bool = True,
+    network_size: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     cancel: CancelEvent | None = None,
 ) -> napari.layers.Image:
@@ -358,6 +360,8 @@ def colorize_layer(
         Colourise only this plane of a stack (an index per leading axis).
     with_class : bool
         Also compute each plane's class distribution (shown by the Class distribution widget).
+    network_size : int, optional
+        The size the network runs at (None: the weights' own); see :class:`Colorizer`.
     progress, cancel : callable, threading.Event, optional
         ``progress(done, total)`` in planes; set ``cancel`` to stop at the next batch (raises
         :class:`~napari_chromagan.errors.Cancelled`).
@@ -372,12 +376,14 @@ def colorize_layer(
     ------
     TypeError
         ``layer`` is not an Image layer.
-    UnsupportedImageError, WeightsNotFoundError, CheckpointError, DeviceError, Cancelled, MemoryError
+    UnsupportedImageError, WeightsNotFoundError, CheckpointError, DeviceError, NetworkSizeError,
+    Cancelled, MemoryError
         From :mod:`napari_chromagan.errors`, each saying what to do (MemoryError: one plane does
         not fit in memory even on the CPU).
     """
     request = prepare_request(layer, plane)
     options = {"batch_size": batch_size, "normalization": normalization, "cancel": cancel}
     options.update(percentiles=percentiles, value_range=value_range, with_class=with_class)
+    options["network_size"] = network_size
     output = run_request(request, weights, device, progress=progress, **options)
     return add_or_update_layer(viewer, request, output)
