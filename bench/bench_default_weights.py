@@ -12,7 +12,9 @@ model did (ratio >= 1).
 
 ``--compile`` adds a third engine, the default weights through ``Colorizer(compile=True)``
 (``torch.compile``; on the CPU with inductor's freezing), timed in the same rounds; the time of
-its first calls (the compilations, one per batch shape) is recorded separately.
+its first calls (the compilations, one per batch shape) is recorded separately. Each
+``--network-size S`` adds one more, "default@S": the default weights with their network run at
+S x S (``Colorizer(network_size=S)``), on the same 224 planes.
 """
 
 from __future__ import annotations
@@ -57,6 +59,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--compile",
         action="store_true",
         help="also time the default weights compiled (Colorizer(compile=True))",
+    )
+    parser.add_argument(
+        "--network-size",
+        type=int,
+        action="append",
+        default=[],
+        metavar="S",
+        help="also time the default weights with the network at S x S (repeatable)",
     )
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument(
@@ -130,14 +140,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     runs = [
-        ("default", args.weights, args.precision, False),
-        ("baseline", args.baseline, args.baseline_precision, False),
+        ("default", args.weights, args.precision, False, None),
+        ("baseline", args.baseline, args.baseline_precision, False, None),
     ]
     if args.compile:
-        runs.append(("compiled", args.weights, args.precision, True))
+        runs.append(("compiled", args.weights, args.precision, True, None))
+    runs += [(f"default@{s}", args.weights, args.precision, False, s) for s in args.network_size]
     engines = {
-        name: Colorizer.from_checkpoint(path, device="cpu", precision=precision, compile=compile_)
-        for name, path, precision, compile_ in runs
+        name: Colorizer.from_checkpoint(
+            path, device="cpu", precision=precision, compile=compile_, network_size=size
+        )
+        for name, path, precision, compile_, size in runs
     }
     rows, results = time_engines(engines, args.repeats)
     print_table(rows, ["case", "img/s", "baseline img/s", "/ baseline", "first call s"])
@@ -147,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "bench_default_weights",
         "machine": machine_info(),
         "weights": {
-            name: {"path": str(p), "config": engines[name].generator.config.to_dict()}
-            for name, p in (("default", args.weights), ("baseline", args.baseline))
+            name: {"path": str(path), "config": engines[name].generator.config.to_dict()}
+            for name, path, *_ in runs
         },
         "compiled": {
             "requested": args.compile,

@@ -282,10 +282,12 @@ def test_default_weights_benchmark_reports_what_it_measured(tmp_path):
     import torch
     from conftest import make_generator
 
+    from napari_chromagan.model.generator import ModelConfig
     from napari_chromagan.weights.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
-    a = save_checkpoint(tmp_path / "a.pt", make_generator(), {})
+    lite = ModelConfig(width=0.125, image_size=64, trunk="efficientnet-lite0")
+    a = save_checkpoint(tmp_path / "a.pt", make_generator(lite), {})
     b = save_checkpoint(tmp_path / "b.pt", make_generator(), {})
     out = tmp_path / "results"
     out.mkdir()
@@ -293,7 +295,7 @@ def test_default_weights_benchmark_reports_what_it_measured(tmp_path):
         [
             sys.executable,
             str(ROOT / "bench" / "bench_default_weights.py"),
-            *("--weights", str(a), "--baseline", str(b)),
+            *("--weights", str(a), "--baseline", str(b), "--network-size", "128"),
             *("--repeats", "2", "--threads", "1", "--out", str(out)),
         ],
         cwd=ROOT,
@@ -306,7 +308,9 @@ def test_default_weights_benchmark_reports_what_it_measured(tmp_path):
     result = json.loads(path.read_text())
     assert result["compiled"] == {"requested": False, "ran": False}
     cases = result["results"]
-    for name in ("default", "baseline"):
+    sizes = {name: w["config"]["image_size"] for name, w in result["weights"].items()}
+    assert sizes == {"default": 64, "baseline": 64, "default@128": 128}
+    for name in ("default", "baseline", "default@128"):
         for shape, planes in (("224 plane", 1), ("16x224 stack", 16)):
             case = cases[f"{name} {shape}"]
             assert len(case["samples_s"]) == 2 and case["first_call_s"] > 0
@@ -314,4 +318,4 @@ def test_default_weights_benchmark_reports_what_it_measured(tmp_path):
                 statistics.median(case["samples_s"]), rel=1e-12
             )
             assert case["images_per_s"] == pytest.approx(planes / case["median_s"], rel=1e-12)
-    assert {"ratio 224 plane", "ratio 16x224 stack"} <= cases.keys()
+    assert {"ratio 224 plane", "ratio 16x224 stack", "ratio default@128 224 plane"} <= cases.keys()
