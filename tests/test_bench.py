@@ -319,3 +319,55 @@ def test_default_weights_benchmark_reports_what_it_measured(tmp_path):
             )
             assert case["images_per_s"] == pytest.approx(planes / case["median_s"], rel=1e-12)
     assert {"ratio 224 plane", "ratio 16x224 stack", "ratio default@128 224 plane"} <= cases.keys()
+
+
+def test_bench_network_size_scores_each_size_as_evaluate_does(tmp_path):
+    """Tiny EfficientNet-family weights at their own 64 and at 96, in a 64 protocol: the JSON's
+    figures are those of training.evaluate run here at each size."""
+    import numpy as np
+    import torch
+    from conftest import make_generator
+    from PIL import Image
+
+    from napari_chromagan.model.generator import ModelConfig
+    from napari_chromagan.weights.checkpoint import save_checkpoint
+    from training.evaluate import evaluate
+
+    torch.manual_seed(0)
+    lite = ModelConfig(width=0.125, image_size=64, trunk="efficientnet-lite0")
+    weights = save_checkpoint(tmp_path / "lite.pt", make_generator(lite), {})
+    data = tmp_path / "imgs"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (48, 60, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    out = tmp_path / "results"
+    out.mkdir()
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "bench_network_size.py"),
+            *("--weights", str(weights), "--data", str(data), "--network-size", "96"),
+            *("--size", "64", "--out", str(out)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=HANG_S,
+        check=True,
+    )
+    (path,) = out.glob("network-size-eval-*.json")
+    result = json.loads(path.read_text())
+    assert result["own_size"] == 64 and set(result["runs"]) == {"imgs @64", "imgs @96"}
+    for size in (64, 96):
+        run = result["runs"][f"imgs @{size}"]
+        here = evaluate(weights, data, device="cpu", size=64, network_size=size, progress=False)
+        assert run["summary"]["network_size"] == size
+        psnr = here["metrics"]["psnr_64"]
+        assert run["figures"]["psnr_over_floor_db"] == pytest.approx(
+            psnr["model"] - psnr["floor"], abs=1e-9
+        )
+        cf = here["metrics"]["colourfulness"]
+        assert run["figures"]["colourfulness_share"] == pytest.approx(
+            cf["model"] / cf["truth"], rel=1e-9
+        )
