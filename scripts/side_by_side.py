@@ -25,12 +25,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", help="a weights file (default: the default weights)")
     parser.add_argument("-o", "--out", default="docs/side-by-side.jpg", help="the JPEG to write")
     parser.add_argument("--height", type=int, default=200, help="row height in pixels")
+    parser.add_argument(
+        "--network-size", type=int, help="run the network at this size (default: the weights' own)"
+    )
     args = parser.parse_args(argv)
     missing = [p for p in args.paths if not Path(p).is_file()]
     if missing:
         parser.error(f"not a file: {', '.join(missing)}")
     paths, out, height = args.paths, args.out, args.height
-    colorizer = Colorizer.from_checkpoint(args.weights, device="cpu")
+    colorizer = Colorizer.from_checkpoint(
+        args.weights, device="cpu", network_size=args.network_size
+    )
     rows = []
     for path in paths:
         rgb = Image.open(path).convert("RGB")
