@@ -16,7 +16,7 @@ from napari_chromagan.cli import main
 from napari_chromagan.engine.colorize import Colorizer
 from napari_chromagan.files.provenance import read_provenance
 from napari_chromagan.model.generator import Generator, ModelConfig
-from napari_chromagan.weights.checkpoint import save_checkpoint
+from napari_chromagan.weights.checkpoint import load_checkpoint, save_checkpoint
 from training.evaluate import evaluate
 
 LITE = ModelConfig(width=0.125, image_size=64, trunk="efficientnet-lite0")
@@ -64,7 +64,7 @@ def test_at_size_is_the_same_network_built_for_that_size(lite):
 def test_at_size_refuses_the_vgg16_family_and_sizes_off_the_grid(lite):
     vgg = make_generator(TINY)
     assert vgg.at_size(64) is vgg
-    with pytest.raises(ValueError, match="fit 64 px only.*leave the network size at 64"):
+    with pytest.raises(ValueError, match=r"fit 64 px only.*own size \(64, the default"):
         vgg.at_size(96)
     with pytest.raises(ValueError, match="multiple of 32"):
         lite.at_size(80)
@@ -141,3 +141,27 @@ def test_evaluate_at_another_network_size(tmp_path, lite):
     ready = Colorizer(lite, "cpu", precision="fp32")
     with pytest.raises(ValueError, match="build the Colorizer with network_size=96"):
         evaluate(ready, tmp_path, network_size=96, progress=False)
+
+
+def test_export_makes_another_size_the_files_own(tmp_path, capsys, lite):
+    from training.__main__ import main as training_main
+
+    source = save_checkpoint(tmp_path / "lite.pt", lite, {"variant": "test"})
+    out = tmp_path / "at96.pt"
+    assert training_main(["export", str(source), "-o", str(out), "--network-size", "96"]) == 0
+    ckpt = load_checkpoint(out)
+    assert ckpt.config.image_size == 96 and ckpt.metadata["trained_image_size"] == 64
+    gray = _gray(50, 70)
+    expected = Colorizer(lite, "cpu", precision="fp32", network_size=96).colorize(gray)
+    got = Colorizer.from_checkpoint(out, "cpu", precision="fp32").colorize(gray)
+    assert np.array_equal(got.rgb, expected.rgb)
+    # re-exported at its training size, the first size is still the one it was trained at
+    back = tmp_path / "at64.pt"
+    assert training_main(["export", str(out), "-o", str(back), "--network-size", "64"]) == 0
+    assert load_checkpoint(back).config.image_size == 64
+    vgg = save_checkpoint(tmp_path / "vgg.pt", make_generator(TINY), {})
+    assert (
+        training_main(["export", str(vgg), "-o", str(tmp_path / "x.pt"), "--network-size", "96"])
+        == 2
+    )
+    assert "fit 64 px only" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from napari_chromagan.errors import ChromaGANError, OutputError
+from napari_chromagan.argtypes import size_multiple_of_32
+from napari_chromagan.errors import ChromaGANError, OutputError, cli_text
 from napari_chromagan.files.atomic import check_writable
 from napari_chromagan.weights.checkpoint import load_checkpoint, save_checkpoint
 
@@ -25,12 +26,16 @@ def export(
     evaluation: dict[str, Any] | None = None,
     overwrite: bool = False,
     extra: dict[str, Any] | None = None,
+    network_size: int | None = None,
 ) -> Path:
     """Write the generator of ``checkpoint`` with its metadata to ``out`` (atomically).
 
     The metadata keeps what the training run recorded (variant, data, steps, whether the class
     head was trained) and adds the export date, the source checkpoint and, when given, the
     evaluation summary. ``half`` stores float16 weights (half the size; loaded back as float32).
+    ``network_size`` makes another size the file's own (the size the engine runs it at unless
+    told otherwise; EfficientNet-family weights only, :meth:`Generator.at_size`); the size it
+    was trained at is kept in the metadata as ``trained_image_size``.
 
     Raises
     ------
@@ -40,6 +45,8 @@ def export(
         ``out`` is a folder, or its folder cannot be written (both checked before loading).
     CheckpointError
         ``checkpoint`` is not a usable checkpoint.
+    NetworkSizeError
+        ``network_size`` is not one the weights can run at.
     """
     out = Path(out)
     if out.is_dir():
@@ -63,8 +70,12 @@ def export(
         metadata["evaluation"] = evaluation
     if extra:
         metadata.update(extra)
+    generator = ckpt.generator
+    if network_size is not None and network_size != ckpt.config.image_size:
+        generator = generator.at_size(network_size)
+        metadata.setdefault("trained_image_size", ckpt.config.image_size)
     out.parent.mkdir(parents=True, exist_ok=True)
-    return save_checkpoint(out, ckpt.generator, metadata, half=half)
+    return save_checkpoint(out, generator, metadata, half=half)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -81,6 +92,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--evaluation", help="summary.json from `python -m training evaluate`, kept in the metadata"
     )
     p.add_argument("--label", help="a description stored in the metadata (e.g. 'small demo model')")
+    p.add_argument(
+        "--network-size",
+        type=size_multiple_of_32,
+        metavar="S",
+        help="the network size the file runs at by default (EfficientNet-family weights only; "
+        "default: the size it was trained at, kept in the metadata either way)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=run)
 
@@ -120,9 +138,10 @@ def run(args: argparse.Namespace) -> int:
             evaluation=evaluation,
             overwrite=args.overwrite,
             extra=extra,
+            network_size=args.network_size,
         )
     except (ChromaGANError, FileExistsError, OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {cli_text(exc)}", file=sys.stderr)
         return 2
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     return 0
