@@ -119,7 +119,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def make_images(folder: Path, n: int, side: int, source: Path | None) -> list[tuple[int, int]]:
-    """``n`` gray PNGs of about ``side`` pixels (sizes vary by a few pixels, as real folders do)."""
+    """``n`` gray PNGs of about ``side`` pixels (sizes vary by a few pixels, as real folders do).
+
+    Within 6 % of square, so that the EfficientNet family's network sees each at S x S, as the
+    baseline CLI did (it squashed every plane; the engine now keeps the aspect ratio of planes
+    further from square), and the pixels stay comparable.
+    """
     from PIL import Image
 
     folder.mkdir(parents=True)
@@ -129,7 +134,7 @@ def make_images(folder: Path, n: int, side: int, source: Path | None) -> list[tu
     rng = np.random.default_rng(0)
     sizes = []
     for i in range(n):
-        w, h = side + (i % 5) * side // 32 - side // 16, side - (i % 3) * side // 16
+        w, h = side + (i % 5) * side // 64 - side // 32, side - (i % 3) * side // 64
         if photos:
             image = Image.open(photos[i % len(photos)]).convert("L").resize((w, h), Image.BILINEAR)
         else:

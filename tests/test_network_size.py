@@ -53,8 +53,12 @@ def test_at_size_is_the_same_network_built_for_that_size(lite):
         ab_ref, probs_ref = _built_at(lite, 96)(L)
     assert ab.shape == (2, 2, 96, 96) and probs.shape == (2, 1000)
     assert torch.equal(ab, ab_ref) and torch.equal(probs, probs_ref)
+    with torch.no_grad():  # the family takes any multiple of 32: S is only its default
+        assert torch.equal(lite(L)[0], ab)
+    with pytest.raises(ValueError, match=r"\(N, 1, h, w\) with h and w multiples of 32"):
+        lite(torch.rand(1, 1, 96, 80))
     with pytest.raises(ValueError, match=r"\(N, 1, 64, 64\)"):
-        lite(L)
+        make_generator(TINY)(L)
     # a copy: training the resized network leaves the original's weights alone
     with torch.no_grad():
         next(big.parameters()).add_(1.0)
@@ -165,3 +169,81 @@ def test_export_makes_another_size_the_files_own(tmp_path, capsys, lite):
         == 2
     )
     assert "fit 64 px only" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
+
+
+def test_network_shape_keeps_the_aspect_ratio_at_the_same_area():
+    assert LITE.network_shape(50, 50) == (64, 64)
+    assert ModelConfig(image_size=224, trunk="efficientnet-lite0").network_shape(321, 481) == (
+        192,
+        288,
+    )  # 3:2 at about 224 x 224 pixels
+    assert ModelConfig(image_size=224, trunk="efficientnet-lite0").network_shape(481, 321) == (
+        288,
+        192,
+    )
+    assert LITE.network_shape(10, 10_000) == (32, 512)  # at least 32, at most 8 S
+    assert TINY.network_shape(321, 481) == (64, 64)  # the VGG16 family: squashed, as the authors
+
+
+def test_a_wide_plane_runs_the_network_at_its_aspect_ratio(lite):
+    gray = _gray(40, 90)
+    engine = Colorizer(lite, "cpu", precision="fp32")
+    seen = []
+    real = engine.predict
+
+    def predict(L, with_class=True):
+        seen.append(tuple(L.shape))
+        return real(L, with_class=with_class)
+
+    engine.predict = predict
+    result = engine.colorize(np.stack([gray, gray[::-1]]))
+    assert seen == [(2, 1, 32, 96)] and result.rgb.shape == (2, 40, 90, 3)
+    # the same as running the network on the antialiased plane at that shape by hand
+    L = torch.from_numpy(result.L[0])[None, None] / 100
+    x = torch.nn.functional.interpolate(L, size=(32, 96), mode="bilinear", antialias=True)
+    with torch.no_grad():
+        ab = lite(x.clamp(0, 1))[0] * 255 - 128
+    ab = torch.nn.functional.interpolate(ab, size=(40, 90), mode="bilinear", antialias=True)
+    assert np.abs(result.ab[0] - ab[0].permute(1, 2, 0).numpy()).max() < 1e-3
+
+
+def test_files_of_different_aspect_ratios_packed_together(tmp_path, capsys, lite, monkeypatch):
+    """The file pipeline packs small files into one batch; planes of different network shapes
+    then run as one network call per shape, each as if colourised alone."""
+    weights = save_checkpoint(tmp_path / "lite.pt", lite, {"variant": "test"})
+    images = {"wide": _gray(40, 90, 1), "tall": _gray(90, 40, 2), "wide2": _gray(40, 90, 3)}
+    for name, image in images.items():
+        Image.fromarray(image).save(tmp_path / f"{name}.png")
+    engine = Colorizer(lite, "cpu", precision="fp32")
+    alone = {name: engine.colorize(image, with_class=False).rgb for name, image in images.items()}
+    calls = []
+    real = Colorizer.predict
+
+    def predict(self, L, with_class=True):  # one plane at a time: pixels independent of packing
+        calls.append(tuple(L.shape))
+        ab = torch.cat([real(self, L[i : i + 1], with_class=False)[0] for i in range(len(L))])
+        return ab, None
+
+    monkeypatch.setattr(Colorizer, "predict", predict)
+    out = tmp_path / "out"
+    inputs = [str(tmp_path / f"{name}.png") for name in images]
+    args = ["colorize", *inputs, "-o", str(out), "--weights", str(weights), "--device", "cpu"]
+    assert main([*args, "--precision", "fp32", "--batch-size", "8"]) == 0, capsys.readouterr().err
+    assert sorted(calls) == [(1, 1, 96, 32), (2, 1, 32, 96)]  # one pack, two shapes
+    for name in images:
+        written = np.asarray(Image.open(out / f"{name}_colorized.png"))
+        np.testing.assert_array_equal(written, alone[name], err_msg=name)
+
+
+def test_exporting_an_exported_file_keeps_the_record_of_its_first_export(tmp_path, lite):
+    from training.export import export
+
+    first = export(
+        save_checkpoint(tmp_path / "lite.pt", lite, {"variant": "test"}),
+        tmp_path / "first.pt",
+        evaluation={"images": 3},
+    )
+    again = load_checkpoint(export(first, tmp_path / "again.pt", network_size=96)).metadata
+    assert again["exported_from"] == "first.pt" and "evaluation" not in again
+    assert again["previous_export"]["exported_from"] == "lite.pt"
+    assert again["previous_export"]["evaluation"] == {"images": 3}

@@ -32,7 +32,8 @@ def export(
 
     The metadata keeps what the training run recorded (variant, data, steps, whether the class
     head was trained) and adds the export date, the source checkpoint and, when given, the
-    evaluation summary. ``half`` stores float16 weights (half the size; loaded back as float32).
+    evaluation summary. A file exported before keeps its last export's record (and evaluation)
+    under ``previous_export``. ``half`` stores float16 weights (half the size; loaded back as float32).
     ``network_size`` makes another size the file's own (the size the engine runs it at unless
     told otherwise; EfficientNet-family weights only, :meth:`Generator.at_size`); the size it
     was trained at is kept in the metadata as ``trained_image_size``.
@@ -58,6 +59,11 @@ def export(
     check_writable(out.parent, fix="choose another -o, or make the folder writable")
     ckpt = load_checkpoint(checkpoint)
     metadata = dict(ckpt.metadata)
+    # an exported file exported again: what its last export said stays on record, and its
+    # evaluation too (it described that file, not this one, unless a new one is given)
+    previous = {k: metadata.pop(k) for k in _EXPORT_KEYS if k in metadata}
+    if previous:
+        metadata["previous_export"] = previous
     metadata.update(
         exported_from=Path(checkpoint).name,
         exported=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -76,6 +82,9 @@ def export(
         metadata.setdefault("trained_image_size", ckpt.config.image_size)
     out.parent.mkdir(parents=True, exist_ok=True)
     return save_checkpoint(out, generator, metadata, half=half)
+
+
+_EXPORT_KEYS = ("exported_from", "exported", "weights_dtype", "evaluation", "previous_export")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -5,10 +5,13 @@ The authors' way (docs/model.md, "The colour pipeline at inference"): the networ
 resolution and joined with the full-resolution lightness. So the output keeps every detail of the
 input's lightness, and the network runs exactly once per plane, whatever the image size.
 
-Two improvements on the authors' pipeline, both measurable:
+Three improvements on the authors' pipeline, all measurable:
 
 * The lightness is downsized to 224 with an antialiasing filter (the authors used plain bilinear,
   which aliases on large images).
+* The EfficientNet family, which takes any multiple of 32 on each side, sees the plane at its own
+  aspect ratio (at the area of 224x224) instead of squashed to a square:
+  :meth:`~napari_chromagan.model.generator.ModelConfig.network_shape`.
 * Out-of-gamut colours are brought into sRGB by shrinking their chroma at constant L* and hue,
   rather than by clipping R, G and B (cv2's Lab2BGR), which shifts L*. So the output's L* matches
   the input's to within the 8-bit rounding (< 0.5).
@@ -244,8 +247,9 @@ class Colorizer:
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Run the network once on a batch of network-sized planes.
 
-        ``L``: float (N, 1, S, S) in [0, 1] on any device. Returns Lab (a*, b*) as float32
-        (N, 2, S, S) on the compute device, and the class probabilities (N, K) or None.
+        ``L``: float (N, 1, S, S) in [0, 1] on any device (the EfficientNet family: any
+        (N, 1, h, w) with h and w multiples of 32). Returns Lab (a*, b*) as float32 (N, 2, h, w)
+        on the compute device, and the class probabilities (N, K) or None.
         """
         x = L.to(self.device, torch.float32, non_blocking=True).contiguous(
             memory_format=torch.channels_last

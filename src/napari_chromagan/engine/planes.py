@@ -7,7 +7,10 @@ several small files into one network call). A :class:`Target` is one image being
 input, how its intensities map to L*, and the arrays its planes are written into.
 
 For each slice of planes in a batch: L* at full resolution (strip by strip), then the network's
-input (resized to the network's size S); the network runs once on the whole batch; then each
+input (resized to the network's size S x S, or for the EfficientNet family to the planes' aspect
+ratio at that area: :meth:`~napari_chromagan.model.generator.ModelConfig.network_shape`); the
+network runs once per input shape in the batch (once, unless files of different aspect ratios
+were packed together); then each
 slice's a*b* is upsampled bilinearly to its planes' size, joined with their L*, fitted into the
 sRGB gamut and written as uint8 RGB. Small planes are processed as one block on the device;
 large ones plane by plane in row strips, so a 10000x10000 image needs only its outputs plus a
@@ -158,26 +161,44 @@ def run_batch(
     lab = [target.lightness(engine, planes) for target, planes in chunks]
     mark("normalise")
     inputs = [network_input(engine, L) for L, _ in lab]
-    small = torch.cat([x for x, _ in inputs]) if len(inputs) > 1 else inputs[0][0]
-    n = small.shape[0]
-    padded = compiled_batch(n, pad_to) if engine.compiled else n
-    if padded > n:
-        # a compiled graph is specialised to its batch size: pad to one it has (or will keep)
-        small = torch.cat([small, small.new_zeros((padded - n, *small.shape[1:]))])
     mark("resize")
-    ab_small, probs = engine.predict(small, with_class=with_class)
+    outputs = _predict_by_shape(engine, [x for x, _ in inputs], with_class, pad_to)
     mark("network")
-    start = 0
-    for (target, planes), (L, missing), (_, L_device) in zip(chunks, lab, inputs, strict=True):
-        k = planes.stop - planes.start
+    for (target, planes), (L, missing), (_, L_device), (ab_small, probs) in zip(
+        chunks, lab, inputs, outputs, strict=True
+    ):
         ab_dst = None if target.ab is None else target.ab[planes]
-        full_resolution(
-            engine, ab_small[start : start + k], L, ab_dst, target.rgb[planes], missing, L_device
-        )
+        full_resolution(engine, ab_small, L, ab_dst, target.rgb[planes], missing, L_device)
         if target.probs is not None and probs is not None:
-            target.probs[planes] = probs[start : start + k].cpu().numpy()
-        start += k
+            target.probs[planes] = probs.cpu().numpy()
     mark("full_resolution")
+
+
+def _predict_by_shape(
+    engine: Colorizer, smalls: list[torch.Tensor], with_class: bool, pad_to: int
+) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """The network's (ab, probs) for each of ``smalls``: one call per input shape among them."""
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, x in enumerate(smalls):
+        by_shape.setdefault(tuple(x.shape[-2:]), []).append(i)
+    outputs: list[Any] = [None] * len(smalls)
+    for members in by_shape.values():
+        small = torch.cat([smalls[i] for i in members]) if len(members) > 1 else smalls[members[0]]
+        n = small.shape[0]
+        padded = compiled_batch(n, pad_to) if engine.compiled else n
+        if padded > n:
+            # a compiled graph is specialised to its batch size: pad to one it has (or will keep)
+            small = torch.cat([small, small.new_zeros((padded - n, *small.shape[1:]))])
+        ab, probs = engine.predict(small, with_class=with_class)
+        start = 0
+        for i in members:
+            k = smalls[i].shape[0]
+            outputs[i] = (
+                ab[start : start + k],
+                None if probs is None else probs[start : start + k],
+            )
+            start += k
+    return outputs
 
 
 def _no_phase(name: str) -> None:
@@ -237,27 +258,30 @@ def _to_device(engine: Colorizer, planes: np.ndarray) -> torch.Tensor:
 def network_input(
     engine: Colorizer, L_planes: np.ndarray
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(n, H, W) host L* -> the network's (n, 1, S, S) input, and the planes on the device.
+    """(n, H, W) host L* -> the network's (n, 1, h, w) input (``ModelConfig.network_shape``),
+    and the planes on the device.
 
     A batch of small planes goes to the device in one copy and is processed as one block from
     there on (the second value, for :func:`full_resolution`); large planes go one at a time
     and come back in row strips (None).
     """
     n, H, W = L_planes.shape
-    S = engine.config.image_size
+    shape = engine.config.network_shape(H, W)
     if n * H * W <= engine.strip_pixels:
         L_device = _to_device(engine, L_planes)
-        return resize_to_network(L_device, S), L_device
+        return resize_to_network(L_device, shape), L_device
     return torch.cat(
-        [resize_to_network(_to_device(engine, L_planes[i : i + 1]), S) for i in range(n)]
+        [resize_to_network(_to_device(engine, L_planes[i : i + 1]), shape) for i in range(n)]
     ), None
 
 
-def resize_to_network(L: torch.Tensor, size: int) -> torch.Tensor:
-    """(n, H, W) L* on the compute device -> (n, 1, size, size) in [0, 1], antialiased when shrinking."""
-    shrink = L.shape[-2] > size or L.shape[-1] > size
+def resize_to_network(L: torch.Tensor, shape: int | tuple[int, int]) -> torch.Tensor:
+    """(n, H, W) L* on the compute device -> (n, 1, h, w) in [0, 1] (``shape`` (h, w), or one
+    size for a square), antialiased when shrinking."""
+    h, w = (shape, shape) if isinstance(shape, int) else shape
+    shrink = L.shape[-2] > h or L.shape[-1] > w
     t = F.interpolate(
-        L[:, None], size=(size, size), mode="bilinear", align_corners=False, antialias=shrink
+        L[:, None], size=(h, w), mode="bilinear", align_corners=False, antialias=shrink
     )
     return (t / 100.0).clamp_(0.0, 1.0)
 
@@ -271,7 +295,7 @@ def full_resolution(
     missing: np.ndarray | None,
     L_device: torch.Tensor | None = None,
 ) -> None:
-    """Upsample (n, 2, S, S) ab to the planes' (H, W), join with L*, write ab and uint8 RGB.
+    """Upsample (n, 2, h, w) ab to the planes' (H, W), join with L*, write ab and uint8 RGB.
 
     ``L_planes`` (n, H, W) is the lightness on the host, ``L_device`` the same already on the
     device (or None: strips are copied as needed); ``ab_dst`` (n, H, W, 2, or None: not kept)

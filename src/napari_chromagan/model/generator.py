@@ -120,6 +120,24 @@ class ModelConfig:
         flattens its 7x7 global grid into dense layers, so its weights fit one size only."""
         return self.trunk != "vgg16"
 
+    def network_shape(self, height: int, width: int) -> tuple[int, int]:
+        """The network input (h, w) for a plane of ``height`` x ``width`` pixels.
+
+        The VGG16 family: S x S (the plane is squashed, as the authors did). The EfficientNet
+        family, which takes any multiple of 32 on each side: the plane's aspect ratio at the
+        same area as S x S, each side rounded to a multiple of 32 (at least 32, at most 8 S), so
+        objects keep their shape, as in training crops, for the same cost (docs/model.md,
+        "Network size"). A square plane gets S x S in both.
+        """
+        S = self.image_size
+        if not self.any_size or height == width:
+            return S, S
+        ratio = math.sqrt(height / width)
+        return (
+            min(_multiple_of_32(S * ratio), 8 * S),
+            min(_multiple_of_32(S / ratio), 8 * S),
+        )
+
     def channels(self, n: int) -> int:
         """Channel count of a layer that has ``n`` channels in the paper's network."""
         return max(1, round(n * self.width))
@@ -146,6 +164,10 @@ class ModelConfig:
                 f"unknown ModelConfig fields {sorted(unknown)}; known: {sorted(known)}"
             )
         return cls(**dict(values))
+
+
+def _multiple_of_32(x: float) -> int:
+    return max(32, 32 * round(x / 32))
 
 
 def _tf_same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -217,9 +239,10 @@ class Generator(nn.Module):
     """The ChromaGAN colourisation generator, in two families that share everything after the trunk.
 
     ``generator(L)`` takes ``L``: float (N, 1, S, S) in [0, 1] = L*/100 with S the configured
-    image size (224), and returns ``(ab, class_probs)``:
+    image size (224; the EfficientNet family takes any (N, 1, h, w) with h and w multiples of
+    32, :meth:`ModelConfig.network_shape`), and returns ``(ab, class_probs)``:
 
-    * ``ab``: float (N, 2, S, S) in (0, 1), the sigmoid scale of the authors; Lab a* = 255 s - 128.
+    * ``ab``: float (N, 2, S, S) (the input's h x w) in (0, 1), the sigmoid scale of the authors; Lab a* = 255 s - 128.
     * ``class_probs``: float (N, num_classes), rows summing to 1 (``None`` when ``with_class`` is
       False, which skips the class head).
 
@@ -318,6 +341,22 @@ class Generator(nn.Module):
         resized.config = config
         return resized
 
+    def _check_input(self, L: torch.Tensor) -> None:
+        """(N, 1, S, S) for the VGG16 family; (N, 1, h, w), h and w multiples of 32, otherwise."""
+        size = self.config.image_size
+        if self.config.any_size:
+            ok = (
+                L.ndim == 4
+                and L.shape[1] == 1
+                and all(n >= 32 and n % 32 == 0 for n in L.shape[-2:])
+            )
+            wanted = "(N, 1, h, w) with h and w multiples of 32"
+        else:
+            ok = L.ndim == 4 and L.shape[1] == 1 and L.shape[-2:] == (size, size)
+            wanted = f"(N, 1, {size}, {size})"
+        if not ok:
+            raise ValueError(f"Generator expects L of shape {wanted}, got {tuple(L.shape)}")
+
     def _encode(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The trunk's two outputs: mid-level features (N, C, S/8, S/8) and the global input (N, F)."""
         if self.config.trunk == "vgg16":
@@ -346,17 +385,11 @@ class Generator(nn.Module):
             Return the class head's logits instead of its softmax (for numerically stable
             log-probabilities in the training loss).
         """
-        size = self.config.image_size
-        if L.ndim != 4 or L.shape[1] != 1 or L.shape[-2:] != (size, size):
-            raise ValueError(
-                f"Generator expects L of shape (N, 1, {size}, {size}), got {tuple(L.shape)}"
-            )
+        self._check_input(L)
         features, global_in = self._encode(L)
         global_vec = self.global_dense(global_in)
-        grid = self.config.fusion_grid
-        fused = torch.cat(
-            [self.mid(features), global_vec[:, :, None, None].expand(-1, -1, grid, grid)], dim=1
-        )
+        mid = self.mid(features)
+        fused = torch.cat([mid, global_vec[:, :, None, None].expand(-1, -1, *mid.shape[-2:])], 1)
         ab = self.decoder(fused)
         if not with_class:
             return ab, None
