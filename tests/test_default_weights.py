@@ -81,9 +81,10 @@ def test_vivid_colour_with_no_cast_and_the_lightness_kept(colorizer):
 
 # (photograph, names of which at least one must be among the class head's top k)
 OBVIOUS = [
-    # measured (2026-12-03, auto = bf16 here, and fp32): macaw 0.91, beacon 0.99, warplane 0.80 /
-    # airliner 0.08, trimaran 0.72 / catamaran 0.25 at the top; the motocross riders' "mountain
-    # bike" 0.58 with "crash helmet" fourth
+    # measured (2026-12-03, network at 224, auto = bf16 here, and fp32): macaw 0.91, beacon 0.99,
+    # warplane 0.80 / airliner 0.08, trimaran 0.72 / catamaran 0.25 at the top; the motocross
+    # riders' "mountain bike" 0.58 with "crash helmet" fourth; at 256 (bf16): macaw 0.84, beacon
+    # 0.95, warplane 0.58 / airliner 0.19
     ("kodim23", 1, {"macaw"}),  # two macaws
     ("kodim20", 2, {"airliner", "warplane", "airship", "wing"}),  # a propeller aeroplane
     ("kodim21", 1, {"beacon"}),  # a lighthouse ("beacon, lighthouse, ...")

@@ -12,6 +12,7 @@ import pytest
 import torch
 from conftest import TINY, make_generator
 from skimage import data
+from skimage.color import deltaE_ciede2000, rgb2lab
 
 import napari_chromagan.weights.lookup as weights_module
 from napari_chromagan import Colorizer
@@ -24,7 +25,7 @@ SHIPPED = weights_module.PACKAGED_WEIGHTS  # the real path (conftest redirects i
 # bf16 keeps 8 bits of mantissa: the sigmoid output s in (0, 1) moves by up to ~2**-9 per
 # rounding, and a* = 255 s - 128 magnifies that 255 times. Asserted, in Lab units:
 BF16_MEAN_AB = 0.5  # mean |delta a*b*| over all pixels and both channels (seen: 0.19-0.25)
-BF16_MAX_AB = 3.0  # worst pixel (seen: 0.56-0.70)
+BF16_MAX_AB = 3.0  # worst pixel of a random network (seen: 0.56-0.70)
 
 
 def _photos() -> dict[str, np.ndarray]:
@@ -36,9 +37,9 @@ def _photos() -> dict[str, np.ndarray]:
     }
 
 
-def _assert_bf16_close(fp32, bf16, label: str) -> None:
+def _assert_bf16_close(fp32, bf16, label: str, max_ab: float = BF16_MAX_AB) -> None:
     diff = np.abs(bf16.ab - fp32.ab)
-    assert diff.mean() < BF16_MEAN_AB and diff.max() < BF16_MAX_AB, (label, diff.mean(), diff.max())
+    assert diff.mean() < BF16_MEAN_AB and diff.max() < max_ab, (label, diff.mean(), diff.max())
     # bf16 really ran: the outputs are not bit-identical
     assert diff.max() > 0, label
     # lightness never goes through the network: identical, bit for bit
@@ -101,7 +102,13 @@ def test_bf16_agrees_with_fp32_on_photos_with_the_trained_default_model(tmp_path
     assert fast.autocast_dtype is torch.bfloat16 and ref.autocast_dtype is None
     for label, image in _photos().items():
         a, b = ref.colorize(image, with_class=False), fast.colorize(image, with_class=False)
-        _assert_bf16_close(a, b, label)
+        # bf16's rounding accumulates through the trained trunk: one pixel of the camera photo
+        # moved 4.1 Lab units with the network at 256 (2.8 at 224); a broken cast moves tens
+        _assert_bf16_close(a, b, label, max_ab=6.0)
+        # the rule bf16 was chosen by (issue 16, bench/bench_precision.py): CIEDE2000 between
+        # the two outputs, mean below 1.0 and 99th percentile below 3.0
+        de = deltaE_ciede2000(rgb2lab(a.rgb), rgb2lab(b.rgb))
+        assert de.mean() < 1.0 and np.percentile(de, 99) < 3.0, (label, de.mean())
         # the colours are real, not gray: the tolerance is small next to the signal
         assert np.abs(a.ab).mean() > 3 * BF16_MEAN_AB, label
 
