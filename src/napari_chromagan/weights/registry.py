@@ -93,8 +93,7 @@ REGISTRY: dict[str, WeightsEntry] = {
             name="chromagan-lite0",
             description=(
                 "small default model shipped with the package (EfficientNet-Lite0 trunk, width 0.5, "
-                "224 px, trained on a CPU; far "
-                "weaker than chromagan-imagenet)"
+                "trained at 224 px on a CPU, run at 256; far weaker than chromagan-imagenet)"
             ),
             urls=(),
             filename="chromagan-lite0.pt",
