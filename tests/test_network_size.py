@@ -108,7 +108,7 @@ def test_cli_colorize_network_size_is_used_and_recorded(tmp_path, capsys, lite):
     code = main([*args, "--device", "cpu", "--network-size", "96", "--precision", "fp32"])
     err = capsys.readouterr().err
     assert code == 0, err
-    assert "(network at 96 px)" in err
+    assert "(network size 96)" in err
     written = np.asarray(Image.open(out / "a_colorized.png"))
     expected = Colorizer(lite, "cpu", precision="fp32", network_size=96).colorize(_gray(50, 70))
     assert np.array_equal(written, expected.rgb)

@@ -181,7 +181,7 @@ def test_network_size_runs_the_weights_at_that_size(qtbot, viewer, notes):
     expected = Colorizer(lite, "cpu", network_size=128).colorize(data, normalization="dtype")
     np.testing.assert_array_equal(out.data, expected.rgb)
     assert get_layer_result(out).provenance["network_size"] == 128
-    assert "at 128 px" in widget._status.value
+    assert "at network size 128" in widget._status.value
 
 
 def test_a_network_size_the_weights_cannot_run_at_is_reported(qtbot, viewer, cached_weights, notes):

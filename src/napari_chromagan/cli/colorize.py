@@ -230,7 +230,7 @@ def _load(args: argparse.Namespace, say: _Console, device: str) -> tuple[Any, li
     policy = MemoryFallback(colorizer_for, device, args.batch_size, pending.append)
     colorizer = policy.colorizer
     say.info(f"device: {colorizer.device_info}")
-    say.info(f"weights: {colorizer.weights} (network at {colorizer.config.image_size} px)")
+    say.info(f"weights: {colorizer.weights} (network size {colorizer.config.image_size})")
     if (note := default_weights_note(colorizer.weights)) is not None:
         say.info(note)
     return policy, pending

@@ -290,7 +290,7 @@ def describe(record: Mapping[str, Any]) -> list[str]:
         + (f" (sha256 {sha})" if sha else ""),
         f"precision: {record.get('precision')}"
         + (f" on {record['device']}" if record.get("device") else "")
-        + (f", network at {record['network_size']} px" if record.get("network_size") else ""),
+        + (f", network size {record['network_size']}" if record.get("network_size") else ""),
         f"normalisation: {how}",
         f"date: {record.get('date')}",
     ]

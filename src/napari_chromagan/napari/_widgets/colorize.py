@@ -382,7 +382,7 @@ class ColorizeWidget(LayerWatcher, WeightsChoice, Container):
         self._status.value = (
             f"{layer.name}: {request.planes} plane(s) on {value.result.device} "
             f"in {value.seconds:.1f} s with {Path(weights).name if weights else 'the given model'}"
-            + (f" at {size} px" if size else "")
+            + (f" at network size {size}" if size else "")
         )
         if (note := default_weights_note(weights)) is not None:
             self._status.value += f"\n{note[0].upper()}{note[1:]}."
