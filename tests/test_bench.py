@@ -23,15 +23,21 @@ STAGES = ("normalise", "resize", "network", "full_resolution")  # bench_inferenc
 SLACK_S = 1e-9  # float rounding of sums of perf_counter differences
 
 
-def _run(script: str, out: Path, *args: str) -> dict:
+def _bench(script: str, *args: str) -> None:
+    """Run ``bench/<script>`` with ``args`` in a fresh interpreter; fail if it fails."""
     subprocess.run(
-        [sys.executable, str(ROOT / "bench" / script), "--quick", "--out", str(out), *args],
+        [sys.executable, str(ROOT / "bench" / script), *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=HANG_S,
         check=True,
     )
+
+
+def _run(script: str, out: Path, *args: str) -> dict:
+    """A benchmark's quick run writing ``out``: its JSON."""
+    _bench(script, "--quick", "--out", str(out), *args)
     return json.loads(out.read_text())
 
 
@@ -186,16 +192,7 @@ def test_hints_benchmark_quick_run_reports_what_it_measured(tmp_path):
 
 
 def test_render_benchmark_quick_run_writes_its_cases(tmp_path):
-    out = tmp_path / "render.json"
-    subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bench_render.py"), "--quick", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=HANG_S,
-        check=True,
-    )
-    result = json.loads(out.read_text())
+    result = _run("bench_render.py", tmp_path / "render.json")
     assert result["date"] and result["machine"]["cpu_count"] and result["side"] == 256
     cases = [row["case"] for row in result["cases"]]
     assert cases[:6] == [
@@ -226,16 +223,7 @@ def test_cli_benchmark_runs_the_old_cli_beside_the_pipeline_and_compares_pixels(
 
     if not _has_commit(BASELINE_REF):
         pytest.skip(f"the baseline commit {BASELINE_REF} is not in this checkout's history")
-    out = tmp_path / "cli.json"
-    subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bench_cli.py"), "--quick", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=HANG_S,
-        check=True,
-    )
-    result = json.loads(out.read_text())
+    result = _run("bench_cli.py", tmp_path / "cli.json")
     assert result["machine"]["cpu_count"] and result["settings"]["baseline_ref"] == BASELINE_REF
     cases = [row["case"] for row in result["rows"]]
     assert cases == [
@@ -291,18 +279,10 @@ def test_default_weights_benchmark_reports_what_it_measured(tmp_path):
     b = save_checkpoint(tmp_path / "b.pt", make_generator(), {})
     out = tmp_path / "results"
     out.mkdir()
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "bench_default_weights.py"),
-            *("--weights", str(a), "--baseline", str(b), "--network-size", "128"),
-            *("--repeats", "2", "--threads", "1", "--out", str(out)),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=HANG_S,
-        check=True,
+    _bench(
+        "bench_default_weights.py",
+        *("--weights", str(a), "--baseline", str(b), "--network-size", "128"),
+        *("--repeats", "2", "--threads", "1", "--out", str(out)),
     )
     (path,) = out.glob("default-weights-cpu-*.json")
     result = json.loads(path.read_text())
@@ -343,18 +323,10 @@ def test_bench_network_size_scores_each_size_as_evaluate_does(tmp_path):
         Image.fromarray(rng.integers(0, 256, (48, 60, 3), dtype=np.uint8)).save(data / f"{i}.png")
     out = tmp_path / "results"
     out.mkdir()
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "bench_network_size.py"),
-            *("--weights", str(weights), "--data", str(data), "--network-size", "96"),
-            *("--size", "64", "--out", str(out)),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=HANG_S,
-        check=True,
+    _bench(
+        "bench_network_size.py",
+        *("--weights", str(weights), "--data", str(data), "--network-size", "96"),
+        *("--size", "64", "--out", str(out)),
     )
     (path,) = out.glob("network-size-eval-*.json")
     result = json.loads(path.read_text())

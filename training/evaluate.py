@@ -229,11 +229,7 @@ def _colorizer(
     weights: str | os.PathLike[str] | Colorizer, device: str, network_size: int | None
 ) -> Colorizer:
     if isinstance(weights, Colorizer):
-        if network_size not in (None, weights.config.image_size):
-            raise ValueError(
-                "network_size applies to weights read from a file; build the Colorizer with "
-                f"network_size={network_size} instead"
-            )
+        weights.require_network_size(network_size)
         return weights
     # float32: the protocol measures the weights, whatever precision the engine would
     # pick by default on this device (bf16 on CPUs with native bf16); validation during

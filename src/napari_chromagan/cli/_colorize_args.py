@@ -81,7 +81,8 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
         "--network-size",
         type=size_multiple_of_32,
         metavar="S",
-        help="the square size the network sees, a multiple of 32 (default: the weights' own). "
+        help="the network size, a multiple of 32 (default: the weights' own; planes that are not "
+        "square keep their aspect ratio at that area). "
         "EfficientNet-family weights (the shipped default) run at any: smaller is faster with "
         "broader, more saturated colour, larger follows finer detail; the authors' VGG16 model "
         "runs at 224 only. Outputs are always full resolution",

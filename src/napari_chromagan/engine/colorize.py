@@ -50,7 +50,7 @@ from napari_chromagan.engine.normalize import Mode, resolve_normalization
 from napari_chromagan.engine.planes import Target, blank_planes_message, run_batch
 from napari_chromagan.engine.result import ColorizeResult
 from napari_chromagan.engine.upsample import bilinear_rows
-from napari_chromagan.errors import CheckpointError, MissingPixelsWarning
+from napari_chromagan.errors import CheckpointError, MissingPixelsWarning, NetworkSizeError
 from napari_chromagan.model.generator import Generator
 from napari_chromagan.model.inference import inference_network
 from napari_chromagan.progress import CancelEvent, Progress, check_cancel, run_events
@@ -112,10 +112,12 @@ class Colorizer:
         that dominates small batches. Implies ``compile``. On other devices there are no CUDA
         graphs; the generator is compiled without them (and a message is logged).
     network_size : int, optional
-        The square size the network sees, a multiple of 32 (default: the weights' own,
-        ``generator.config.image_size``). Only the EfficientNet-Lite family runs at other sizes
+        The network size S, a multiple of 32 (default: the weights' own,
+        ``generator.config.image_size``): S x S, or a plane's aspect ratio at that area
+        (:meth:`~napari_chromagan.model.generator.ModelConfig.network_shape`). Only the
+        EfficientNet-Lite family runs at other sizes
         (:meth:`~napari_chromagan.model.generator.Generator.at_size`; the VGG16 family raises
-        ValueError). Smaller is faster and gives broader, more saturated chroma, larger follows
+        :class:`~napari_chromagan.errors.NetworkSizeError`). Smaller is faster and gives broader, more saturated chroma, larger follows
         finer detail: the trade measured in docs/model.md, "Network size". The output is always
         at the input's full resolution.
     """
@@ -204,6 +206,15 @@ class Colorizer:
             cuda_graphs=cuda_graphs,
             network_size=network_size,
         )
+
+    def require_network_size(self, network_size: int | None) -> None:
+        """Raise :class:`NetworkSizeError` unless ``network_size`` is None or the size this
+        colourizer runs its network at: a ready colourizer's size is set when it is built."""
+        if network_size not in (None, self.config.image_size):
+            raise NetworkSizeError(
+                f"this Colorizer runs its network at {self.config.image_size}: build the Colorizer "
+                f"with network_size={network_size} instead, or pass its weights file"
+            )
 
     @property
     def class_head_trained(self) -> bool | None:

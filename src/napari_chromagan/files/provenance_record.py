@@ -169,7 +169,7 @@ def make_record(
     device : str, optional
         Where the network ran ("cpu", "cuda:0"...).
     network_size : int, optional
-        The square size the network saw (the weights' own, or ``Colorizer(network_size=)``).
+        The network size the colourizer ran at (the weights' own, or ``Colorizer(network_size=)``).
     hints : mapping, optional
         The colour hints applied, as plain values (numpy arrays allowed: large ones are stored
         as a sha256 with their shape). Omitted from the record when None or empty.

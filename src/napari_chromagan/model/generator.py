@@ -147,11 +147,6 @@ class ModelConfig:
         """Side of the global trunk's output (7 for 224 input)."""
         return self.image_size // 32
 
-    @property
-    def fusion_grid(self) -> int:
-        """Side of the fusion grid (28 for 224 input)."""
-        return self.image_size // 8
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -314,7 +309,7 @@ class Generator(nn.Module):
                 module.reset_running_stats()
 
     def at_size(self, size: int) -> Generator:
-        """The same network with a ``size`` x ``size`` input: ``self`` at its own size, else a copy.
+        """The same network with network size ``size``: ``self`` at its own size, else a copy.
 
         Only the EfficientNet-Lite family allows another size (:attr:`ModelConfig.any_size`); the
         VGG16 family's dense layers fit its own size alone. Smaller sizes run faster and give

@@ -73,15 +73,10 @@ def colorizer_factory(
     """A ``device -> Colorizer`` factory for ``weights`` (a path, None or a Colorizer) at
     ``network_size`` (None: the weights' own; a Colorizer keeps its own and refuses another)."""
     from napari_chromagan.engine.colorize import Colorizer
-    from napari_chromagan.errors import NetworkSizeError
 
     if isinstance(weights, Colorizer):
         given = weights
-        if network_size not in (None, given.config.image_size):
-            raise NetworkSizeError(
-                f"this Colorizer runs its network at {given.config.image_size} px; build it with "
-                f"network_size={network_size}, or pass its weights file instead"
-            )
+        given.require_network_size(network_size)
 
         def from_instance(dev: str) -> Colorizer:
             if dev == "cpu" and given.device.type != "cpu":

@@ -384,6 +384,6 @@ def colorize_layer(
     request = prepare_request(layer, plane)
     options = {"batch_size": batch_size, "normalization": normalization, "cancel": cancel}
     options.update(percentiles=percentiles, value_range=value_range, with_class=with_class)
-    options["network_size"] = network_size
+    options.update(network_size=network_size)
     output = run_request(request, weights, device, progress=progress, **options)
     return add_or_update_layer(viewer, request, output)
