@@ -56,7 +56,10 @@ log = logging.getLogger(__name__)
 
 SETTINGS_SECTION = "colorize"
 # (label, value) of the Network size choices: None runs the weights at their own size
-NETWORK_SIZES = [("weights' own", None), *((f"{s} px", s) for s in (128, 160, 192, 224, 288, 384))]
+NETWORK_SIZES = [
+    ("weights' own", None),
+    *((f"{s} px", s) for s in (128, 160, 192, 224, 256, 288, 384)),
+]
 WHOLE_STACK = "whole stack"
 CURRENT_PLANE = "current plane"
 _NORMALIZATIONS = [
