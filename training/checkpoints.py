@@ -1,7 +1,9 @@
 """A run's checkpoints: finding them on disk, writing one, and resuming from one exactly.
 
 Every checkpoint holds what an exact resume needs: both networks, both optimizers, the grad
-scaler, step, epoch, the position in the epoch's data order and every rank's RNG state.
+scaler, step, epoch, the position in the epoch's data order and every rank's RNG state. With
+``--ema-decay`` the checkpoint's generator is the weights' moving average (what inference uses)
+and the training state holds the trained weights (:mod:`training.averaging`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ _MUST_MATCH = (
     "grayscale",
     "n_critic",
     "gp_weight",
+    "ema_decay",
 )
 
 
@@ -77,6 +80,15 @@ def training_state(trainer: Trainer) -> dict[str, Any]:
         "rng_epsilon": gathered,
         "totals": dict(trainer.totals),
         "nonfinite_in_row": trainer.nonfinite_in_row,
+        # with --ema-decay the checkpoint's generator is the average; these are the trained weights
+        **(
+            {}
+            if trainer.average is None
+            else {
+                "generator_trained": trainer.bare_generator.state_dict(),
+                "ema_updates": trainer.average.updates,
+            }
+        ),
     }
 
 
@@ -88,7 +100,10 @@ def save(trainer: Trainer) -> Path | None:
     folder = trainer.out / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
     path = save_checkpoint(
-        folder / f"step-{trainer.step:08d}.pt", trainer.bare_generator, trainer.metadata(), state
+        folder / f"step-{trainer.step:08d}.pt",
+        trainer.inference_generator,
+        trainer.metadata(),
+        state,
     )
     for old in checkpoint_files(trainer.out)[: -trainer.config.keep_checkpoints]:
         old.unlink(missing_ok=True)
@@ -105,7 +120,12 @@ def load(trainer: Trainer, path: Path) -> None:
             f"{path} is an inference checkpoint without training state; it cannot be resumed"
         )
     _check_same_run(path, state, trainer.config)
-    trainer.bare_generator.load_state_dict(ckpt.generator.state_dict())
+    if trainer.average is None:
+        trainer.bare_generator.load_state_dict(ckpt.generator.state_dict())
+    else:
+        trainer.bare_generator.load_state_dict(state["generator_trained"])
+        trainer.average.average.load_state_dict(ckpt.generator.state_dict())
+        trainer.average.updates = int(state["ema_updates"])
     if trainer.critic is not None:
         trainer.bare_critic.load_state_dict(state["critic"])
         trainer.opt_d.load_state_dict(state["optimizer_critic"])

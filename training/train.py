@@ -32,6 +32,7 @@ from napari_chromagan import __version__
 from napari_chromagan.model.generator import Critic, Generator
 
 from . import checkpoints, distributed, loop, step
+from .averaging import WeightAverage
 from .checkpoints import checkpoint_files, latest_checkpoint
 from .config import ConfigError, TrainConfig
 from .data import ColorizationDataset, ResumableSampler, find_images
@@ -114,6 +115,8 @@ class Trainer:
         self._build_networks(resuming)
         self.teacher = self._load_teacher()
         self._to_device()
+        # after --init-from and the move to the device: the average starts at the initial weights
+        self.average = WeightAverage(self.generator, config.ema_decay) if config.ema_decay else None
         self._build_optimizers()
         self._find_data()
 
@@ -247,6 +250,12 @@ class Trainer:
     def bare_critic(self) -> nn.Module:
         return _unwrap(self.critic)
 
+    @property
+    def inference_generator(self) -> Generator:
+        """The generator that checkpoints, samples and validation use: the moving average of the
+        weights with ``--ema-decay``, else the weights being trained."""
+        return self.bare_generator if self.average is None else self.average.average
+
     def metadata(self) -> dict[str, Any]:
         """The checkpoint's metadata: what was trained, on what, and from what."""
         config = self.config
@@ -260,6 +269,7 @@ class Trainer:
             "epochs_seen": round(self.step / self.steps_per_epoch, 3),
             "batch_size": config.batch_size * self.info.world_size,
             "trained_with": f"napari-chromagan {__version__}",
+            **({} if self.average is None else {"ema_decay": self.average.decay}),
             **(
                 {}
                 if self.fine_tuned_from is None
