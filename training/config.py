@@ -98,6 +98,12 @@ class TrainConfig:
     lambda_s: float | None = _opt("class (KL) loss weight (default: the preset's)", default=None)
     gp_weight: float = _opt("gradient penalty weight", default=10.0)
     n_critic: int = _opt("critic steps per generator step", default=1)
+    critic_warmup: int = _opt(
+        "train only the critic for the first N steps of the run, the generator frozen: a fresh "
+        "critic (a new run, or --init-from weights without one) first learns to tell the "
+        "generator's colour from the truth before its gradient reaches the generator (default: 0)",
+        default=0,
+    )
     ema_decay: float | None = _opt(
         "keep a moving average of the generator's weights, with this decay per step (0.999: about "
         "the last 1,000 steps); checkpoints, samples, validation and export then hold the average, "
@@ -202,6 +208,11 @@ class TrainConfig:
         need(self.lr > 0, "--lr must be positive")
         need(self.n_critic >= 1, "--n-critic must be at least 1")
         need(self.gp_weight >= 0, "--gp-weight must not be negative")
+        need(self.critic_warmup >= 0, "--critic-warmup must not be negative")
+        need(
+            self.critic_warmup == 0 or self.uses_critic,
+            "--critic-warmup trains the critic, but this run has none (lambda_g = 0): drop the flag",
+        )
         need(
             self.ema_decay is None or 0 < self.ema_decay < 1,
             "--ema-decay must be between 0 and 1 (0.999 averages about the last 1,000 steps)",

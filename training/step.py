@@ -26,23 +26,28 @@ log = logging.getLogger("training")
 def train_step(
     trainer: Trainer, L: torch.Tensor, ab: torch.Tensor, rgb: torch.Tensor | None = None
 ) -> dict[str, float] | None:
-    """One generator step and n_critic critic steps; None when the step was skipped.
+    """One generator step and n_critic critic steps; None when the step was skipped. During
+    the run's first ``--critic-warmup`` steps the generator is not updated.
 
     The host waits on the device twice per step: once to check the generator loss is finite
     (a skipped step must not touch the weights) and once to read all the losses together.
     """
     if trainer.critic is not None:
         trainer.critic.requires_grad_(False)
-    loss_g, parts = generator_loss(trainer, L, ab, rgb)
+    # --critic-warmup: the generator's loss is still computed (and logged), not followed
+    warming_up = trainer.step < trainer.config.critic_warmup
+    with torch.no_grad() if warming_up else contextlib.nullcontext():
+        loss_g, parts = generator_loss(trainer, L, ab, rgb)
     if not _finite_everywhere(trainer, loss_g):
         trainer.opt_g.zero_grad(set_to_none=True)
         return None
-    with phase(trainer, "generator backward"):
-        trainer.opt_g.zero_grad(set_to_none=True)
-        trainer.scaler.scale(loss_g).backward()
-    with phase(trainer, "generator update"):
-        trainer.scaler.step(trainer.opt_g)
-        trainer.scaler.update()
+    if not warming_up:
+        with phase(trainer, "generator backward"):
+            trainer.opt_g.zero_grad(set_to_none=True)
+            trainer.scaler.scale(loss_g).backward()
+        with phase(trainer, "generator update"):
+            trainer.scaler.step(trainer.opt_g)
+            trainer.scaler.update()
     if trainer.critic is not None:
         parts.update(critic_steps(trainer, L, ab))
     return _to_host(trainer, parts)
