@@ -347,6 +347,12 @@ def _start(config: TrainConfig, info: distributed.DistInfo) -> Trainer:
         trainer.load(resume_from)
     if info.is_main:
         trim_metrics(Path(config.out) / "metrics.jsonl", trainer.step)
+        if trainer.step < config.critic_warmup:
+            log.info(
+                "critic warm-up: steps %d to %d train the critic alone, the generator frozen",
+                trainer.step + 1,
+                config.critic_warmup,
+            )
     if config.compile:
         trainer.generator = torch.compile(trainer.generator)
     if info.distributed:

@@ -17,10 +17,12 @@ def _parameters(state: dict[str, torch.Tensor], names: set[str]) -> dict[str, to
     return {k: v for k, v in state.items() if k in names}
 
 
-def test_the_generator_stays_put_while_the_critic_warms_up_then_trains(images, tmp_path):
+def test_the_generator_stays_put_while_the_critic_warms_up_then_trains(images, tmp_path, caplog):
     out = tmp_path / "run"
     flags = ("--critic-warmup", "2", "--checkpoint-every", "1", "--keep-checkpoints", "5")
-    assert main(noclass_train_args(images, out, 4, *flags)) == 0
+    with caplog.at_level("INFO", logger="training"):
+        assert main(noclass_train_args(images, out, 4, *flags)) == 0
+    assert "critic warm-up: steps 1 to 2 train the critic alone" in caplog.text
     ckpts = [load_checkpoint(p) for p in checkpoint_files(out)]
     assert [c.training["step"] for c in ckpts] == [1, 2, 3, 4]
     names = {n for n, _ in ckpts[0].generator.named_parameters()}  # BatchNorm statistics move
