@@ -119,7 +119,7 @@ def load(trainer: Trainer, path: Path) -> None:
         raise CheckpointError(
             f"{path} is an inference checkpoint without training state; it cannot be resumed"
         )
-    _check_same_run(path, state, trainer.config)
+    saved = _check_same_run(path, state, trainer.config)
     if trainer.average is None:
         trainer.bare_generator.load_state_dict(ckpt.generator.state_dict())
     else:
@@ -130,7 +130,7 @@ def load(trainer: Trainer, path: Path) -> None:
         trainer.bare_critic.load_state_dict(state["critic"])
         trainer.opt_d.load_state_dict(state["optimizer_critic"])
     trainer.opt_g.load_state_dict(state["optimizer_generator"])
-    _apply_optimizer_settings(trainer, path)
+    _apply_optimizer_settings(trainer, path, saved)
     trainer.scaler.load_state_dict(state["scaler"])
     trainer.fine_tuned_from = ckpt.metadata.get("fine_tuned_from")
     trainer.step, trainer.epoch, trainer.position = (
@@ -144,27 +144,27 @@ def load(trainer: Trainer, path: Path) -> None:
     log.info("resumed from %s at step %d (epoch %d)", path, trainer.step, trainer.epoch)
 
 
-def _apply_optimizer_settings(trainer: Trainer, path: Path) -> None:
+def _apply_optimizer_settings(trainer: Trainer, path: Path, saved: TrainConfig) -> None:
     """The resumed run's Adam settings are this run's: ``load_state_dict`` restores the saved
     learning rate, betas and eps, which would silently ignore a ``--lr`` given on resume
-    (lowering the rate to continue a run is common); the moments are kept."""
+    (lowering the rate to continue a run is common); the moments are kept. What the run had is
+    read from its configuration (mid ``--lr-warmup`` the saved rate is a ramp's)."""
     wanted = trainer.adam_settings()
-    changed: dict[str, Any] = {}
+    had = {"lr": saved.lr, "betas": (saved.beta1, saved.beta2), "eps": saved.adam_eps}
     for optimizer in (trainer.opt_g, trainer.opt_d):
         for group in [] if optimizer is None else optimizer.param_groups:
-            for key, value in wanted.items():
-                if _plain(group[key]) != _plain(value):
-                    changed.setdefault(key, group[key])
-                    group[key] = value
-    for key, was in changed.items():
-        log.info("resuming %s with %s %s (the run had %s)", path.name, key, wanted[key], was)
+            group.update(wanted)
+    for key, value in wanted.items():
+        if _plain(had[key]) != _plain(value):
+            log.info("resuming %s with %s %s (the run had %s)", path.name, key, value, had[key])
 
 
 def _plain(value: Any) -> Any:
     return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
-def _check_same_run(path: Path, state: dict[str, Any], config: TrainConfig) -> None:
+def _check_same_run(path: Path, state: dict[str, Any], config: TrainConfig) -> TrainConfig:
+    """The configuration ``path`` was trained with, when this run may continue it."""
     saved = TrainConfig.from_dict({k: v for k, v in state["config"].items() if k != "effective"})
     for name in _MUST_MATCH:
         if getattr(saved, name) != getattr(config, name):
@@ -172,6 +172,7 @@ def _check_same_run(path: Path, state: dict[str, Any], config: TrainConfig) -> N
                 f"cannot resume {path}: it was trained with {name}={getattr(saved, name)!r} but this run "
                 f"asks for {getattr(config, name)!r}; drop the flag or start a new --out"
             )
+    return saved
 
 
 def _restore_rng(trainer: Trainer, state: dict[str, Any]) -> None:

@@ -1,7 +1,9 @@
-"""``--critic-warmup N``: the run's first N steps train the critic alone (tiny runs on the CPU)."""
+"""The warm-ups at a run's start (tiny runs on the CPU): ``--critic-warmup N`` trains the critic
+alone for N steps; ``--lr-warmup N`` ramps each network's learning rate over its first N updates."""
 
 from __future__ import annotations
 
+import pytest
 import tiny_runs
 import torch
 from tiny_runs import noclass_train_args, read_metrics
@@ -52,3 +54,43 @@ def test_a_warm_up_without_a_critic_or_below_zero_is_refused(images, tmp_path, c
     assert "--critic-warmup trains the critic, but this run has none" in capsys.readouterr().err
     assert main(noclass_train_args(images, tmp_path / "b", 1, "--critic-warmup", "-1")) == 2
     assert "--critic-warmup must not be negative" in capsys.readouterr().err
+
+
+def _lrs(path) -> tuple[float, float]:
+    """The (generator, critic) learning rates a checkpoint's optimizers last used."""
+    training = load_checkpoint(path).training
+    return tuple(
+        training[name]["param_groups"][0]["lr"]
+        for name in ("optimizer_generator", "optimizer_critic")
+    )
+
+
+def test_the_learning_rates_ramp_over_each_networks_first_updates(images, tmp_path):
+    out = tmp_path / "run"
+    flags = ("--lr", "0.001", "--lr-warmup", "2", "--critic-warmup", "1")
+    every = ("--checkpoint-every", "1", "--keep-checkpoints", "5")
+    assert main(noclass_train_args(images, out, 4, *flags, *every)) == 0
+    got = [_lrs(p) for p in checkpoint_files(out)]
+    # step 1: the critic's first update (the generator warms up its critic); step 2: the
+    # generator's first update and the critic's second; then both at --lr
+    expected = [(0.001, 0.0005), (0.0005, 0.001), (0.001, 0.001), (0.001, 0.001)]
+    for (g, d), (eg, ed) in zip(got[1:], expected[1:], strict=True):
+        assert g == pytest.approx(eg) and d == pytest.approx(ed)
+    assert got[0][1] == pytest.approx(0.0005)
+
+
+def test_a_resume_in_the_middle_of_the_ramp_reproduces_an_uninterrupted_run(
+    images, tmp_path, caplog
+):
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    flags = ("--lr-warmup", "4", "--batch-size", "3")
+    assert main(noclass_train_args(images, whole, 5, *flags)) == 0
+    assert main(noclass_train_args(images, split, 2, *flags)) == 0
+    with caplog.at_level("INFO", logger="training"):
+        assert main(["train", "--out", str(split), "--resume", "latest", "--max-steps", "5"]) == 0
+    assert "the run had" not in caplog.text  # the saved ramp's rate is not a change of --lr
+    a, b = read_metrics(whole), read_metrics(split)
+    assert [r["step"] for r in b] == [1, 2, 3, 4, 5]
+    for x, y in zip(a, b, strict=True):
+        assert x["loss_g"] == y["loss_g"] and x["loss_d"] == y["loss_d"], x["step"]
+    assert main(noclass_train_args(images, tmp_path / "bad", 1, "--lr-warmup", "-2")) == 2
