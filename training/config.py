@@ -101,8 +101,8 @@ class TrainConfig:
     lr_warmup: int = _opt(
         "raise each network's learning rate linearly from lr/N to --lr over its first N updates of "
         "the run (the generator's counted after --critic-warmup). Adam's first updates after a "
-        "start move every weight by about lr whatever its gradient: a fine-tune of the default at "
-        "5e-5 lost 1.1 dB of Kodak PSNR in its first 100 generator steps (default: 0, none)",
+        "start move every weight by about lr whatever its gradient, which can undo trained "
+        "weights in a fine-tune (default: 0, none)",
         default=0,
     )
     critic_warmup: int = _opt(
