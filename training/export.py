@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_chromagan.argtypes import size_multiple_of_32
-from napari_chromagan.errors import ChromaGANError, OutputError, cli_text
+from napari_chromagan.errors import CheckpointError, ChromaGANError, OutputError, cli_text
 from napari_chromagan.files.atomic import check_writable
 from napari_chromagan.weights.checkpoint import load_checkpoint, save_checkpoint
 
@@ -27,6 +27,7 @@ def export(
     overwrite: bool = False,
     extra: dict[str, Any] | None = None,
     network_size: int | None = None,
+    trained_weights: bool = False,
 ) -> Path:
     """Write the generator of ``checkpoint`` with its metadata to ``out`` (atomically).
 
@@ -36,7 +37,9 @@ def export(
     under ``previous_export``. ``half`` stores float16 weights (half the size; loaded back as float32).
     ``network_size`` makes another size the file's own (the size the engine runs it at unless
     told otherwise; EfficientNet-family weights only, :meth:`Generator.at_size`); the size it
-    was trained at is kept in the metadata as ``trained_image_size``.
+    was trained at is kept in the metadata as ``trained_image_size``. ``trained_weights`` writes,
+    from a checkpoint of a run with ``--ema-decay``, the weights being trained instead of their
+    moving average (the checkpoint's generator).
 
     Raises
     ------
@@ -58,7 +61,18 @@ def export(
         raise FileExistsError(f"{out} already exists; choose another -o or pass --overwrite")
     check_writable(out.parent, fix="choose another -o, or make the folder writable")
     ckpt = load_checkpoint(checkpoint)
+    generator = ckpt.generator
     metadata = dict(ckpt.metadata)
+    if trained_weights:
+        trained = (ckpt.training or {}).get("generator_trained")
+        if trained is None:
+            raise CheckpointError(
+                f"{checkpoint} holds no moving average (its run had no --ema-decay): its generator "
+                "is the trained weights already; drop --trained-weights"
+            )
+        generator.load_state_dict(trained)
+        # not the average: say so instead of the run's ema_decay
+        metadata["trained_weights_of_averaged_run"] = {"ema_decay": metadata.pop("ema_decay", None)}
     # an exported file exported again: what its last export said stays on record, and its
     # evaluation too (it described that file, not this one, unless a new one is given)
     previous = {k: metadata.pop(k) for k in _EXPORT_KEYS if k in metadata}
@@ -76,7 +90,6 @@ def export(
         metadata["evaluation"] = evaluation
     if extra:
         metadata.update(extra)
-    generator = ckpt.generator
     if network_size is not None and network_size != ckpt.config.image_size:
         generator = generator.at_size(network_size)
         metadata.setdefault("trained_image_size", ckpt.config.image_size)
@@ -107,6 +120,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="S",
         help="the network size the file runs at by default (EfficientNet-family weights only; "
         "default: the size it was trained at, kept in the metadata either way)",
+    )
+    p.add_argument(
+        "--trained-weights",
+        action="store_true",
+        help="from a run with --ema-decay: the weights being trained, not their moving average "
+        "(which is the checkpoint's generator and the default)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=run)
@@ -148,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             extra=extra,
             network_size=args.network_size,
+            trained_weights=args.trained_weights,
         )
     except (ChromaGANError, FileExistsError, OSError, ValueError) as exc:
         print(f"error: {cli_text(exc)}", file=sys.stderr)

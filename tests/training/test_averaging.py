@@ -81,7 +81,7 @@ def test_checkpoints_hold_the_average_and_resume_reproduces_an_uninterrupted_run
     assert any(not torch.equal(a.generator.state_dict()[k], trained[k]) for k in differ)
 
 
-def test_export_writes_the_average_and_a_run_without_it_has_none(images, tmp_path):
+def test_export_writes_the_average_or_the_trained_weights(images, tmp_path, capsys):
     run, plain = tmp_path / "run", tmp_path / "plain"
     assert main(noclass_train_args(images, run, 2, "--ema-decay", "0.9")) == 0
     assert main(noclass_train_args(images, plain, 2)) == 0
@@ -93,6 +93,25 @@ def test_export_writes_the_average_and_a_run_without_it_has_none(images, tmp_pat
         assert torch.equal(value, source.generator.state_dict()[key]), key
     without = load_checkpoint(checkpoint_files(plain)[-1])
     assert "ema_decay" not in without.metadata and "generator_trained" not in without.training
+    # --trained-weights: the weights being trained, which the average is not
+    trained_file = tmp_path / "trained.pt"
+    argv = ["export", str(checkpoint_files(run)[-1]), "-o", str(trained_file), "--trained-weights"]
+    assert main(argv) == 0
+    trained = load_checkpoint(trained_file)
+    assert "ema_decay" not in trained.metadata
+    assert trained.metadata["trained_weights_of_averaged_run"] == {"ema_decay": 0.9}
+    for key, value in trained.generator.state_dict().items():
+        assert torch.equal(value, source.training["generator_trained"][key]), key
+    refused = [
+        "export",
+        str(checkpoint_files(plain)[-1]),
+        "-o",
+        str(tmp_path / "x.pt"),
+        "--trained-weights",
+    ]
+    assert main(refused) == 2
+    assert "holds no moving average" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
 
 
 def test_bad_decays_and_a_resume_with_another_decay_are_refused(images, tmp_path, capsys):
