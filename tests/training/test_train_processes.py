@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import tiny_runs
+import torch
 from conftest import HANG_S
 from tiny_runs import noclass_train_args, read_metrics
 
@@ -72,7 +73,10 @@ def test_torchrun_gloo_two_processes(images, tmp_path):
             "2",
             "-m",
             "training",
-            *noclass_train_args(images, out, 3, "--checkpoint-every", "2"),
+            # with the schedule's extras, which must stay in step on every process
+            *noclass_train_args(
+                images, out, 3, "--checkpoint-every", "2", "--ema-decay", "0.5", "--lr-warmup", "2"
+            ),
         ],
         cwd=ROOT,
         env=env,
@@ -89,6 +93,9 @@ def test_torchrun_gloo_two_processes(images, tmp_path):
     ckpt = load_checkpoint(checkpoint_files(out)[-1])
     assert ckpt.training["world_size"] == 2 and len(ckpt.training["rng_epsilon"]) == 2
     assert ckpt.metadata["batch_size"] == 4  # 2 per process x 2 processes
+    assert ckpt.training["ema_updates"] == 3 and ckpt.metadata["ema_decay"] == 0.5
+    average, trained = ckpt.generator.state_dict(), ckpt.training["generator_trained"]
+    assert any(not torch.equal(average[k], trained[k]) for k in trained)
     # only rank 0 wrote: no stray temporary files, one metrics file
     assert sorted(p.name for p in out.iterdir()) == [
         "checkpoints",
