@@ -14,7 +14,10 @@ class FinetuneSettings:
     """What a widget run is made of; :meth:`argv` turns it into ``python -m training train`` flags.
 
     ``init_from`` None trains from scratch, at ``width`` and ``image_size``; with weights, the
-    model's shape comes from the file (``image_size`` and ``width`` are not passed).
+    model's shape comes from the file (``image_size`` and ``width`` are not passed), and the
+    learning rate ramps up over the first tenth of the steps (``--lr-warmup``): from trained
+    weights, Adam's first updates at the full rate undo part of what they had learnt (continuing
+    the default at 5e-5 lost 1.1 dB of Kodak PSNR in 100 steps; with a 200-step ramp, 0.5 dB).
     """
 
     data: str
@@ -63,7 +66,7 @@ class FinetuneSettings:
             "crop",
         ]
         if self.init_from:
-            flags += ["--init-from", self.init_from]
+            flags += ["--init-from", self.init_from, "--lr-warmup", str(max(1, self.steps // 10))]
         else:
             flags += ["--width", repr(self.width), "--image-size", str(self.image_size)]
         if self.val_fraction:

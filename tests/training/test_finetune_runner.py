@@ -93,6 +93,8 @@ def test_settings_make_a_command_line_the_trainer_accepts(tmp_path):
         None,
         3000,
     )
+    # from weights the learning rate ramps over a tenth of the run; from scratch it does not
+    assert (b.lr_warmup, a.lr_warmup) == (300, None)
 
 
 def test_describe_exit_says_how_each_run_ended():
