@@ -1,8 +1,8 @@
 """An exponential moving average of the generator's weights (``--ema-decay``).
 
 Adversarial training moves the generator's weights around a good region rather than settling in
-it: this project's EfficientNet-Lite0 runs swung by up to 0.7 dB of Kodak PSNR from one
-checkpoint to the next, 100 steps apart (README, "How it was tuned"). The usual remedy in GAN
+it: this project's EfficientNet-Lite0 runs lost 0.5 dB of Kodak PSNR in the 100 steps after
+their best checkpoint (README, "How it was tuned"). The usual remedy in GAN
 training is to keep, beside the weights being trained, their exponential moving average
 
     average <- decay * average + (1 - decay) * trained            (after every step)
@@ -14,7 +14,9 @@ weights they belong to; integer buffers (BatchNorm's batch counter) are copied.
 
 When a run keeps an average, its checkpoints' generator *is* the average, so everything that
 reads a checkpoint (export, evaluate, ``--init-from``, the plugin) uses it; the trained weights,
-which an exact resume needs, are in the checkpoint's training state.
+which an exact resume needs, are in the checkpoint's training state. Measured continuing the
+default weights (README, "Targets not met yet"): the average beat the trained weights at six of
+seven checkpoints (at step 1000, +0.35 dB on Kodak and +0.08 dB on BSDS500).
 """
 
 from __future__ import annotations
