@@ -1,4 +1,5 @@
-"""The ``info`` subcommand: show the provenance record stored in image files."""
+"""The ``info`` subcommand: show the provenance record stored in image files, or what a
+weights file (``.pt``) records about its network, training and evaluation."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ from napari_chromagan.cli._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _erro
 def register_info(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "info",
-        help="show how an image was colourised (its provenance record)",
+        help="show how an image was colourised (its provenance record), or what weights are",
         description=(
             "Read the provenance record that `colorize` (and the plugin's writer in napari) "
             "stores in each output: that it was colourised by napari-chromagan, the version, the "
             "weights' name and sha256, the precision, the normalisation, any colour hints, and "
-            "the date. Reads PNG, JPEG, WebP and TIFF files; only their metadata is read."
+            "the date. Reads PNG, JPEG, WebP and TIFF files; only their metadata is read. For a "
+            "weights file (.pt): its network, how it was trained and what it scored, as recorded "
+            "by training and export (loaded without running code from it)."
         ),
         epilog=(
             "exit codes: 0 every file has a record; 1 some have none (not written by "
@@ -27,11 +30,12 @@ def register_info(subparsers: Any) -> argparse.ArgumentParser:
             "its record is damaged"
         ),
     )
-    p.add_argument("files", nargs="+", metavar="FILE", help="image files")
+    p.add_argument("files", nargs="+", metavar="FILE", help="image files or weights files (.pt)")
     p.add_argument(
         "--json",
         action="store_true",
-        help='one JSON object per file on standard output: {"file": ..., "provenance": {...} or null}',
+        help='one JSON object per file on standard output: {"file": ..., "provenance": {...} or null}, '
+        'or for weights {"file": ..., "weights": {"config": {...}, "metadata": {...}}}',
     )
     return p
 
@@ -42,6 +46,9 @@ def run_info(args: argparse.Namespace) -> int:
     missing = unreadable = 0
     for name in args.files:
         path = Path(name)
+        if path.suffix.lower() == ".pt":
+            unreadable += not _weights_info(path, args.json)
+            continue
         try:
             record = read_provenance(path)
         except (
@@ -69,3 +76,26 @@ def run_info(args: argparse.Namespace) -> int:
     if unreadable:
         return EXIT_USAGE
     return EXIT_FAILED if missing else EXIT_OK
+
+
+def _weights_info(path: Path, as_json: bool) -> bool:
+    """Print what the weights file ``path`` records; False (after an error line) if it cannot be read."""
+    import dataclasses
+
+    from napari_chromagan.errors import CheckpointError
+    from napari_chromagan.weights.checkpoint import load_checkpoint
+    from napari_chromagan.weights.describe import describe_checkpoint
+
+    try:
+        ckpt = load_checkpoint(path)
+    except CheckpointError as exc:
+        _error(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
+        return False
+    if as_json:
+        weights = {"config": dataclasses.asdict(ckpt.config), "metadata": ckpt.metadata}
+        print(json.dumps({"file": str(path), "weights": weights}, sort_keys=True, default=str))
+    else:
+        print(f"{path}: napari-chromagan weights")
+        for line in describe_checkpoint(ckpt):
+            print(f"  {line}")
+    return True
