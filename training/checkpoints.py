@@ -149,8 +149,7 @@ def _apply_optimizer_settings(trainer: Trainer, path: Path, saved: TrainConfig) 
     learning rate, betas and eps, which would silently ignore a ``--lr`` given on resume
     (lowering the rate to continue a run is common); the moments are kept. What the run had is
     read from its configuration (mid ``--lr-warmup`` the saved rate is a ramp's)."""
-    wanted = trainer.adam_settings()
-    had = {"lr": saved.lr, "betas": (saved.beta1, saved.beta2), "eps": saved.adam_eps}
+    wanted, had = trainer.config.adam_settings(), saved.adam_settings()
     for optimizer in (trainer.opt_g, trainer.opt_d):
         for group in [] if optimizer is None else optimizer.param_groups:
             group.update(wanted)

@@ -290,6 +290,10 @@ class TrainConfig:
         width = self.width if self.critic_width is None else self.critic_width
         return ModelConfig(width=width, image_size=self.image_size)
 
+    def adam_settings(self) -> dict[str, Any]:
+        """The Adam hyperparameters, as ``torch.optim.Adam`` and its param groups name them."""
+        return {"lr": self.lr, "betas": (self.beta1, self.beta2), "eps": self.adam_eps}
+
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 

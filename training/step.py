@@ -117,15 +117,11 @@ def critic_steps(trainer: Trainer, L: torch.Tensor, ab: torch.Tensor) -> dict[st
 def _ramp_lr(trainer: Trainer, optimizer: torch.optim.Optimizer, updates_before: int) -> None:
     """``--lr-warmup N``: the learning rate for a network's update number ``updates_before + 1``
     of the run, lr * k / N for k <= N; a function of the step alone, so a resume is exact."""
-    n = trainer.config.lr_warmup
-    if n and updates_before < n:
-        lr = trainer.config.lr * (updates_before + 1) / n
-    elif n:
-        lr = trainer.config.lr
-    else:
+    n, lr = trainer.config.lr_warmup, trainer.config.lr
+    if not n:
         return
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * (updates_before + 1) / n if updates_before < n else lr
 
 
 def _finite_everywhere(trainer: Trainer, loss: torch.Tensor) -> bool:

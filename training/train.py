@@ -164,16 +164,11 @@ class Trainer:
         if self.critic is not None:
             self.critic.to(self.device, memory_format=self.memory_format).train()
 
-    def adam_settings(self) -> dict[str, Any]:
-        """The run's Adam hyperparameters, as ``torch.optim.Adam`` and its param groups name them."""
-        config = self.config
-        return {"lr": config.lr, "betas": (config.beta1, config.beta2), "eps": config.adam_eps}
-
     def _build_optimizers(self) -> None:
         config = self.config
         # fused Adam: one kernel for all parameters instead of one per tensor. On the CPU too:
         # the paper-size generator's update went from 489 to 70 ms (2 cores, 2026-11-26)
-        adam = {**self.adam_settings(), "fused": self.device.type in ("cuda", "cpu") or None}
+        adam = {**config.adam_settings(), "fused": self.device.type in ("cuda", "cpu") or None}
         self.opt_g = torch.optim.Adam(
             [p for p in self.generator.parameters() if p.requires_grad], **adam
         )

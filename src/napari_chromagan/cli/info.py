@@ -56,8 +56,7 @@ def run_info(args: argparse.Namespace) -> int:
             ValueError,
         ) as exc:  # UnsupportedImageError and ProvenanceError are ValueErrors
             unreadable += 1
-            message = str(exc) or type(exc).__name__
-            _error(message if str(path) in message else f"{path}: {message}")
+            _file_error(path, exc)
             continue
         if record is None:
             missing += 1
@@ -89,7 +88,7 @@ def _weights_info(path: Path, as_json: bool) -> bool:
     try:
         ckpt = load_checkpoint(path)
     except CheckpointError as exc:
-        _error(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
+        _file_error(path, exc)
         return False
     if as_json:
         weights = {"config": dataclasses.asdict(ckpt.config), "metadata": ckpt.metadata}
@@ -99,3 +98,9 @@ def _weights_info(path: Path, as_json: bool) -> bool:
         for line in describe_checkpoint(ckpt):
             print(f"  {line}")
     return True
+
+
+def _file_error(path: Path, exc: Exception) -> None:
+    """An error line about ``path``: the exception's message, prefixed by the path unless it names it."""
+    message = str(exc) or type(exc).__name__
+    _error(message if str(path) in message else f"{path}: {message}")

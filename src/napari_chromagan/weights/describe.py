@@ -69,10 +69,10 @@ def _evaluation(ev: dict[str, Any]) -> str:
     metrics = ev.get("metrics", {})
     name = Path(str(ev.get("data", "?"))).name
     parts = [f"{name} ({ev.get('images', '?')} images"]
-    if ev.get("network_size") and ev.get("network_size") != ev.get("image_size"):
-        parts[0] += f", network size {ev['network_size']}"
+    size, network = ev.get("image_size"), ev.get("network_size")
+    if network and network != size:
+        parts[0] += f", network size {network}"
     parts[0] += ")"
-    size = ev.get("image_size")
     psnr = metrics.get(f"psnr_{size}")
     if psnr:
         parts.append(
