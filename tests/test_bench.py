@@ -343,3 +343,42 @@ def test_bench_network_size_scores_each_size_as_evaluate_does(tmp_path):
         assert run["figures"]["colourfulness_share"] == pytest.approx(
             cf["model"] / cf["truth"], rel=1e-9
         )
+
+
+def test_network_stages_benchmark_times_each_stage_inside_the_calls(tmp_path):
+    """Tiny networks of both families: each stage's median is that of the per-call times it
+    recorded (over the rounds it kept), the stages of one call add up to no more than the call,
+    and every stage reports the output size its modules produced."""
+    result = _run("bench_network_stages.py", tmp_path / "stages.json", "--threads", "1")
+    assert result["threads"] == 1 and result["repeats"] == 3
+    cases = result["results"]
+    assert list(cases) == ["default", "default@96", "baseline"]
+    kept, total = map(int, result["quiet_rounds"].split("/"))
+    assert total == 3 and 1 <= kept <= 3
+    lite_stages = ["trunk stem"] + [f"trunk stage {i}" for i in range(1, 8)] + ["trunk head conv"]
+    heads = ["global dense", "mid-level", "decoder", "class head", "other"]
+    assert list(cases["default"]["stages"]) == lite_stages + heads
+    assert list(cases["baseline"]["stages"]) == ["trunk", "global trunk", *heads]
+    for name, size in (("default", 64), ("default@96", 96), ("baseline", 64)):
+        case = cases[name]
+        assert case["config"]["image_size"] == size
+        stages = case["stages"]
+        assert stages["decoder"]["out_size"] == f"{size}x{size}"
+        assert stages["mid-level"]["out_size"] == f"{size // 8}x{size // 8}"
+        assert stages["class head"]["out_size"] == "1000"
+        calls, samples = case["stage_samples_s"], case["call_samples_s"]
+        assert len(calls) == len(samples) == 3
+        for call, seconds in zip(calls, samples, strict=True):
+            parts = [t for stage, t in call.items() if stage != "other"]
+            assert all(t > 0 for t in parts)
+            assert sum(parts) <= seconds + SLACK_S
+            assert call["other"] >= -SLACK_S
+        rounds = _quiet_rounds(
+            {n: c["foreign_cpu_share"] for n, c in cases.items()}, result["max_foreign"]
+        )
+        assert len(rounds) == kept
+        for stage, figures in stages.items():
+            assert figures["median_ms"] == pytest.approx(
+                1000 * statistics.median(calls[i][stage] for i in rounds), rel=1e-12
+            )
+    assert cases["default"]["stages"]["trunk stem"]["out_size"] == "32x32"
