@@ -53,6 +53,7 @@ TORCH_MODULES = {
     "napari_chromagan.engine.pipeline": "the engine over files (batches of tensors)",
     "napari_chromagan.engine.planes": "the engine's batch step",
     "napari_chromagan.model.pretrained_trunk": "copies ImageNet tensors into the generator's trunk",
+    "napari_chromagan.model.same_padding": "TensorFlow-padded convolutions, nn.Modules",
     "napari_chromagan.color.render": "the renderer, on tensors",
     "napari_chromagan.engine.upsample": "the chroma upsampling, on tensors",
     "napari_chromagan.model.vgg16": "the VGG16 layers, nn.Modules",

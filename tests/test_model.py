@@ -9,10 +9,10 @@ from napari_chromagan.model.generator import (
     Critic,
     Generator,
     ModelConfig,
-    SameConv2d,
     load_vgg16_trunk,
     vgg16_to_trunk_state_dict,
 )
+from napari_chromagan.model.same_padding import SameConv2d
 
 
 def trainable(module: torch.nn.Module) -> int:
@@ -79,22 +79,30 @@ def test_width_factor_scales_channels():
 
 
 @pytest.mark.parametrize(
-    ("size", "kernel", "stride"), [(28, 3, 2), (14, 3, 2), (224, 4, 2), (28, 4, 1), (7, 3, 1)]
+    ("size", "kernel", "stride", "groups"),
+    [
+        *[(28, 3, 2, 1), (14, 3, 2, 1), (224, 4, 2, 1), (28, 4, 1, 1), (7, 3, 1, 1)],
+        # depthwise without a bias, as in the EfficientNet trunk's stride-2 stages
+        *[(112, 3, 2, 3), (15, 5, 2, 3), (14, 5, 1, 3)],
+    ],
 )
-def test_same_conv_matches_tensorflow_padding(size, kernel, stride):
+def test_same_conv_matches_tensorflow_padding(size, kernel, stride, groups):
     """Reference: TF SAME pads total = max((ceil(n/s)-1)*s + k - n, 0), the extra pixel after."""
     torch.manual_seed(1)
-    conv = SameConv2d(3, 4, kernel, stride)
+    out_channels = 3 if groups > 1 else 4
+    conv = SameConv2d(3, out_channels, kernel, stride, groups=groups, bias=groups == 1)
+    assert (conv.bias is None) == (groups > 1)
     x = torch.randn(1, 3, size, size)
     out_size = -(-size // stride)
     total = max((out_size - 1) * stride + kernel - size, 0)
     before, after = total // 2, total - total // 2
-    expected = F.conv2d(F.pad(x, (before, after, before, after)), conv.weight, conv.bias, stride)
+    padded = F.pad(x, (before, after, before, after))
+    expected = F.conv2d(padded, conv.weight, conv.bias, stride, groups=groups)
     got = conv(x)
     assert got.shape[-1] == out_size
     torch.testing.assert_close(got, expected)
     if total % 2:  # asymmetric: PyTorch's symmetric padding would shift the result
-        sym = F.conv2d(x, conv.weight, conv.bias, stride, padding=total // 2 + 1)[
+        sym = F.conv2d(x, conv.weight, conv.bias, stride, padding=total // 2 + 1, groups=groups)[
             ..., :out_size, :out_size
         ]
         assert not torch.allclose(got, sym)

@@ -27,6 +27,7 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from napari_chromagan.errors import CheckpointError
+from napari_chromagan.model.same_padding import SameConv2d
 from napari_chromagan.weights.state_dict import read_state_dict
 
 __all__ = [
@@ -72,36 +73,12 @@ def _round_filters(filters: int, width: float) -> int:
     return int(rounded + 8 if rounded < 0.9 * scaled else rounded)
 
 
-def _same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    out = math.ceil(size / stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
-class _SameConv(nn.Conv2d):
-    """A Conv2d with TensorFlow's SAME padding, padded in the convolution when symmetric.
-
-    Built without a bias, as in the ImageNet files; folding the BatchNorm that follows it for
-    inference (:mod:`napari_chromagan.model.inference`) gives it one.
-    """
-
-    def __init__(
-        self, in_channels: int, out_channels: int, kernel: int, stride: int = 1, groups: int = 1
-    ):
-        super().__init__(
-            in_channels, out_channels, kernel, stride=stride, groups=groups, bias=False
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        k, s = self.kernel_size[0], self.stride[0]
-        top, bottom = _same_pads(x.shape[-2], k, s)
-        left, right = _same_pads(x.shape[-1], k, s)
-        if top == bottom and left == right:
-            return nn.functional.conv2d(
-                x, self.weight, self.bias, self.stride, (top, left), 1, self.groups
-            )
-        x = nn.functional.pad(x, (left, right, top, bottom))
-        return nn.functional.conv2d(x, self.weight, self.bias, self.stride, 0, 1, self.groups)
+def _conv(
+    in_channels: int, out_channels: int, kernel: int, stride: int = 1, groups: int = 1
+) -> SameConv2d:
+    """A SAME-padded convolution without a bias, as in the ImageNet files (folding the BatchNorm
+    that follows it for inference, :mod:`napari_chromagan.model.inference`, gives it one)."""
+    return SameConv2d(in_channels, out_channels, kernel, stride, groups=groups, bias=False)
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:
@@ -117,11 +94,11 @@ class MBConv(nn.Module):
         super().__init__()
         hidden = in_channels * expand
         if expand != 1:
-            self._expand_conv = _SameConv(in_channels, hidden, 1)
+            self._expand_conv = _conv(in_channels, hidden, 1)
             self._bn0 = _bn(hidden)
-        self._depthwise_conv = _SameConv(hidden, hidden, kernel, stride, groups=hidden)
+        self._depthwise_conv = _conv(hidden, hidden, kernel, stride, groups=hidden)
         self._bn1 = _bn(hidden)
-        self._project_conv = _SameConv(hidden, out_channels, 1)
+        self._project_conv = _conv(hidden, out_channels, 1)
         self._bn2 = _bn(out_channels)
         self.residual = stride == 1 and in_channels == out_channels
 
@@ -151,7 +128,7 @@ class EfficientNetLite(nn.Module):
             )
         width, depth = VARIANTS[variant]
         self.variant = variant
-        self._conv_stem = _SameConv(3, STEM_CHANNELS, 3, 2)
+        self._conv_stem = _conv(3, STEM_CHANNELS, 3, 2)
         self._bn0 = _bn(STEM_CHANNELS)
         blocks: list[MBConv] = []
         stage_ends: list[int] = []
@@ -167,7 +144,7 @@ class EfficientNetLite(nn.Module):
         self._blocks = nn.ModuleList(blocks)
         self.stage_ends = tuple(stage_ends)
         self.stage_channels = tuple(_round_filters(s[4], width) for s in _STAGES)
-        self._conv_head = _SameConv(channels, HEAD_CHANNELS, 1)
+        self._conv_head = _conv(channels, HEAD_CHANNELS, 1)
         self._bn1 = _bn(HEAD_CHANNELS)
         self.head_channels = HEAD_CHANNELS
         if num_classes is not None:

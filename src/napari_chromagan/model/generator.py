@@ -49,12 +49,12 @@ from napari_chromagan.model.pretrained_trunk import (
     load_vgg16_trunk,
     vgg16_to_trunk_state_dict,
 )
+from napari_chromagan.model.same_padding import SameConv2d
 
 __all__ = [
     "Critic",
     "Generator",
     "ModelConfig",
-    "SameConv2d",
     "load_efficientnet_trunk",
     "load_vgg16_trunk",
     "vgg16_to_trunk_state_dict",
@@ -163,36 +163,6 @@ class ModelConfig:
 
 def _multiple_of_32(x: float) -> int:
     return max(32, 32 * round(x / 32))
-
-
-def _tf_same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TensorFlow 'SAME' padding (before, after) along one axis."""
-    out = math.ceil(size / stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
-class SameConv2d(nn.Conv2d):
-    """A Conv2d with TensorFlow's 'SAME' padding, which is asymmetric when the total is odd.
-
-    For a 3x3 stride-2 convolution on an even input TF pads 0 before and 1 after; PyTorch's
-    symmetric ``padding=1`` would shift every output by one pixel against the authors' network.
-    Symmetric cases use the convolution's own padding (no extra copy).
-    """
-
-    def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1
-    ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        kh, kw = self.kernel_size
-        sh, sw = self.stride
-        top, bottom = _tf_same_pads(x.shape[-2], kh, sh)
-        left, right = _tf_same_pads(x.shape[-1], kw, sw)
-        if top == bottom and left == right:
-            return F.conv2d(x, self.weight, self.bias, self.stride, (top, left))
-        return F.conv2d(F.pad(x, (left, right, top, bottom)), self.weight, self.bias, self.stride)
 
 
 class Float32Sigmoid(nn.Module):
