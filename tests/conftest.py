@@ -17,6 +17,8 @@ AUTO_ON_CPU = "bf16" if auto_uses_bf16(torch.device("cpu")) else "fp32"
 # took 1 h 44 min (2026-12-02, under a training run) and 5- and 10-minute limits killed a
 # benchmark's quick run and the 10000x10000 memory probe while they were still working.
 HANG_S = 1800
+# The same guard for a widget test's qtbot waits (a worker thread finishing, a progress step).
+HANG_MS = HANG_S * 1000
 
 
 def make_generator(config: ModelConfig = TINY, seed: int = 0) -> Generator:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import test_cli
+from conftest import HANG_S
 from test_cli import SRC, H, W, _gray8, _stack16
 
 from napari_chromagan.cli import main
@@ -42,7 +43,7 @@ def test_python_m_colorize(tmp_path, weights):
         capture_output=True,
         text=True,
         env=_env(),
-        timeout=120,
+        timeout=HANG_S,
     )
     assert proc.returncode == 0, proc.stderr
     assert "colourised 1 image into" in proc.stderr
@@ -55,7 +56,7 @@ def test_help_is_fast_and_lists_colorize():
         capture_output=True,
         text=True,
         env=_env(),
-        timeout=60,
+        timeout=HANG_S,
     )
     assert proc.returncode == 0
     assert "usage: python -m napari_chromagan" in proc.stdout and "colorize" in proc.stdout
@@ -66,7 +67,7 @@ def test_help_is_fast_and_lists_colorize():
         "assert code == 0 and not heavy, (code, heavy)"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", check], capture_output=True, text=True, env=_env(), timeout=60
+        [sys.executable, "-c", check], capture_output=True, text=True, env=_env(), timeout=HANG_S
     )
     assert proc.returncode == 0, proc.stderr
     for option in ("--overwrite", "--skip-existing", "--format", "--range", "--device"):

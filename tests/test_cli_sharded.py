@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_generator
+from conftest import HANG_S, make_generator
 from PIL import Image
 
 from napari_chromagan.cli import main, shard
@@ -165,7 +165,7 @@ def _torchrun(*args: str | os.PathLike[str]) -> subprocess.CompletedProcess[str]
     env["OMP_NUM_THREADS"] = "1"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     cmd += ["-m", "napari_chromagan", "colorize", *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=HANG_S)
 
 
 def test_torchrun_two_processes_then_resume(tmp_path, weights):

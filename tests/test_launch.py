@@ -67,7 +67,7 @@ def test_napari_command_docks_the_widgets_colourises_and_screenshots(tmp_path):
         capture_output=True,
         text=True,
         env=env,
-        timeout=120,
+        timeout=HANG_S,
         cwd=tmp_path,
     )
     assert again.returncode == 2 and "exists" in again.stderr
@@ -123,7 +123,7 @@ def test_napari_command_without_a_display_starts_a_virtual_one_or_says_what_to_d
     }
     command = [sys.executable, "-m", "napari_chromagan", "napari", "--sample", "camera"]
     refused = subprocess.run(
-        command, capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path
+        command, capture_output=True, text=True, env=env, timeout=HANG_S, cwd=tmp_path
     )
     assert (
         refused.returncode == 2

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import HANG_S
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,7 +37,7 @@ def _npe2_validate(target: str) -> subprocess.CompletedProcess[str]:
     npe2_cli = Path(sys.executable).with_name("npe2")
     command = [str(npe2_cli)] if npe2_cli.exists() else [sys.executable, "-m", "npe2"]
     return subprocess.run(
-        [*command, "validate", target, "--imports"], capture_output=True, text=True, timeout=120
+        [*command, "validate", target, "--imports"], capture_output=True, text=True, timeout=HANG_S
     )
 
 

@@ -18,7 +18,7 @@ import threading
 import time
 
 import pytest
-from conftest import check_no_leaked_threads
+from conftest import HANG_S, check_no_leaked_threads
 
 from napari_chromagan.napari import _threads
 
@@ -53,7 +53,7 @@ def test_a_thread_in_torch_work_is_cancelled_and_joined_at_exit():
             [sys.executable, "-c", _SCRIPT],
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=HANG_S,
             env={**os.environ, "OMP_NUM_THREADS": "1"},
         )
         assert proc.returncode == 0, (run, proc.returncode, proc.stderr[-2000:])

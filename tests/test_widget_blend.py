@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import capture_notes
+from conftest import HANG_MS, capture_notes
 from skimage.color import rgb2lab
 
 import napari_chromagan.weights.lookup as weights_module
@@ -23,7 +23,6 @@ pytestmark = pytest.mark.qt
 wb = pytest.importorskip("napari_chromagan.napari._widgets.blend")
 from napari_chromagan.napari._widgets import _blend_runs as blend_runs  # noqa: E402
 
-TIMEOUT_MS = 60_000
 SHIPPED = weights_module.PACKAGED_WEIGHTS  # the real path (conftest redirects it only inside tests)
 
 
@@ -81,7 +80,7 @@ def start_and_wait(qtbot, widget, start):
     worker = start()
     assert worker is not None and worker is widget.worker
     # _on_finished (after returned) clears the progress bar
-    qtbot.waitUntil(lambda: widget._pbar is None and not worker.is_running, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: widget._pbar is None and not worker.is_running, timeout=HANG_MS)
     return worker
 
 
@@ -230,7 +229,7 @@ def test_cancel_keeps_the_pixels(viewer, qtbot):
     worker = widget.apply_to_stack()
     assert widget.running and not widget._strength.enabled and widget._cancel_button.enabled
     widget.cancel()  # before the worker's first plane: it stops at its first yield
-    qtbot.waitUntil(lambda: widget._pbar is None and not worker.is_running, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: widget._pbar is None and not worker.is_running, timeout=HANG_MS)
     assert worker.abort_requested
     np.testing.assert_array_equal(layer.data, rgb)
     assert get_layer_result(layer).blend == {}

@@ -20,11 +20,9 @@ from napari_chromagan.weights.lookup import user_weights_dir
 pytestmark = pytest.mark.qt
 
 cw = pytest.importorskip("napari_chromagan.napari._widgets.colorize")
-from conftest import capture_notes, make_generator  # noqa: E402
+from conftest import HANG_MS, capture_notes, make_generator  # noqa: E402
 
 from napari_chromagan.napari._widgets import _weights_choice as wc  # noqa: E402
-
-TIMEOUT_MS = 30_000
 
 
 @pytest.fixture(autouse=True)
@@ -97,8 +95,8 @@ def record_progress(monkeypatch, widget, on_event=None):
 def run_and_wait(qtbot, widget):
     worker = widget.run()
     assert worker is not None and widget.worker is worker
-    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
-    worker.await_workers(TIMEOUT_MS)  # the thread itself ends just after `finished`
+    qtbot.waitUntil(lambda: not widget.running, timeout=HANG_MS)
+    worker.await_workers(HANG_MS)  # the thread itself ends just after `finished`
     return worker
 
 
@@ -340,10 +338,10 @@ def test_the_main_thread_runs_its_event_loop_while_a_stack_colourises(
     try:
         worker = widget.run()
         assert widget.running  # Run did not colourise on the main thread
-        qtbot.waitUntil(lambda: len({t for t in ticks if t > 0}) >= 3, timeout=TIMEOUT_MS)
+        qtbot.waitUntil(lambda: len({t for t in ticks if t > 0}) >= 3, timeout=HANG_MS)
         widget.cancel()
-        qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
-        worker.await_workers(TIMEOUT_MS)
+        qtbot.waitUntil(lambda: not widget.running, timeout=HANG_MS)
+        worker.await_workers(HANG_MS)
     finally:
         timer.stop()
     done = max(e.done for e in events if isinstance(e, Progress))

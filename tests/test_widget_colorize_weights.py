@@ -8,6 +8,7 @@ import dataclasses
 import functools
 
 import pytest
+from conftest import HANG_MS
 
 from napari_chromagan.napari.layer_result import get_layer_result
 from napari_chromagan.napari.settings import load_settings
@@ -22,7 +23,6 @@ import test_widget_colorize as twc  # noqa: E402
 
 from napari_chromagan.napari._widgets import _weights_choice as wc  # noqa: E402
 
-TIMEOUT_MS = twc.TIMEOUT_MS
 make_widget, ramp, run_and_wait = twc.make_widget, twc.ramp, twc.run_and_wait
 weights_labels, outputs = twc.weights_labels, twc.outputs
 # the fixtures
@@ -73,8 +73,8 @@ def serve_imagenet_from(monkeypatch, *urls):
 
 def wait_for(qtbot, widget, worker):
     assert worker is not None and widget.worker is worker
-    qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
-    worker.await_workers(TIMEOUT_MS)
+    qtbot.waitUntil(lambda: not widget.running, timeout=HANG_MS)
+    worker.await_workers(HANG_MS)
 
 
 def test_download_a_registry_entry_then_run_with_it(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import capture_notes
+from conftest import HANG_MS, capture_notes
 from PIL import Image
 
 from napari_chromagan.napari.layer_result import get_layer_result, is_colorized
@@ -26,10 +26,6 @@ from training.__main__ import main as training_main  # noqa: E402
 from training.export import export  # noqa: E402
 from training.progress import read_progress  # noqa: E402
 from training.train import checkpoint_files  # noqa: E402
-
-LONG_MS = (
-    180_000  # a loaded 2-core machine: the process start alone imports torch and napari_chromagan
-)
 
 
 def colour_image(seed: int, shape=(80, 96)) -> np.ndarray:
@@ -126,7 +122,7 @@ def test_fine_tune_from_layers_stop_resume_finish_and_colourise(
     assert len(tiles) == 8
     assert np.array_equal(np.asarray(Image.open(tiles[0])), a[:128, :128])
     qtbot.waitUntil(
-        lambda: widget._progress.value >= 40 and widget._sample_layer is not None, timeout=LONG_MS
+        lambda: widget._progress.value >= 40 and widget._sample_layer is not None, timeout=HANG_MS
     )
     first_value, first_points = widget._progress.value, len(widget.plot.series["loss_g"])
     first_sample = widget._sample_layer.metadata["finetune_sample"]
@@ -137,7 +133,7 @@ def test_fine_tune_from_layers_stop_resume_finish_and_colourise(
             widget._progress.value >= first_value + 20
             and widget._sample_layer.metadata["finetune_sample"] != first_sample
         ),
-        timeout=LONG_MS,
+        timeout=HANG_MS,
     )
     assert len(widget.plot.series["loss_g"]) > first_points  # the plot advanced
     sample = widget._sample_layer.data
@@ -152,7 +148,7 @@ def test_fine_tune_from_layers_stop_resume_finish_and_colourise(
     pid = run.process.pid
     widget.stop()
     qtbot.waitUntil(
-        lambda: not widget.running and "stopped" in widget._status.value, timeout=LONG_MS
+        lambda: not widget.running and "stopped" in widget._status.value, timeout=HANG_MS
     )
     assert run.returncode == 130 and _gone(pid)
     progress = read_progress(run.out)
@@ -166,7 +162,7 @@ def test_fine_tune_from_layers_stop_resume_finish_and_colourise(
     widget._steps.value = stopped_at + 21
     resumed = widget.resume()
     assert resumed is not None and resumed.out == run.out
-    qtbot.waitUntil(lambda: widget.exported is not None, timeout=LONG_MS)
+    qtbot.waitUntil(lambda: widget.exported is not None, timeout=HANG_MS)
     assert resumed.returncode == 0 and _gone(resumed.process.pid)
     assert widget._progress.value == widget._progress.max == stopped_at + 21
     exported = widget.exported
@@ -187,7 +183,7 @@ def test_fine_tune_from_layers_stop_resume_finish_and_colourise(
     colorize._weights.value = combo.itemData(entry)
     colorize._layer.value = gray
     assert colorize.run() is not None
-    qtbot.waitUntil(lambda: not colorize.running, timeout=LONG_MS)
+    qtbot.waitUntil(lambda: not colorize.running, timeout=HANG_MS)
     (made,) = [layer for layer in viewer.layers if is_colorized(layer)]
     assert get_layer_result(made).weights == str(exported)
     # the training layers were only read
@@ -195,7 +191,7 @@ def test_fine_tune_from_layers_stop_resume_finish_and_colourise(
     # a second export under the same name is refused, nothing overwritten
     before = exported.stat().st_mtime_ns
     assert widget.export() is not None
-    qtbot.waitUntil(lambda: "already exists" in widget._status.value, timeout=LONG_MS)
+    qtbot.waitUntil(lambda: "already exists" in widget._status.value, timeout=HANG_MS)
     assert exported.stat().st_mtime_ns == before
     assert any(kind == "error" and "choose another name" in text for kind, text in notes)
 
@@ -219,12 +215,12 @@ def test_a_run_killed_from_outside_is_reported_and_nothing_is_offered(
     widget._held_out.value = 0.0
     run = widget.start()
     assert run is not None, notes
-    qtbot.waitUntil(lambda: widget._progress.value >= 5, timeout=LONG_MS)
+    qtbot.waitUntil(lambda: widget._progress.value >= 5, timeout=HANG_MS)
     choices_before = list(colorize._weights.choices)
 
     os.kill(run.process.pid, signal.SIGKILL)
     qtbot.waitUntil(
-        lambda: not widget.running and "killed" in widget._status.value, timeout=LONG_MS
+        lambda: not widget.running and "killed" in widget._status.value, timeout=HANG_MS
     )
     assert "SIGKILL" in widget._status.value and "nothing was exported" in widget._status.value
     assert any(kind == "warning" and "killed (SIGKILL)" in text for kind, text in notes)
@@ -261,9 +257,9 @@ def test_closing_napari_stops_the_run_when_asked_to(make_napari_viewer, qtbot, t
     run = widget.start()
     assert run is not None, notes
     assert "napari closing stops it" in widget._status.value
-    qtbot.waitUntil(lambda: (read_progress(run.out) or {}).get("step", 0) >= 2, timeout=LONG_MS)
+    qtbot.waitUntil(lambda: (read_progress(run.out) or {}).get("step", 0) >= 2, timeout=HANG_MS)
     viewer.close()
-    assert run.wait(timeout=LONG_MS / 1000) == 130
+    assert run.wait(timeout=HANG_MS / 1000) == 130
     assert read_progress(run.out)["state"] == "stopped" and checkpoint_files(run.out)
 
 
@@ -287,16 +283,16 @@ def test_closing_napari_leaves_the_run_going_when_asked_to(
     run = widget.start()
     assert run is not None, notes
     assert "it keeps going if napari closes" in widget._status.value
-    qtbot.waitUntil(lambda: (read_progress(run.out) or {}).get("step", 0) >= 2, timeout=LONG_MS)
+    qtbot.waitUntil(lambda: (read_progress(run.out) or {}).get("step", 0) >= 2, timeout=HANG_MS)
     viewer.close()
     qtbot.wait(200)
     step = read_progress(run.out)["step"]
     qtbot.waitUntil(
-        lambda: read_progress(run.out)["step"] > step, timeout=LONG_MS
+        lambda: read_progress(run.out)["step"] > step, timeout=HANG_MS
     )  # still training
     assert run.wait(timeout=0.1) is None
     run.stop()  # (the test's own clean-up: a terminal user would do this with Ctrl-C or kill -INT)
-    assert run.wait(timeout=LONG_MS / 1000) == 130
+    assert run.wait(timeout=HANG_MS / 1000) == 130
 
 
 def test_the_live_plot_draws_its_series(qtbot):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import capture_notes
+from conftest import HANG_MS, capture_notes
 from skimage.color import rgb2lab
 
 from napari_chromagan.edit.blend import render_rgb
@@ -22,7 +22,6 @@ pytestmark = pytest.mark.qt
 wh = pytest.importorskip("napari_chromagan.napari._widgets.hints")
 from napari_chromagan.napari._widgets import _hint_runs as hint_runs  # noqa: E402
 
-TIMEOUT_MS = 60_000
 RED = "#dc1e1e"
 BLUE = "#1e3cd2"
 
@@ -71,7 +70,7 @@ def wait_for(qtbot, widget, worker):
     assert worker is not None and worker is widget.worker
     qtbot.waitUntil(
         lambda: not worker.is_running and not widget._previewing and widget._pbar is None,
-        timeout=TIMEOUT_MS,
+        timeout=HANG_MS,
     )
 
 
@@ -96,10 +95,8 @@ def test_points_with_colours_preview_the_plane_under_the_slider(viewer, qtbot):
     points.add([[1, 30.0, 34.0]])  # as a click would: the current plane, with the current colour
     np.testing.assert_allclose(points.face_color[0, :3], [0xDC / 255, 0x1E / 255, 0x1E / 255])
     assert widget._timer.isActive()  # the preview waits for the clicks to pause
-    qtbot.waitUntil(
-        lambda: widget.output is not None and not widget._previewing, timeout=TIMEOUT_MS
-    )
-    qtbot.waitUntil(lambda: "preview on 1 of 3" in widget._status.value, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: widget.output is not None and not widget._previewing, timeout=HANG_MS)
+    qtbot.waitUntil(lambda: "preview on 1 of 3" in widget._status.value, timeout=HANG_MS)
 
     out = widget.output
     assert out.name == "gray colorized hinted" and is_colorized(out)
@@ -130,7 +127,7 @@ def test_points_with_colours_preview_the_plane_under_the_slider(viewer, qtbot):
 
     # moving to another plane previews it too, with the same hints (a 3-coordinate point: none)
     viewer.dims.set_current_step(0, 2)
-    qtbot.waitUntil(lambda: "preview on 2 of 3" in widget._status.value, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: "preview on 2 of 3" in widget._status.value, timeout=HANG_MS)
     np.testing.assert_array_equal(out.data[2], rgb[2])
 
 

@@ -45,13 +45,13 @@ def test_sigint_writes_a_checkpoint_and_exits_cleanly(images, tmp_path):
         text=True,
     )
     metrics = out / "metrics.jsonl"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + HANG_S
     while time.monotonic() < deadline and not (
         metrics.is_file() and metrics.read_text().count("\n") >= 2
     ):
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=HANG_S)
     assert proc.returncode == 130, err
     assert "--resume latest" in err
     (ckpt,) = checkpoint_files(out)
